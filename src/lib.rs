@@ -1,0 +1,16 @@
+//! stackmemory-tiers: a three-tier frame store for StackMemory.
+//!
+//! The core is plain Rust (testable with `cargo test`); `node/` is the thin napi glue, built only
+//! with the `node` feature. See docs/ARCHITECTURE.md for where each concept lives.
+
+pub mod codec;
+pub mod cold;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod policy;
+pub mod sim;
+pub mod warm;
+
+#[cfg(feature = "node")]
+mod node;
