@@ -1,0 +1,135 @@
+//! The move journal: one row per frame move, kept in the hot tier's SQLite file so that a step of
+//! a move and the journal entry recording it commit in the same transaction.
+//!
+//! Steps: `started` (nothing copied yet, or a copy in progress) → `verified` (the destination holds
+//! a copy whose checksum matched) → `done`, or → `rolled_back`. There is no separate
+//! "source removed" step: removing the SQLite source (shrinking a row to a stub) happens in the same
+//! transaction that marks the entry `done`. For moves whose source is remote (warm/cold → hot), the
+//! SQLite restore and `verified` commit together and the remote delete follows; recovery finishes
+//! it. Recovery on open (see `Mover::recover`):
+//! - `started`: the source is intact; undo any partial copy (delete remote copies of a frame that is
+//!   still hot; nothing to undo for restores, which are atomic) and mark `rolled_back`;
+//! - `verified`: finish the move (stub the source or delete the remote copies) and mark `done`.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::frame::now_seconds;
+
+pub const STARTED: &str = "started";
+pub const VERIFIED: &str = "verified";
+pub const DONE: &str = "done";
+pub const ROLLED_BACK: &str = "rolled_back";
+
+/// What a move is for; the discard kind records "remote copies of this frame are stale, delete
+/// them" (after a frame was re-stored or deleted locally while archived).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalEntry {
+    pub move_id: i64,
+    pub frame_id: String,
+    pub from_tier: i64,
+    pub to_tier: i64,
+    pub step: String,
+    pub checksum: Option<String>,
+    pub version: i64,
+    pub started_at: i64,
+    pub updated_at: i64,
+    pub error: Option<String>,
+}
+
+pub fn create_schema(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS tier_journal (
+            move_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            frame_id TEXT NOT NULL,
+            from_tier INTEGER NOT NULL,
+            to_tier INTEGER NOT NULL,
+            step TEXT NOT NULL,
+            checksum TEXT,
+            version INTEGER NOT NULL DEFAULT 0,
+            started_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            error TEXT
+        );
+        CREATE INDEX IF NOT EXISTS idx_tier_journal_open ON tier_journal(step) WHERE step IN ('started', 'verified');
+        CREATE INDEX IF NOT EXISTS idx_tier_journal_frame ON tier_journal(frame_id);",
+    )?;
+    Ok(())
+}
+
+pub fn begin(conn: &Connection, frame_id: &str, from: i64, to: i64, checksum: Option<&str>, version: i64) -> Result<i64> {
+    let now = now_seconds();
+    conn.execute(
+        "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at)
+         VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?6)",
+        params![frame_id, from, to, checksum, version, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Record a discard: remote copies of `frame_id` are stale and must go (finished by recovery).
+pub fn begin_discard(conn: &Connection, frame_id: &str, from: i64, version: i64) -> Result<i64> {
+    let now = now_seconds();
+    conn.execute(
+        "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at)
+         VALUES (?1, ?2, 0, 'verified', NULL, ?3, ?4, ?4)",
+        params![frame_id, from, version, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn set_step(conn: &Connection, move_id: i64, step: &str, error: Option<&str>) -> Result<()> {
+    conn.execute(
+        "UPDATE tier_journal SET step = ?2, updated_at = ?3, error = COALESCE(?4, error) WHERE move_id = ?1",
+        params![move_id, step, now_seconds(), error],
+    )?;
+    Ok(())
+}
+
+pub fn open_entries(conn: &Connection) -> Result<Vec<JournalEntry>> {
+    let mut st = conn.prepare_cached(
+        "SELECT move_id, frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at, error
+         FROM tier_journal WHERE step IN ('started', 'verified') ORDER BY move_id",
+    )?;
+    let rows = st.query_map([], row_to_entry)?;
+    Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+pub fn backlog(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM tier_journal WHERE step IN ('started', 'verified')", [], |r| r.get(0))?)
+}
+
+pub fn get(conn: &Connection, move_id: i64) -> Result<Option<JournalEntry>> {
+    Ok(conn
+        .query_row(
+            "SELECT move_id, frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at, error
+             FROM tier_journal WHERE move_id = ?1",
+            [move_id],
+            row_to_entry,
+        )
+        .optional()?)
+}
+
+/// Finished entries older than `keep_secs` are deleted so the journal does not grow forever.
+pub fn prune(conn: &Connection, keep_secs: i64) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM tier_journal WHERE step IN ('done', 'rolled_back') AND updated_at < ?1",
+        [now_seconds() - keep_secs],
+    )?)
+}
+
+fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalEntry> {
+    Ok(JournalEntry {
+        move_id: r.get(0)?,
+        frame_id: r.get(1)?,
+        from_tier: r.get(2)?,
+        to_tier: r.get(3)?,
+        step: r.get(4)?,
+        checksum: r.get(5)?,
+        version: r.get(6)?,
+        started_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        error: r.get(9)?,
+    })
+}

@@ -1,0 +1,643 @@
+//! The mover: moves frame bodies between tiers as copy → verify → remove source, each step in the
+//! journal (see `journal.rs`), so that a crash at any point is finished or undone by `recover`.
+//!
+//! The invariant: every frame has a verified copy in a durable tier (SQLite or PostgreSQL) at
+//! every instant. Redis is never the last copy: a frame goes warm with its body archived in
+//! PostgreSQL, or — when PostgreSQL is disabled or down — with its full rows kept in SQLite
+//! (`held_back`). The mover knows the tiers' operations and the journal, nothing about policies.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::codec::{self, Encoded};
+use crate::cold::{archive_row, ColdTier};
+use crate::error::{Result, TierError};
+use crate::frame::{now_seconds, Bundle, Tier};
+use crate::hot::{Candidate, CandidateFilter, HotRecord, HotTier};
+use crate::journal::{self, JournalEntry};
+use crate::warm::{WarmItem, WarmTier};
+
+/// Remote tiers as the manager currently has them (either may be absent: disabled or down).
+#[derive(Clone, Default)]
+pub struct Remotes {
+    pub warm: Option<WarmTier>,
+    pub cold: Option<ColdTier>,
+    /// Why a configured tier is absent, for reports (`"redis tier unavailable: ..."`).
+    pub warm_down: Option<String>,
+    pub cold_down: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MigrateRequest {
+    pub to: Option<Tier>,
+    pub frame_ids: Option<Vec<String>>,
+    pub older_than_ms: Option<u64>,
+    pub project_id: Option<String>,
+    pub limit: Option<usize>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Moved {
+    pub frame_id: String,
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub frame_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failed {
+    pub frame_id: String,
+    pub code: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrateReport {
+    pub to_tier: &'static str,
+    pub dry_run: bool,
+    pub moved: Vec<Moved>,
+    /// Frames that went warm with their full rows kept in SQLite, and why.
+    pub held_back: Vec<Skipped>,
+    pub skipped: Vec<Skipped>,
+    pub skipped_count: usize,
+    pub failed: Vec<Failed>,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub duration_ms: f64,
+}
+
+/// Listing every skipped frame of a bulk move would be huge; the count is always exact.
+const MAX_LISTED_SKIPS: usize = 1000;
+
+impl MigrateReport {
+    fn skip(&mut self, frame_id: &str, reason: impl Into<String>) {
+        self.skipped_count += 1;
+        if self.skipped.len() < MAX_LISTED_SKIPS {
+            self.skipped.push(Skipped { frame_id: frame_id.to_string(), reason: reason.into() });
+        }
+    }
+    fn fail(&mut self, ids: &[String], e: &TierError) {
+        for id in ids {
+            self.failed.push(Failed { frame_id: id.clone(), code: e.code().into(), error: e.to_string() });
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryReport {
+    pub finished: usize,
+    pub rolled_back: usize,
+    pub pending: usize,
+}
+
+pub struct Mover {
+    pub hot: Arc<HotTier>,
+    pub compression_level: i32,
+    pub batch_size: usize,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| TierError::storage("background task failed", e))?
+}
+
+impl Mover {
+    pub fn new(hot: Arc<HotTier>, compression_level: i32, batch_size: usize) -> Mover {
+        Mover { hot, compression_level, batch_size: batch_size.max(1) }
+    }
+
+    /// Choose frames for a migration and move them in batches.
+    pub async fn migrate(&self, req: &MigrateRequest, remotes: &Remotes) -> Result<MigrateReport> {
+        let started = Instant::now();
+        let to = req.to.ok_or_else(|| TierError::invalid_argument("toTier", "is required: 1|2|3 or 'hot'|'warm'|'cold'"))?;
+        let mut report = MigrateReport { to_tier: to.as_str(), dry_run: req.dry_run, ..Default::default() };
+        if !req.dry_run {
+            self.recover(remotes).await?;
+        }
+        let explicit = req.frame_ids.is_some();
+        let mut frame_ids = req.frame_ids.clone();
+        if let Some(ids) = &mut frame_ids {
+            if to != Tier::Hot {
+                // A closed frame and its closed descendants move together.
+                let hot = self.hot.clone();
+                let all = blocking(move || hot.candidates(&CandidateFilter::default())).await?;
+                let mut set: HashSet<String> = ids.iter().cloned().collect();
+                let mut grew = true;
+                while grew {
+                    grew = false;
+                    for c in &all {
+                        if !c.active && !set.contains(&c.frame_id) && c.parent_id.as_ref().is_some_and(|p| set.contains(p)) {
+                            set.insert(c.frame_id.clone());
+                            ids.push(c.frame_id.clone());
+                            grew = true;
+                        }
+                    }
+                }
+            }
+        }
+        let filter = CandidateFilter { project_id: req.project_id.clone(), frame_ids: frame_ids.clone(), tiers: None };
+        let hot = self.hot.clone();
+        let cands = blocking(move || hot.candidates(&filter)).await?;
+        if let Some(ids) = &req.frame_ids {
+            let found: HashSet<&str> = cands.iter().map(|c| c.frame_id.as_str()).collect();
+            for id in ids {
+                if !found.contains(id.as_str()) {
+                    report.skip(id, "unknown frame");
+                }
+            }
+        }
+        let now = now_seconds();
+        let mut chosen: Vec<Candidate> = vec![];
+        for c in cands {
+            let from = Tier::from_level(c.tier).unwrap_or(Tier::Hot);
+            // A warm frame held back (body still local) is unfinished: moving it on is allowed.
+            let held_warm = from == Tier::Warm && c.body_local;
+            if from == to && !(held_warm && to == Tier::Warm) {
+                if explicit {
+                    report.skip(&c.frame_id, format!("already in the {} tier", to.as_str()));
+                }
+                continue;
+            }
+            if to > from || held_warm {
+                if c.active {
+                    report.skip(&c.frame_id, "active frames are never demoted");
+                    continue;
+                }
+                if c.pinned && !explicit {
+                    report.skip(&c.frame_id, "pinned");
+                    continue;
+                }
+            }
+            if let Some(ms) = req.older_than_ms {
+                let t = c.closed_s.or(c.created_s).unwrap_or(now);
+                if (now - t) * 1000 < ms as i64 {
+                    if explicit {
+                        report.skip(&c.frame_id, "younger than olderThan");
+                    }
+                    continue;
+                }
+            }
+            chosen.push(c);
+            if req.limit.is_some_and(|l| chosen.len() >= l) {
+                break;
+            }
+        }
+        if req.dry_run {
+            for c in &chosen {
+                let from = Tier::from_level(c.tier).unwrap_or(Tier::Hot);
+                report.moved.push(Moved { frame_id: c.frame_id.clone(), from: from.as_str(), to: to.as_str() });
+                report.bytes_before += c.size_bytes.max(0) as u64;
+            }
+            report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            return Ok(report);
+        }
+        // Group by (source tier, body local) so each batch takes one path.
+        let mut groups: Vec<((i64, bool), Vec<Candidate>)> = vec![];
+        for c in chosen {
+            let key = (c.tier, c.body_local);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(c),
+                None => groups.push((key, vec![c])),
+            }
+        }
+        for ((_, body_local), cands) in groups {
+            for chunk in cands.chunks(self.batch_size) {
+                let ids: Vec<String> = chunk.iter().map(|c| c.frame_id.clone()).collect();
+                let from = Tier::from_level(chunk[0].tier).unwrap_or(Tier::Hot);
+                let r = if body_local {
+                    self.demote_local(&ids, from, to, remotes, &mut report).await
+                } else if to == Tier::Hot {
+                    self.promote(&ids, from, remotes, &mut report).await
+                } else {
+                    self.shift_remote(&ids, from, to, remotes, &mut report).await
+                };
+                if let Err(e) = r {
+                    report.fail(&ids, &e);
+                }
+            }
+        }
+        report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(report)
+    }
+
+    /// Frames whose full rows are in SQLite (hot, or warm held back) go to `to`.
+    async fn demote_local(&self, ids: &[String], from: Tier, to: Tier, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
+        if to == Tier::Hot {
+            // A held-back warm frame comes home: its body never left; drop the Redis copy.
+            if let Some(w) = &rm.warm {
+                let _ = w.delete_many(ids).await;
+            }
+            let moves: Vec<(i64, String)> = ids.iter().map(|i| (0, i.clone())).collect();
+            let hot = self.hot.clone();
+            blocking(move || hot.set_tier(&moves, Tier::Hot, None)).await?;
+            for id in ids {
+                rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" });
+            }
+            return Ok(());
+        }
+        let warm = if to == Tier::Warm {
+            match &rm.warm {
+                Some(w) => Some(w),
+                None => {
+                    let why = rm.warm_down.clone().unwrap_or_else(|| "the warm tier is not enabled".into());
+                    for id in ids {
+                        rep.skip(id, format!("deferred: warm tier unreachable ({why})"));
+                    }
+                    return Ok(());
+                }
+            }
+        } else {
+            None
+        };
+        let cold = match (&rm.cold, to) {
+            (Some(c), _) => Some(c),
+            (None, Tier::Cold) => {
+                let why = rm.cold_down.clone().unwrap_or_else(|| "the cold tier is not enabled".into());
+                for id in ids {
+                    rep.skip(id, format!("deferred: cold tier unreachable ({why})"));
+                }
+                return Ok(());
+            }
+            (None, _) => None,
+        };
+        // Read and encode off the async threads.
+        let hot = self.hot.clone();
+        let ids_v = ids.to_vec();
+        let level = self.compression_level;
+        let encoded: Vec<(HotRecord, Encoded)> = blocking(move || {
+            let recs = hot.load_many(&ids_v)?;
+            let mut out = Vec::with_capacity(recs.len());
+            for r in recs {
+                if let Some(b) = &r.bundle {
+                    let e = codec::encode(b, level)?;
+                    out.push((r, e));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(String, i64, i64, Option<String>, i64)> = encoded
+            .iter()
+            .map(|(r, e)| (r.meta.frame_id.clone(), from.level(), to.level(), Some(e.checksum.clone()), r.meta.version))
+            .collect();
+        let hot = self.hot.clone();
+        let move_ids = blocking(move || hot.journal_begin(&entries)).await?;
+        let moved_ids: Vec<String> = encoded.iter().map(|(r, _)| r.meta.frame_id.clone()).collect();
+
+        let copy = async {
+            if let Some(c) = cold {
+                let rows: Vec<_> = encoded
+                    .iter()
+                    .filter_map(|(r, e)| {
+                        r.bundle.as_ref().map(|b| {
+                            archive_row(b, e, r.meta.version, to.level() as i16, r.meta.access_count, r.meta.last_accessed.map(crate::frame::to_seconds))
+                        })
+                    })
+                    .collect();
+                c.upsert_many(&rows).await?;
+                let sums = c.checksums(&moved_ids).await?;
+                for (_, e) in &encoded {
+                    if sums.get(&e.frame_id) != Some(&e.checksum) {
+                        return Err(TierError::Corrupt {
+                            frame_id: e.frame_id.clone(),
+                            tier: "cold".into(),
+                            message: "archived checksum differs after upsert (a newer version from another machine?)".into(),
+                        });
+                    }
+                }
+            }
+            if let Some(w) = warm {
+                let items: Vec<WarmItem> = encoded
+                    .iter()
+                    .map(|(r, e)| WarmItem {
+                        frame_id: e.frame_id.clone(),
+                        bytes: e.bytes.clone(),
+                        created_s: r.stub.get("created_at").and_then(|v| v.as_i64()).map(crate::frame::to_seconds).unwrap_or(0),
+                        access_count: r.meta.access_count.max(0) as u64,
+                    })
+                    .collect();
+                w.put_many(&items).await?;
+                let back = w.get_many(&moved_ids).await?;
+                for ((_, e), got) in encoded.iter().zip(back) {
+                    let ok = got.as_deref().map(codec::decode).and_then(|r| r.ok()).map(|(_, s)| s == e.checksum);
+                    if ok != Some(true) {
+                        return Err(TierError::Corrupt {
+                            frame_id: e.frame_id.clone(),
+                            tier: "warm".into(),
+                            message: "copy missing or checksum mismatch right after writing".into(),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = copy {
+            // Source untouched: undo partial copies where we can; recovery retries the rest.
+            let undone = self.undo_copies(&moved_ids, warm, cold).await;
+            let step = if undone { journal::ROLLED_BACK } else { journal::STARTED };
+            let steps: Vec<(i64, &'static str, Option<String>)> = move_ids.iter().map(|m| (*m, step, Some(e.to_string()))).collect();
+            let hot = self.hot.clone();
+            blocking(move || hot.journal_set(&steps)).await?;
+            return Err(e);
+        }
+        let bytes_before: u64 = encoded.iter().map(|(_, e)| e.raw_size as u64).sum();
+        let bytes_after: u64 = encoded.iter().map(|(_, e)| e.bytes.len() as u64).sum();
+        if cold.is_some() {
+            let steps: Vec<(i64, &'static str, Option<String>)> = move_ids.iter().map(|m| (*m, journal::VERIFIED, None)).collect();
+            let finish: Vec<(i64, String, i64)> =
+                move_ids.iter().zip(&encoded).map(|(m, (r, _))| (*m, r.meta.frame_id.clone(), r.meta.version)).collect();
+            let hot = self.hot.clone();
+            let done = blocking(move || {
+                hot.journal_set(&steps)?;
+                hot.finish_demotions(&finish, to)
+            })
+            .await?;
+            let done_set: HashSet<&String> = done.iter().collect();
+            for id in &moved_ids {
+                if done_set.contains(id) {
+                    rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: to.as_str() });
+                } else {
+                    rep.skip(id, "changed during the move; left hot");
+                }
+            }
+            if to == Tier::Cold {
+                // A held-back frame may have had a Redis copy: the archive now replaces it.
+                if let Some(w) = &rm.warm {
+                    let _ = w.delete_many(&done).await;
+                }
+            }
+        } else {
+            // PostgreSQL disabled or down: warm, but the durable body stays in SQLite.
+            let why = match &rm.cold_down {
+                Some(w) => format!("cold tier unreachable: {w}"),
+                None => "cold tier not enabled".to_string(),
+            };
+            let moves: Vec<(i64, String)> = move_ids.iter().cloned().zip(moved_ids.iter().cloned()).collect();
+            let hot = self.hot.clone();
+            let why2 = why.clone();
+            blocking(move || hot.set_tier(&moves, Tier::Warm, Some(&why2))).await?;
+            for id in &moved_ids {
+                rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: to.as_str() });
+                rep.held_back.push(Skipped { frame_id: id.clone(), reason: format!("body kept in SQLite: {why}") });
+            }
+        }
+        rep.bytes_before += bytes_before;
+        rep.bytes_after += bytes_after;
+        Ok(())
+    }
+
+    async fn undo_copies(&self, ids: &[String], warm: Option<&WarmTier>, cold: Option<&ColdTier>) -> bool {
+        let mut ok = true;
+        if let Some(w) = warm {
+            ok &= w.delete_many(ids).await.is_ok();
+        }
+        if let Some(c) = cold {
+            ok &= c.delete_many(ids).await.is_ok();
+        }
+        ok
+    }
+
+    /// Fetch a stubbed frame's body from Redis (when warm) or PostgreSQL, verified.
+    pub async fn fetch_remote(&self, id: &str, tier: Tier, rm: &Remotes, expected: Option<&str>) -> Result<(Bundle, String, Tier, bool)> {
+        let mut corrupt_warm = false;
+        if tier == Tier::Warm {
+            if let Some(w) = &rm.warm {
+                match w.get(id).await {
+                    Ok(Some(bytes)) => match codec::decode_bundle(id, "warm", &bytes) {
+                        Ok(b) => {
+                            let sum = codec::bundle_checksum(&b);
+                            if expected.is_none_or(|x| x == sum) {
+                                return Ok((b, sum, Tier::Warm, false));
+                            }
+                            corrupt_warm = true;
+                        }
+                        Err(_) => corrupt_warm = true,
+                    },
+                    // Expired, evicted or flushed: the archive has it.
+                    Ok(None) | Err(_) => {}
+                }
+            }
+        }
+        let Some(c) = &rm.cold else {
+            return Err(TierError::unavailable(
+                "postgres",
+                rm.cold_down.clone().unwrap_or_else(|| "the cold tier is not enabled".into()),
+            ));
+        };
+        let bytes = c.get(id).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
+        let b = codec::decode_bundle(id, "cold", &bytes)?;
+        let sum = codec::bundle_checksum(&b);
+        Ok((b, sum, Tier::Cold, corrupt_warm))
+    }
+
+    /// Stubbed frames (warm or cold) come back to SQLite; then their remote copies go.
+    async fn promote(&self, ids: &[String], from: Tier, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
+        for id in ids {
+            match self.promote_one(id, from, rm).await {
+                Ok(size) => {
+                    rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" });
+                    rep.bytes_after += size;
+                }
+                Err(e) if e.is_unavailable() => rep.skip(id, format!("deferred: {e}")),
+                Err(e) => rep.fail(std::slice::from_ref(id), &e),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn promote_one(&self, id: &str, from: Tier, rm: &Remotes) -> Result<u64> {
+        let hot = self.hot.clone();
+        let idc = id.to_string();
+        let meta = blocking(move || hot.meta(&idc)).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
+        if meta.body_local {
+            return Ok(0);
+        }
+        let (bundle, sum, _, _) = self.fetch_remote(id, from, rm, meta.checksum.as_deref()).await?;
+        let size = bundle.canonical_bytes().len() as u64;
+        let hot = self.hot.clone();
+        let (idc, sumc, version) = (id.to_string(), sum.clone(), meta.version);
+        let move_id = blocking(move || {
+            let m = hot.journal_begin(&[(idc, from.level(), 1, Some(sumc.clone()), version)])?[0];
+            hot.restore(&bundle, &sumc, version, m)?;
+            Ok(m)
+        })
+        .await?;
+        // The frame is hot and durable in SQLite; the remote copies are now stale.
+        let ids = [id.to_string()];
+        let warm_ok = match &rm.warm {
+            Some(w) => w.delete_many(&ids).await.is_ok(),
+            None => false,
+        };
+        let cold_ok = match &rm.cold {
+            Some(c) => c.delete_many(&ids).await.is_ok(),
+            None => false,
+        };
+        if warm_ok && cold_ok {
+            let hot = self.hot.clone();
+            blocking(move || hot.journal_set(&[(move_id, journal::DONE, None)])).await?;
+        }
+        Ok(size)
+    }
+
+    /// Warm ↔ cold for stubbed frames: the archive copy stays; only the Redis copy changes.
+    async fn shift_remote(&self, ids: &[String], from: Tier, to: Tier, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
+        let Some(cold) = &rm.cold else {
+            for id in ids {
+                rep.skip(id, format!("deferred: cold tier unreachable ({})", rm.cold_down.clone().unwrap_or_else(|| "not enabled".into())));
+            }
+            return Ok(());
+        };
+        let entries: Vec<(String, i64, i64, Option<String>, i64)> =
+            ids.iter().map(|i| (i.clone(), from.level(), to.level(), None, 0)).collect();
+        let hot = self.hot.clone();
+        let move_ids = blocking(move || hot.journal_begin(&entries)).await?;
+        if to == Tier::Cold {
+            if let Some(w) = &rm.warm {
+                // Best effort: a Redis copy left behind expires by its TTL and is not served.
+                let _ = w.delete_many(ids).await;
+            }
+            cold.set_tier(ids, 3).await?;
+        } else {
+            let Some(w) = &rm.warm else {
+                let steps: Vec<(i64, &'static str, Option<String>)> =
+                    move_ids.iter().map(|m| (*m, journal::ROLLED_BACK, Some("warm tier unreachable".into()))).collect();
+                let hot = self.hot.clone();
+                blocking(move || hot.journal_set(&steps)).await?;
+                for id in ids {
+                    rep.skip(id, format!("deferred: warm tier unreachable ({})", rm.warm_down.clone().unwrap_or_else(|| "not enabled".into())));
+                }
+                return Ok(());
+            };
+            let got = cold.get_many(ids).await?;
+            let mut items = vec![];
+            for id in ids {
+                if let Some(bytes) = got.get(id) {
+                    items.push(WarmItem { frame_id: id.clone(), bytes: bytes.clone(), created_s: now_seconds(), access_count: 0 });
+                }
+            }
+            w.put_many(&items).await?;
+            cold.set_tier(ids, 2).await?;
+        }
+        let moves: Vec<(i64, String)> = move_ids.into_iter().zip(ids.iter().cloned()).collect();
+        let hot = self.hot.clone();
+        blocking(move || hot.set_tier(&moves, to, None)).await?;
+        for id in ids {
+            rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: to.as_str() });
+        }
+        Ok(())
+    }
+
+    /// Finish or undo every open journal entry. Entries that need an unreachable tier stay open.
+    pub async fn recover(&self, rm: &Remotes) -> Result<RecoveryReport> {
+        let hot = self.hot.clone();
+        let open: Vec<JournalEntry> = blocking(move || hot.journal_open()).await?;
+        let mut rep = RecoveryReport::default();
+        for e in open {
+            let hot = self.hot.clone();
+            let fid = e.frame_id.clone();
+            let meta = blocking(move || hot.meta(&fid)).await?;
+            let ids = [e.frame_id.clone()];
+            let body_local = meta.as_ref().is_none_or(|m| m.body_local);
+            let (step, note): (Option<&str>, Option<String>) = if e.to_tier == 0 {
+                // Discard: delete stale remote copies, unless the frame went remote again since.
+                if body_local && self.delete_remote(&ids, rm).await {
+                    (Some(journal::DONE), None)
+                } else if !body_local {
+                    (Some(journal::DONE), Some("frame archived again; nothing to discard".into()))
+                } else {
+                    (None, None)
+                }
+            } else if e.from_tier == 1 && e.step == journal::STARTED {
+                if !body_local {
+                    (Some(journal::DONE), None)
+                } else if self.delete_remote(&ids, rm).await {
+                    (Some(journal::ROLLED_BACK), Some("interrupted before verification; partial copies removed".into()))
+                } else {
+                    (None, None)
+                }
+            } else if e.from_tier == 1 && e.step == journal::VERIFIED {
+                match &meta {
+                    Some(m) if m.body_local && m.version == e.version => {
+                        let to = Tier::from_level(e.to_tier).unwrap_or(Tier::Cold);
+                        let hot = self.hot.clone();
+                        let fin = vec![(e.move_id, e.frame_id.clone(), e.version)];
+                        blocking(move || hot.finish_demotions(&fin, to)).await?;
+                        rep.finished += 1;
+                        continue;
+                    }
+                    Some(m) if !m.body_local => (Some(journal::DONE), None),
+                    _ => {
+                        if self.delete_remote(&ids, rm).await {
+                            (Some(journal::ROLLED_BACK), Some("frame changed or vanished before the source was removed".into()))
+                        } else {
+                            (None, None)
+                        }
+                    }
+                }
+            } else if e.to_tier == 1 && e.step == journal::VERIFIED {
+                // Restored to SQLite already; the remote copies are stale.
+                if !body_local {
+                    (Some(journal::DONE), None)
+                } else if self.delete_remote(&ids, rm).await {
+                    (Some(journal::DONE), None)
+                } else {
+                    (None, None)
+                }
+            } else {
+                // Remote→remote or a restore that never committed: nothing half-done remains in
+                // SQLite (those steps commit atomically with the tier change).
+                (Some(journal::ROLLED_BACK), Some("interrupted; the frame stays where it was".into()))
+            };
+            match step {
+                Some(s) => {
+                    if s == journal::DONE {
+                        rep.finished += 1;
+                    } else {
+                        rep.rolled_back += 1;
+                    }
+                    let hot = self.hot.clone();
+                    let id = e.move_id;
+                    blocking(move || hot.journal_set(&[(id, s, note)])).await?;
+                }
+                None => rep.pending += 1,
+            }
+        }
+        Ok(rep)
+    }
+
+    /// Delete a frame's copies from every configured remote tier; false when a tier was unreachable.
+    async fn delete_remote(&self, ids: &[String], rm: &Remotes) -> bool {
+        let mut ok = true;
+        if let Some(w) = &rm.warm {
+            ok &= w.delete_many(ids).await.is_ok();
+        } else if rm.warm_down.is_some() {
+            // A configured Redis that is down may still hold a copy; its TTL bounds the staleness,
+            // and retrieve never serves a warm copy of a frame whose body is local.
+        }
+        if let Some(c) = &rm.cold {
+            ok &= c.delete_many(ids).await.is_ok();
+        } else if rm.cold_down.is_some() {
+            ok = false;
+        }
+        ok
+    }
+}
