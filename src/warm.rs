@@ -275,7 +275,14 @@ enum DeleteMode {
 /// The Redis warm tier. Cheap to clone (the connection is shared and multiplexed).
 #[derive(Clone)]
 pub struct WarmTier {
-    conn: ConnectionManager,
+    /// The shared connection; replaced wholesale after a timeout (see `run`).
+    conn: std::sync::Arc<std::sync::Mutex<ConnectionManager>>,
+    /// Set when an operation timed out: the multiplexed connection may still owe answers to
+    /// requests nobody waits for, so the next operation opens a fresh one first.
+    poisoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client: redis::Client,
+    manager_cfg: ConnectionManagerConfig,
+    connect_timeout: Duration,
     cfg: RedisConfig,
     keys: IndexKeys,
     /// Bound on one whole operation (including waiting for a reconnect).
@@ -307,7 +314,7 @@ impl WarmTier {
             .set_number_of_retries(0)
             .set_max_delay(1000);
         let connecting = async {
-            let mut conn = ConnectionManager::new_with_config(client, manager_cfg).await?;
+            let mut conn = ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await?;
             redis::cmd("PING").query_async::<()>(&mut conn).await?;
             Ok::<_, RedisError>(conn)
         };
@@ -322,7 +329,11 @@ impl WarmTier {
             }
         };
         Ok(WarmTier {
-            conn,
+            conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+            poisoned: Default::default(),
+            client,
+            manager_cfg,
+            connect_timeout,
             keys: IndexKeys::new(&cfg.key_prefix),
             cfg: cfg.clone(),
             op_timeout: RESPONSE_TIMEOUT + connect_timeout,
@@ -646,19 +657,52 @@ impl WarmTier {
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        use std::sync::atomic::Ordering;
+        if self.poisoned.load(Ordering::SeqCst) {
+            let fresh = tokio::time::timeout(
+                self.connect_timeout,
+                ConnectionManager::new_with_config(self.client.clone(), self.manager_cfg.clone()),
+            )
+            .await;
+            match fresh {
+                Ok(Ok(c)) => {
+                    if let Ok(mut slot) = self.conn.lock() {
+                        *slot = c;
+                    }
+                    self.poisoned.store(false, Ordering::SeqCst);
+                }
+                Ok(Err(e)) => return Err(TierError::unavailable(TIER, format!("{what}: reconnect: {e}"))),
+                Err(_) => return Err(TierError::unavailable(TIER, format!("{what}: reconnect timed out"))),
+            }
+        }
+        let conn = || self.conn.lock().map(|c| c.clone());
+        let Ok(first) = conn() else {
+            return Err(TierError::unavailable(TIER, format!("{what}: connection lock poisoned")));
+        };
         let attempt = async {
-            match op(self.conn.clone()).await {
-                Err(e) if e.is_io_error() && !e.is_timeout() => op(self.conn.clone()).await,
+            match op(first).await {
+                Err(e) if e.is_io_error() && !e.is_timeout() => match conn() {
+                    Ok(c) => op(c).await,
+                    Err(_) => Err(e),
+                },
                 other => other,
             }
         };
         match tokio::time::timeout(self.op_timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(TierError::unavailable(TIER, format!("{what}: {e}"))),
-            Err(_) => Err(TierError::unavailable(
-                TIER,
-                format!("{what}: no answer within {} ms", self.op_timeout.as_millis()),
-            )),
+            Ok(Err(e)) => {
+                if e.is_timeout() {
+                    self.poisoned.store(true, Ordering::SeqCst);
+                }
+                Err(TierError::unavailable(TIER, format!("{what}: {e}")))
+            }
+            Err(_) => {
+                self.poisoned.store(true, Ordering::SeqCst);
+                Err(TierError::unavailable(
+                    TIER,
+                    format!("{what}: no answer within {} ms", self.op_timeout.as_millis()),
+                ))
+            }
         }
     }
 }
@@ -729,7 +773,7 @@ mod tests {
     }
 
     async fn exists(t: &WarmTier, key: &str) -> bool {
-        let mut c = t.conn.clone();
+        let mut c = t.conn.lock().expect("lock").clone();
         c.exists::<_, bool>(key).await.expect("exists")
     }
 
@@ -746,7 +790,7 @@ mod tests {
         assert_eq!(t.get("missing").await.expect("get"), None);
 
         // Meta hash and indexes.
-        let mut c = t.conn.clone();
+        let mut c = t.conn.lock().expect("lock").clone();
         let p = &t.cfg.key_prefix;
         let meta: std::collections::HashMap<String, String> = c.hgetall(meta_key(p, "a")).await.expect("meta");
         assert_eq!(meta.get("tier").map(String::as_str), Some("2"));
@@ -778,7 +822,7 @@ mod tests {
         let t = tier(EvictionStrategy::Lru, 1 << 30, 10).await;
         t.put_many(&[item("x", 1, 0)]).await.expect("put");
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let mut c = t.conn.clone();
+        let mut c = t.conn.lock().expect("lock").clone();
         let fk = frame_key(&t.cfg.key_prefix, "x");
         let mk = meta_key(&t.cfg.key_prefix, "x");
         let before: i64 = c.pttl(&fk).await.expect("pttl");
@@ -821,7 +865,7 @@ mod tests {
         assert_eq!(stats.bytes, (items[1].bytes.len() + items[3].bytes.len()) as u64);
         assert_eq!(t.get("a").await.expect("get"), None);
         assert!(!exists(&t, &meta_key(&t.cfg.key_prefix, "a")).await);
-        let mut c = t.conn.clone();
+        let mut c = t.conn.lock().expect("lock").clone();
         let lru: Vec<String> = c.zrange(&t.keys.lru, 0, -1).await.expect("zrange");
         assert_eq!(sorted(lru), ids(&["b", "d"]));
         // Deleting twice does not double-subtract.
@@ -890,7 +934,7 @@ mod tests {
             t0.get(id).await.expect("get");
         }
         // a's key vanishes behind our back (as if it expired); its index entry stays.
-        let mut c = t0.conn.clone();
+        let mut c = t0.conn.lock().expect("lock").clone();
         let _: () = c.del(frame_key(&t0.cfg.key_prefix, "a")).await.expect("del");
         let total: u64 = items.iter().map(|i| i.bytes.len() as u64).sum();
         let cap = total - items[0].bytes.len() as u64 - items[1].bytes.len() as u64;
@@ -909,7 +953,7 @@ mod tests {
         let items: Vec<WarmItem> = ["a", "b", "c", "d"].iter().map(|id| item(id, 1, 0)).collect();
         t.put_many(&items).await.expect("put");
         let p = t.cfg.key_prefix.clone();
-        let mut c = t.conn.clone();
+        let mut c = t.conn.lock().expect("lock").clone();
         // Frames gone behind our back: a deleted, b unlinked with its meta too.
         let _: () = c.del(frame_key(&p, "a")).await.expect("del");
         let _: () = redis::cmd("UNLINK").arg(frame_key(&p, "b")).arg(meta_key(&p, "b")).query_async(&mut c).await.expect("unlink");
