@@ -675,7 +675,7 @@ impl WarmTier {
                 Err(_) => return Err(TierError::unavailable(TIER, format!("{what}: reconnect timed out"))),
             }
         }
-        let conn = || self.conn.lock().map(|c| c.clone());
+        let conn = || self.conn.lock().map(|c| c.clone()).map_err(|_| ());
         let Ok(first) = conn() else {
             return Err(TierError::unavailable(TIER, format!("{what}: connection lock poisoned")));
         };

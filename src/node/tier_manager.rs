@@ -46,7 +46,8 @@ impl JsTierManager {
 
     /// The bundle from whichever tier holds it, or null.
     #[napi(ts_args_type = "frameId: string, options?: { promote?: boolean }", ts_return_type = "Promise<FrameBundle | null>")]
-    pub async fn retrieve(&self, frame_id: String, options: Option<Value>) -> napi::Result<Option<Value>> {
+    pub async fn retrieve(&self, frame_id: Value, options: Option<Value>) -> napi::Result<Option<Value>> {
+        let frame_id = string_arg(&frame_id, "frameId")?;
         let promote = match options.as_ref().and_then(|o| o.get("promote")) {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -55,8 +56,9 @@ impl JsTierManager {
         self.inner.retrieve(&frame_id, RetrieveOptions { promote }).await.map_err(to_js)
     }
 
-    #[napi]
-    pub async fn delete(&self, frame_id: String) -> napi::Result<bool> {
+    #[napi(ts_args_type = "frameId: string")]
+    pub async fn delete(&self, frame_id: Value) -> napi::Result<bool> {
+        let frame_id = string_arg(&frame_id, "frameId")?;
         self.inner.delete(&frame_id).await.map_err(to_js)
     }
 
@@ -74,7 +76,8 @@ impl JsTierManager {
     }
 
     #[napi(ts_args_type = "query: string, options?: { projectId?: string, limit?: number, tiers?: Array<TierName | 1 | 2 | 3> }", ts_return_type = "Promise<SearchResult>")]
-    pub async fn search(&self, query: String, options: Option<Value>) -> napi::Result<Value> {
+    pub async fn search(&self, query: Value, options: Option<Value>) -> napi::Result<Value> {
+        let query = string_arg(&query, "query")?;
         let o = options.unwrap_or(Value::Null);
         let project = opt_str(&o, "projectId")?;
         let limit = match o.get("limit") {
@@ -93,6 +96,10 @@ impl JsTierManager {
     pub async fn compact(&self) -> napi::Result<Value> {
         self.inner.compact().await.map_err(to_js)
     }
+}
+
+fn string_arg(v: &Value, name: &str) -> napi::Result<String> {
+    v.as_str().map(str::to_string).ok_or_else(|| invalid_arg(name, "must be a string"))
 }
 
 fn opt_str(o: &Value, key: &str) -> napi::Result<Option<String>> {
