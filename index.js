@@ -14,7 +14,8 @@ const NAPI_ARGUMENT_STATUSES = new Set([
 ])
 
 function toTierError(e) {
-  if (!(e instanceof Error)) return e
+  // Not `instanceof Error`: the addon's errors may come from another realm (vm, jest).
+  if (e === null || typeof e !== 'object' || typeof e.message !== 'string') return e
   const m = CODE_PREFIX.exec(e.message)
   if (m) {
     e.code = m[1]
@@ -63,4 +64,4 @@ class TierManager {
   compact() { return call(() => this.#inner.compact()) }
 }
 
-module.exports = { TierManager }
+module.exports = { TierManager, __napiBindingTarget: native.__napiBindingTarget }

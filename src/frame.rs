@@ -480,6 +480,10 @@ fn normalize_event(v: Value, i: usize, frame_id: &str) -> Result<Row> {
     check_id(&e, "event_id", &p("event_id"), true)?;
     check_frame_ref(&e, frame_id, &p("frame_id"))?;
     check_id(&e, "run_id", &p("run_id"), false)?;
+    if e.get("seq").is_none_or(Value::is_null) {
+        // StackMemory orders a frame's events by seq (NOT NULL in its schema).
+        return Err(TierError::invalid_frame(p("seq"), "is required: the event's 1-based position in its frame"));
+    }
     check_int(&mut e, "seq", &p("seq"), 0, i64::MAX)?;
     check_string(&e, "event_type", &p("event_type"), true)?;
     normalize_json_col(&mut e, "payload", &p("payload"))?;

@@ -170,6 +170,8 @@ pub struct Candidate {
 
 pub struct HotTier {
     conn: Mutex<Connection>,
+    /// Stops us before a second SQLite copy in this process and we corrupt the file together.
+    guard: crate::copy_guard::CopyGuard,
     path: PathBuf,
     has_fts: bool,
 }
@@ -187,6 +189,8 @@ impl HotTier {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| TierError::storage(format!("cannot open {}", path.display()), e))?;
+        let guard = crate::copy_guard::CopyGuard::register(path);
+        guard.check()?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // Same settings as StackMemory's own connection.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -195,7 +199,7 @@ impl HotTier {
         conn.set_prepared_statement_cache_capacity(64);
         migrate_schema(&conn)?;
         let has_fts = table_exists(&conn, "frames_fts")?;
-        Ok(HotTier { conn: Mutex::new(conn), path: path.to_path_buf(), has_fts })
+        Ok(HotTier { conn: Mutex::new(conn), guard, path: path.to_path_buf(), has_fts })
     }
 
     pub fn path(&self) -> &Path {
@@ -203,6 +207,7 @@ impl HotTier {
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
+        self.guard.check()?;
         // A poisoned lock means a panic mid-call elsewhere; SQLite rolled back that transaction,
         // so the connection is still consistent and usable.
         Ok(self.conn.lock().unwrap_or_else(|p| p.into_inner()))

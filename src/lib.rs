@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod cold;
 pub mod config;
+pub mod copy_guard;
 pub mod error;
 pub mod frame;
 pub mod hot;
