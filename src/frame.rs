@@ -563,8 +563,9 @@ mod tests {
             (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "state": "open"}}), "frame.state"),
             (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "inputs": "{nope"}}), "frame.inputs"),
             (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "created_at": "yesterday"}}), "frame.created_at"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "frame_id": "other", "event_type": "x"}]}), "events[0].frame_id"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "event_type": "x"}, {"event_id": "e", "event_type": "x"}]}), "events[1].event_id"),
+            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "frame_id": "other", "seq": 1, "event_type": "x"}]}), "events[0].frame_id"),
+            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "event_type": "x"}]}), "events[0].seq"),
+            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "seq": 1, "event_type": "x"}, {"event_id": "e", "seq": 2, "event_type": "x"}]}), "events[1].event_id"),
             (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "tier_status": "hot"}}), "frame"),
         ];
         for (v, field) in cases {
