@@ -1,0 +1,247 @@
+use super::*;
+
+const H: i64 = 3_600_000;
+const MIN: i64 = 60_000;
+const NOW: i64 = 100 * 24 * H;
+
+fn view(id: &str, tier: Tier, idle_h: i64) -> FrameView {
+    let s = (NOW - idle_h * H) / 1000;
+    FrameView {
+        frame_id: id.into(),
+        parent_id: None,
+        tier,
+        size_bytes: 1000,
+        created_s: s,
+        closed_s: Some(s),
+        active: false,
+        pinned: false,
+        keep_forever: false,
+    }
+}
+
+fn quiet() -> PressureInputs {
+    PressureInputs { hot_max_frames: 1000, hot_max_bytes: 1 << 30, ..Default::default() }
+}
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::new(PolicyOptions::default())
+}
+
+fn only<'a>(r: &'a CycleReport, id: &str) -> &'a Decision {
+    let ds: Vec<&Decision> = r.decisions.iter().filter(|d| d.frame_id == id).collect();
+    assert_eq!(ds.len(), 1, "decisions for {id}: {:?}", r.decisions);
+    ds[0]
+}
+
+#[test]
+fn idle_hot_frame_is_observed_then_demoted_then_cooled_down() {
+    let mut e = engine();
+    let frames = vec![view("a", Tier::Hot, 26)];
+    let r1 = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r1, "a").reason, "observing: 1/3 cycles");
+    assert_eq!(only(&r1, "a").action, Action::Observing);
+    let r2 = e.run_cycle(NOW + 5 * MIN, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r2, "a").reason, "observing: 2/3 cycles");
+    let r3 = e.run_cycle(NOW + 10 * MIN, &frames, &quiet(), Reachability::ALL, false);
+    let d = only(&r3, "a");
+    assert_eq!((d.action, d.to, d.reason.as_str()), (Action::Pending, Tier::Warm, "pending: idle 26.2 h > 24 h"));
+    assert_eq!(r3.counts.pending, 1);
+    assert_eq!(r3.waves().len(), 1);
+    let done = e.record_outcome("a", Tier::Hot, Tier::Warm, true, None, NOW + 11 * MIN);
+    assert_eq!((done.action, done.reason.as_str()), (Action::Executed, "executed: idle 26.2 h > 24 h"));
+    let hist = e.decisions_of("a");
+    assert_eq!(hist.len(), 3, "the pending entry is replaced, not duplicated");
+    assert_eq!(hist[2].action, Action::Executed);
+
+    // Pinned right after the demotion: the promotion back is blocked by the cooldown.
+    e.pin("a", 1000, NOW).expect("pin");
+    let warm = vec![view("a", Tier::Warm, 26)];
+    let r = e.run_cycle(NOW + 15 * MIN, &warm, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").reason, "filtered: cooldown, moved 4 min ago (cooldown 10 min)");
+    let r = e.run_cycle(NOW + 30 * MIN, &warm, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").reason, "filtered: cycle hot→warm→hot within 1 h");
+    let r = e.run_cycle(NOW + 80 * MIN, &warm, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").reason, "pending: pinned");
+}
+
+#[test]
+fn failed_moves_are_reported_and_not_recorded_as_moves() {
+    let mut o = PolicyOptions::default();
+    o.filters.persistence_cycles = 1;
+    let mut e = PolicyEngine::new(o);
+    let r = e.run_cycle(NOW, &[view("a", Tier::Hot, 30)], &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").action, Action::Pending);
+    let d = e.record_outcome("a", Tier::Hot, Tier::Warm, false, Some("redis: connection refused".into()), NOW);
+    assert_eq!((d.action, d.reason.as_str()), (Action::Failed, "failed: redis: connection refused"));
+    assert!(e.explain("a", NOW, None).moves.is_empty());
+    assert_eq!(e.in_flight(), 0);
+}
+
+#[test]
+fn pins_survive_demotion_cycles_and_are_capped() {
+    let mut o = PolicyOptions::default();
+    o.max_pinned_bytes = 1500;
+    let mut e = PolicyEngine::new(o);
+    let status = e.pin("p", 1000, NOW).expect("pin");
+    assert_eq!((status.frames, status.pinned_bytes, status.cap_bytes), (1, 1000, 1500));
+    match e.pin("q", 1000, NOW) {
+        Err(TierError::InvalidArgument { field, message }) => {
+            assert_eq!(field, "frameId");
+            assert!(message.contains("maxPinnedBytes"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let frames = vec![view("p", Tier::Hot, 48)];
+    let full = PressureInputs { hot_frames: 1000, hot_max_frames: 1000, ..Default::default() };
+    for i in 0..5 {
+        let r = e.run_cycle(NOW + i * 5 * MIN, &frames, &quiet(), Reachability::ALL, false);
+        assert_eq!(only(&r, "p").reason, "skipped: pinned");
+        // Pressure never picks a pinned frame.
+        let r = e.run_cycle(NOW + i * 5 * MIN, &frames, &full, Reachability::ALL, false);
+        assert!(r.pending().next().is_none());
+    }
+    assert!(e.make_room(NOW, &frames, 0, 1, Reachability::ALL).is_empty());
+    let forced = e.force_demote(&frames[0], Tier::Warm, NOW).expect("valid tier");
+    assert_eq!(forced.reason, "skipped: pinned");
+    assert!(e.unpin("p"));
+    assert_eq!(e.pin_status().pinned_bytes, 0);
+}
+
+#[test]
+fn active_frames_are_never_demoted_even_by_force() {
+    let mut e = engine();
+    let mut f = view("a", Tier::Hot, 48);
+    f.active = true;
+    f.closed_s = None;
+    let r = e.run_cycle(NOW, std::slice::from_ref(&f), &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").reason, "skipped: active frame");
+    let d = e.force_demote(&f, Tier::Cold, NOW).expect("valid tier");
+    assert_eq!((d.action, d.reason.as_str(), d.forced), (Action::Skipped, "skipped: active frame", true));
+    assert!(e.force_demote(&view("b", Tier::Cold, 1), Tier::Warm, NOW).is_err(), "warm is not colder than cold");
+    let d = e.force_promote(&view("c", Tier::Cold, 1), NOW);
+    assert_eq!((d.action, d.reason.as_str(), d.to), (Action::Pending, "pending: forced by caller", Tier::Hot));
+}
+
+#[test]
+fn unreachable_tiers_defer() {
+    let mut o = PolicyOptions::default();
+    o.filters.persistence_cycles = 1;
+    let mut e = PolicyEngine::new(o);
+    let frames = vec![view("w", Tier::Warm, 8 * 24)];
+    let r = e.run_cycle(NOW, &frames, &quiet(), Reachability { warm: true, cold: false }, false);
+    let d = only(&r, "w");
+    assert_eq!((d.action, d.reason.as_str()), (Action::Deferred, "deferred: cold tier unreachable"));
+    assert_eq!(d.basis, "idle 8 d > 7 d");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let mut e = engine();
+    e.on_read("a", Tier::Hot, NOW - 30 * H);
+    let frames = vec![view("a", Tier::Hot, 30), view("b", Tier::Warm, 9 * 24)];
+    let before = serde_json::to_value(e.snapshot()).expect("json");
+    let r1 = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, true);
+    let r2 = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, true);
+    assert!(r1.dry_run);
+    assert_eq!(r1.decisions, r2.decisions, "no persistence counter advanced");
+    assert_eq!(only(&r1, "a").reason, "observing: 1/3 cycles");
+    assert_eq!(serde_json::to_value(e.snapshot()).expect("json"), before);
+    assert_eq!((e.cycle(), e.in_flight()), (0, 0));
+}
+
+#[test]
+fn promotion_threshold_and_read_once_admission() {
+    let mut e = engine();
+    // Hot is under pressure (a floor exists) and the frame has no reuse pattern: the seed's
+    // threshold brings it back on the third read.
+    e.hot_floor = Some(0.99);
+    assert!(e.on_read("r", Tier::Warm, NOW).is_none(), "a single read never promotes");
+    assert!(e.on_read("r", Tier::Warm, NOW + MIN).is_none());
+    let d = e.on_read("r", Tier::Warm, NOW + 2 * MIN).expect("promotes");
+    assert_eq!(d.reason, "pending: 3 reads while warm (threshold 3)");
+    e.record_outcome("r", Tier::Warm, Tier::Hot, true, None, NOW + 2 * MIN);
+    let stats = e.access().get("r").expect("tracked");
+    assert_eq!((stats.count, stats.since_move), (3, 0), "a migration is not an access");
+    // With room in hot, a frame read a second time comes back at once.
+    e.hot_floor = None;
+    assert!(e.on_read("s", Tier::Cold, NOW).is_none());
+    let d = e.on_read("s", Tier::Cold, NOW + MIN).expect("promotes");
+    assert!(d.reason.starts_with("pending: read again"), "{}", d.reason);
+}
+
+#[test]
+fn closed_children_move_with_their_parent_and_relatives_are_prefetched() {
+    let mut o = PolicyOptions::default();
+    o.filters.persistence_cycles = 2;
+    let mut e = PolicyEngine::new(o);
+    let parent = view("p", Tier::Hot, 30);
+    let mut child = view("c", Tier::Hot, 25);
+    child.parent_id = Some("p".into());
+    let mut open_child = view("o", Tier::Hot, 30);
+    open_child.parent_id = Some("p".into());
+    open_child.active = true;
+    open_child.closed_s = None;
+    let frames = vec![parent, child, open_child];
+    e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, false);
+    // The child's own counter is at 1 when the parent reaches 2: it goes with the parent.
+    let mut frames2 = frames.clone();
+    frames2[1].created_s -= 5 * 3600;
+    frames2[1].closed_s = Some(frames2[1].created_s);
+    let r = e.run_cycle(NOW + 5 * MIN, &frames2, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "p").reason, "pending: idle 30.1 h > 24 h");
+    let c = only(&r, "c");
+    assert_eq!((c.action, c.reason.as_str(), c.with_parent.as_deref()), (Action::Pending, "pending: with parent p", Some("p")));
+    assert_eq!(only(&r, "o").reason, "skipped: active frame");
+
+    // Promotion of a frame suggests its parent and children.
+    let mut e = engine();
+    let mut kid = view("k", Tier::Warm, 2);
+    kid.parent_id = Some("m".into());
+    let mom = view("m", Tier::Cold, 2);
+    e.pin("k", 10, NOW).expect("pin");
+    let r = e.run_cycle(NOW, &[kid, mom], &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "k").reason, "pending: pinned");
+    assert_eq!(only(&r, "m").reason, "pending: prefetch: parent of k");
+    assert_eq!(r.decisions[0].frame_id, "k", "highest priority first");
+}
+
+#[test]
+fn pressure_demotes_lowest_scores_and_batches_cap() {
+    let mut o = PolicyOptions::default();
+    o.batch_size = 2;
+    let mut e = PolicyEngine::new(o);
+    let frames: Vec<FrameView> = (0..10).map(|i| view(&format!("f{i}"), Tier::Hot, i)).collect();
+    let p = PressureInputs { hot_frames: 10, hot_max_frames: 10, ..Default::default() };
+    let r = e.run_cycle(NOW, &frames, &p, Reachability::ALL, false);
+    assert_eq!(r.pressure.level, PressureLevel::Emergency);
+    // Emergency: back under 95 % of 10 frames means one frame, the idlest, no filters.
+    let pending: Vec<&str> = r.pending().map(|d| d.frame_id.as_str()).collect();
+    assert_eq!(pending, vec!["f9"]);
+    assert!(only(&r, "f9").reason.starts_with("pending: hot tier emergency (100% full)"), "{}", only(&r, "f9").reason);
+    let r = e.run_cycle(NOW, &[view("x", Tier::Hot, 30), view("y", Tier::Hot, 31), view("z", Tier::Hot, 32)], &quiet(), Reachability::ALL, true);
+    assert!(r.decisions.iter().all(|d| d.action == Action::Observing));
+}
+
+#[test]
+fn snapshot_round_trips_and_explain_tells_the_story() {
+    let mut e = engine();
+    for k in 0..6 {
+        e.on_read("a", Tier::Hot, NOW - 6 * H + k * H);
+    }
+    e.pin("b", 10, NOW).expect("pin");
+    e.record_outcome("a", Tier::Warm, Tier::Hot, true, None, NOW - 10 * MIN);
+    let snap = e.snapshot();
+    let json = serde_json::to_string(&snap).expect("serialise");
+    let back: EngineSnapshot = serde_json::from_str(&json).expect("parse");
+    assert_eq!(back, snap);
+    let mut e2 = engine();
+    e2.restore(back);
+    assert_eq!(e2.snapshot(), snap);
+    let x = e2.explain("a", NOW, Some(&view("a", Tier::Hot, 1)));
+    assert_eq!(x.tier, Some(Tier::Hot));
+    assert!(matches!(x.pattern.pattern, Pattern::Periodic { .. }), "{:?}", x.pattern);
+    assert!(x.expected_next.starts_with("stays hot; next read expected in"), "{}", x.expected_next);
+    assert_eq!(x.moves.len(), 1);
+    assert_eq!(x.last_decisions[0].reason, "executed: moved by the caller");
+    assert!(e2.explain("b", NOW, None).pinned);
+}
