@@ -133,6 +133,15 @@ export interface TierStatus {
   retrieves: Record<string, number>
   hotHitRatio: number
   lastRecovery: { finished: number; rolledBack: number; pending: number } | null
+  policy: {
+    backgroundSync: boolean
+    syncIntervalMs: number
+    workerCycles: number
+    workerLastError: string | null
+    pinnedFrames: number
+    pinnedBytes: number
+    maxPinnedBytes: number
+  }
   [key: string]: unknown
 }
 
@@ -161,6 +170,78 @@ export interface CompactReport {
   sqliteBytesReclaimed: number
 }
 
+export type PolicyAction = 'executed' | 'pending' | 'failed' | 'filtered' | 'skipped' | 'observing' | 'deferred'
+
+/** One decision of the policy engine, e.g. `{ action: 'observing', reason: 'observing: 2/3 cycles' }`. */
+export interface PolicyDecision {
+  frameId: string
+  from: TierName
+  to: TierName
+  action: PolicyAction
+  /** `<action>: <detail>`: `filtered: cycle hot→warm→hot within 1 h`, `deferred: cold tier unreachable`. */
+  reason: string
+  /** Why the move was recommended: `idle 26.2 h > 24 h`. */
+  basis: string
+  confidence: number
+  priority: number
+  forced: boolean
+  withParent: string | null
+  cycle: number
+  atMs: number
+}
+
+export interface CycleReport {
+  cycle: number
+  atMs: number
+  dryRun: boolean
+  decisions: PolicyDecision[]
+  counts: { pending: number; executed: number; failed: number; filtered: number; skipped: number; observing: number; deferred: number; promotions: number; demotions: number }
+  pressure: { [key: string]: unknown }
+  maxConcurrentMoves: number
+}
+
+export interface PinResult {
+  frameId: string
+  pinned: boolean
+  pinnedFrames: number
+  pinnedBytes: number
+  maxPinnedBytes: number
+  [key: string]: unknown
+}
+
+export interface Explanation {
+  frameId: string
+  tier: TierName
+  pinned: boolean
+  active: boolean
+  sizeBytes: number
+  access: { firstMs: number; lastMs: number; count: number; ratePerH: number; sinceMove: number; gapsS: number[] } | null
+  pattern: { pattern: unknown; confidence: number; nextAccessInS: number | null }
+  score: { [part: string]: number }
+  moves: unknown[]
+  lastDecisions: PolicyDecision[]
+  expectedNext: string
+}
+
+export interface TraceEvent {
+  frameId: string
+  sizeBytes: number
+  /** ms (any origin) */
+  t: number
+  op: 'read' | 'write'
+}
+
+export interface SimulateOptions {
+  hotCapacityFrames?: number
+  hotCapacityBytes?: number
+  cycleMs?: number
+  policies?: TierConfig['policies']
+}
+
+export interface SimulationReport {
+  [key: string]: unknown
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -185,5 +266,19 @@ export declare class TierManager {
   migrate(options: MigrateOptions): Promise<MigrateReport>
   search(query: string, options?: { projectId?: string, limit?: number, tiers?: Array<TierName | 1 | 2 | 3> }): Promise<SearchResult>
   compact(): Promise<CompactReport>
+  /** Pin a frame: never demoted automatically (the pinned total is capped by `policies.maxPinnedBytes`). */
+  pin(frameId: string): Promise<PinResult>
+  unpin(frameId: string): Promise<PinResult>
+  /** Bring a frame back to hot now, bypassing the anti-churn filters. */
+  forcePromote(frameId: string): Promise<PolicyDecision>
+  /** Move a frame to a colder tier now, bypassing the filters (never an active frame). */
+  forceDemote(frameId: string, tier: TierRef): Promise<PolicyDecision>
+  /** What the policy engine knows and expects of a frame. */
+  explain(frameId: string): Promise<Explanation>
+  /** One policy cycle; with `dryRun` nothing changes. Every decision is reported. */
+  runCycle(options?: { dryRun?: boolean }): Promise<CycleReport>
 }
 export type JsTierManager = TierManager
+
+/** Replay an access trace against our policy and LRU, LFU, S3-FIFO and Belady's optimum. */
+export declare function simulate(trace: TraceEvent[] | string, options?: SimulateOptions): Promise<SimulationReport>

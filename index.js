@@ -62,6 +62,17 @@ class TierManager {
   migrate(options) { return call(() => this.#inner.migrate(options)) }
   search(query, options) { return call(() => this.#inner.search(query, options)) }
   compact() { return call(() => this.#inner.compact()) }
+  pin(frameId) { return call(() => this.#inner.pin(frameId)) }
+  unpin(frameId) { return call(() => this.#inner.unpin(frameId)) }
+  forcePromote(frameId) { return call(() => this.#inner.forcePromote(frameId)) }
+  forceDemote(frameId, tier) { return call(() => this.#inner.forceDemote(frameId, tier)) }
+  explain(frameId) { return call(() => this.#inner.explain(frameId)) }
+  runCycle(options) { return call(() => this.#inner.runCycle(options)) }
 }
 
-module.exports = { TierManager, __napiBindingTarget: native.__napiBindingTarget }
+/** Replays an access trace against our policy and LRU, LFU, S3-FIFO and Belady's optimum. */
+function simulate(trace, options) {
+  return call(() => native.simulate(trace, options))
+}
+
+module.exports = { TierManager, simulate, __napiBindingTarget: native.__napiBindingTarget }

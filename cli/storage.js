@@ -4,7 +4,7 @@
 // `createStorageCommand`); it returns the exit code instead of exiting.
 
 const fs = require('node:fs')
-const { TierManager } = require('../index.js')
+const { TierManager, simulate } = require('../index.js')
 
 const USAGE = `usage: stackmemory-storage <command> [options]
 
@@ -15,6 +15,11 @@ commands:
   search <query> [--limit N] [--project ID] [--tiers hot,warm,cold]
   compact                        finish or roll back stale moves, remove orphans, apply retention, reclaim space
   stats                          status as JSON (alias of status --json)
+  pin <frameId> | unpin <frameId> never demote a frame automatically / undo
+  explain <frameId>              tier, access stats, pattern, score, last decisions, what happens next
+  policy run [--dry-run]         one policy cycle; every decision with its action and reason
+  simulate [--trace FILE|sessions|periodic|read-once|mixed] [--capacity N]
+                                 replay a trace against our policy, LRU, LFU, S3-FIFO and Belady
 
 options (every command):
   --db PATH        the SQLite file (default .stackmemory/context.db; StackMemory's own database)
@@ -63,6 +68,11 @@ const KNOWN = {
   retrieve: ['promote'],
   search: ['limit', 'project', 'tiers'],
   compact: [],
+  pin: [],
+  unpin: [],
+  explain: [],
+  policy: ['dry-run'],
+  simulate: ['trace', 'capacity'],
 }
 
 function buildConfig(opts) {
@@ -161,6 +171,26 @@ async function run(argv, io = {}) {
     for (const k of Object.keys(opts)) if (!allowed.has(k)) throw new UsageError(`unknown option --${k} for ${command}`)
 
     const print = (value, human) => (opts.json || !human ? out(JSON.stringify(value, null, 2)) : human(value, out))
+    if (command === 'simulate') {
+      // Needs no database: the simulator replays a trace in memory.
+      const name = opts.trace || 'all'
+      const names = name === 'all' ? ['sessions', 'periodic', 'read-once', 'mixed'] : [name]
+      const o = opts.capacity ? { hotCapacityFrames: positiveInt(opts.capacity, 'capacity') } : {}
+      const reports = []
+      for (const n of names) {
+        const trace = ['sessions', 'periodic', 'read-once', 'mixed'].includes(n) ? n : fs.readFileSync(n, 'utf8')
+        reports.push({ trace: n, ...(await simulate(trace, o)) })
+      }
+      print(reports, (rs) => {
+        for (const r of rs) {
+          out(`trace ${r.trace}: ${r.reads} reads of ${r.frames} frames, hot capacity ${r.hotCapacityFrames ?? '-'} frames`)
+          out(table([['policy', 'hot hit %', 'byte hit %', 'migrations/1000 reads', 'gap to optimum (pts)'],
+            ...r.policies.map((p) => [p.name, (p.hotHitRatio * 100).toFixed(1), (p.byteHitRatio * 100).toFixed(1), p.migrationsPer1000Reads.toFixed(0), p.gapToOptimumPts.toFixed(1)])]))
+          out('')
+        }
+      })
+      return 0
+    }
     manager = await TierManager.open(buildConfig(opts))
     switch (command) {
       case 'status':
@@ -203,6 +233,30 @@ async function run(argv, io = {}) {
           if (!v.results.length) out('no results')
           else out(table([['frame', 'tier', 'score', 'name'], ...v.results.map((h) => [h.frameId, h.tier, h.score.toFixed(3), h.name || ''])]))
           for (const w of v.warnings) err(`warning: ${w}`)
+        })
+        break
+      }
+      case 'pin':
+      case 'unpin':
+      case 'explain': {
+        if (positional.length !== 1) throw new UsageError(`${command} needs exactly one <frameId>`)
+        const r = await manager[command](positional[0])
+        print(r, command === 'explain' ? (e) => {
+          out(`${e.frameId}: ${e.tier}${e.pinned ? ', pinned' : ''}${e.active ? ', active' : ''}, ${fmtBytes(e.sizeBytes)}`)
+          if (e.access) out(`reads: ${e.access.count}, last ${new Date(e.access.lastMs).toISOString()}, ${e.access.ratePerH.toFixed(2)}/h`)
+          out(`pattern: ${JSON.stringify(e.pattern.pattern)} (confidence ${e.pattern.confidence.toFixed(2)})`)
+          out(`score: ${Object.entries(e.score).map(([k, v]) => `${k} ${Number(v).toFixed(2)}`).join(', ')}`)
+          for (const d of e.lastDecisions) out(`decision (cycle ${d.cycle}): ${d.from} -> ${d.to}: ${d.reason}`)
+          out(`next: ${e.expectedNext}`)
+        } : undefined)
+        break
+      }
+      case 'policy': {
+        if (positional[0] !== 'run') throw new UsageError('policy needs a subcommand: run [--dry-run]')
+        const r = await manager.runCycle({ dryRun: !!opts['dry-run'] })
+        print(r, (c) => {
+          out(`cycle ${c.cycle}${c.dryRun ? ' (dry run: nothing moved)' : ''}: ${Object.entries(c.counts).filter(([, v]) => v).map(([k, v]) => `${v} ${k}`).join(', ') || 'no decisions'}`)
+          for (const d of c.decisions) out(`${d.frameId}: ${d.from} -> ${d.to}: ${d.reason} (confidence ${d.confidence.toFixed(2)})`)
         })
         break
       }

@@ -16,7 +16,18 @@ use crate::error::{Result, TierError};
 use crate::frame::{normalize_bundle, now_millis, now_seconds, Bundle, Tier};
 use crate::hot::HotTier;
 use crate::mover::{MigrateReport, MigrateRequest, Mover, RecoveryReport, Remotes};
+use crate::policy::PolicyEngine;
 use crate::warm::WarmTier;
+
+#[path = "manager_policy.rs"]
+mod policy_ops;
+pub use policy_ops::simulate;
+
+#[derive(Default)]
+struct WorkerRuns {
+    cycles: u64,
+    last_error: Option<String>,
+}
 
 /// A remote tier's connection, made lazily and retried at most every `RETRY` after a failure.
 struct RemoteSlot<T> {
@@ -93,8 +104,6 @@ struct Counters {
 struct AccessBuffer {
     pending: HashMap<String, (i64, i64)>,
     reads: usize,
-    /// Reads of a frame while it is not hot, since it last moved: drives promotion.
-    remote_reads: HashMap<String, u32>,
 }
 
 pub struct RetrieveOptions {
@@ -115,6 +124,12 @@ struct Inner {
     /// Serialises migrations: two overlapping moves of one frame would race on its journal.
     move_lock: AsyncMutex<()>,
     last_recovery: std::sync::Mutex<Option<RecoveryReport>>,
+    /// The policy engine: advises moves; knows no backend.
+    engine: std::sync::Mutex<PolicyEngine>,
+    last_snapshot: std::sync::Mutex<Option<Instant>>,
+    worker_runs: std::sync::Mutex<WorkerRuns>,
+    /// `recordTrace`: every read and write, one JSON line each, for the simulator.
+    trace: std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>,
 }
 
 #[derive(Clone)]
@@ -133,7 +148,25 @@ impl TierManager {
         let path = config.db_path.clone();
         let hot = Arc::new(blocking(move || HotTier::open(&path)).await?);
         let mover = Mover::new(hot.clone(), config.postgres.compression_level, config.policies.batch_size);
+        let engine = {
+            let (cfg, hot) = (config.clone(), hot.clone());
+            blocking(move || policy_ops::engine_for(&cfg, &hot)).await?
+        };
+        let trace = match &config.record_trace {
+            None => None,
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| TierError::invalid_config("recordTrace", format!("cannot open {}: {e}", p.display())))?,
+            )),
+        };
         let inner = Arc::new(Inner {
+            engine: std::sync::Mutex::new(engine),
+            last_snapshot: std::sync::Mutex::new(None),
+            worker_runs: std::sync::Mutex::new(WorkerRuns::default()),
+            trace: std::sync::Mutex::new(trace),
             warm: RemoteSlot::new(config.redis.enabled),
             cold: RemoteSlot::new(config.postgres.enabled),
             config,
@@ -154,6 +187,7 @@ impl TierManager {
             *g = Some(rec);
         }
         mgr.spawn_flusher();
+        mgr.spawn_policy_worker();
         Ok(mgr)
     }
 
@@ -208,7 +242,9 @@ impl TierManager {
             return Ok(());
         }
         self.inner.shutdown.notify_waiters();
-        self.flush_accesses().await
+        self.flush_accesses().await?;
+        self.flush_trace();
+        self.save_snapshot(true).await
     }
 
     pub async fn store(&self, bundle: Value) -> Result<i64> {
@@ -220,6 +256,9 @@ impl TierManager {
             hot.store_many(&[b], max)
         })
         .await?;
+        for (id, _, size) in &out {
+            self.policy_access(id, Tier::Hot, *size, true);
+        }
         Ok(out.first().map(|r| r.1).unwrap_or(0))
     }
 
@@ -227,7 +266,7 @@ impl TierManager {
         self.check_open()?;
         let max = self.inner.config.max_frame_bytes;
         let hot = self.inner.hot.clone();
-        blocking(move || {
+        let out = blocking(move || {
             let mut bs = Vec::with_capacity(bundles.len());
             for (i, v) in bundles.into_iter().enumerate() {
                 bs.push(normalize_bundle(v).map_err(|e| match e {
@@ -237,9 +276,13 @@ impl TierManager {
                     other => other,
                 })?);
             }
-            Ok(hot.store_many(&bs, max)?.len())
+            hot.store_many(&bs, max)
         })
-        .await
+        .await?;
+        for (id, _, size) in &out {
+            self.policy_access(id, Tier::Hot, *size, true);
+        }
+        Ok(out.len())
     }
 
     /// Find a frame in whichever tier holds it. `Ok(None)` when no tier knows it.
@@ -265,7 +308,8 @@ impl TierManager {
         let tier = Tier::from_level(rec.meta.tier).unwrap_or(Tier::Hot);
         let value = if let Some(b) = rec.bundle {
             c.hot.fetch_add(1, Ordering::Relaxed);
-            self.note_access(frame_id, None);
+            self.note_access(frame_id);
+            self.policy_access(frame_id, Tier::Hot, rec.meta.size_bytes, false);
             return Ok(Some(b.to_value()));
         } else {
             let remotes = self.remotes().await;
@@ -283,39 +327,38 @@ impl TierManager {
                     let _ = cold.touch(frame_id, now_seconds()).await;
                 }
             }
-            let reads = self.note_access(frame_id, Some(()));
+            self.note_access(frame_id);
+            let wanted = self.policy_access(frame_id, tier, rec.meta.size_bytes, false);
             let promote = match opts.promote {
                 Some(p) => p,
-                None => reads >= self.inner.config.policies.promotion_threshold,
+                None => wanted.is_some(),
             };
             if promote {
                 let _guard = self.inner.move_lock.lock().await;
-                if self.inner.mover.promote_one(frame_id, tier, &remotes).await.is_ok() {
-                    c.promotions.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut a) = self.inner.access.lock() {
-                        a.remote_reads.remove(frame_id);
+                match self.inner.mover.promote_one(frame_id, tier, &remotes).await {
+                    Ok(_) => {
+                        c.promotions.fetch_add(1, Ordering::Relaxed);
+                        self.policy_moved(frame_id, tier, Tier::Hot, true, None);
                     }
+                    Err(e) => self.policy_moved(frame_id, tier, Tier::Hot, false, Some(e.to_string())),
                 }
+            } else if wanted.is_some() {
+                // The caller said `promote: false`: release the engine's pending promotion.
+                self.policy_moved(frame_id, tier, Tier::Hot, false, Some("promote: false".into()));
             }
             b.to_value()
         };
         Ok(Some(value))
     }
 
-    /// Count a read in memory; returns the reads while remote (for promotion) when `remote`.
-    fn note_access(&self, frame_id: &str, remote: Option<()>) -> u32 {
+    /// Count a read in memory (flushed to SQLite in batches: no disk write per read).
+    fn note_access(&self, frame_id: &str) {
         let mut flush = false;
-        let mut remote_reads = 0;
         if let Ok(mut a) = self.inner.access.lock() {
             let e = a.pending.entry(frame_id.to_string()).or_insert((0, 0));
             e.0 += 1;
             e.1 = now_millis();
             a.reads += 1;
-            if remote.is_some() {
-                let r = a.remote_reads.entry(frame_id.to_string()).or_insert(0);
-                *r += 1;
-                remote_reads = *r;
-            }
             flush = a.reads >= self.inner.config.access_flush_every;
         }
         if flush {
@@ -324,7 +367,6 @@ impl TierManager {
                 let _ = me.flush_accesses().await;
             });
         }
-        remote_reads
     }
 
     pub async fn flush_accesses(&self) -> Result<()> {
@@ -359,15 +401,22 @@ impl TierManager {
 
     pub async fn migrate(&self, req: MigrateRequest) -> Result<MigrateReport> {
         self.check_open()?;
-        let _guard = self.inner.move_lock.lock().await;
-        let remotes = self.remotes().await;
-        let rep = self.inner.mover.migrate(&req, &remotes).await?;
-        if let Ok(mut a) = self.inner.access.lock() {
+        let rep = self.migrate_inner(req).await?;
+        if !rep.dry_run {
             for m in &rep.moved {
-                a.remote_reads.remove(&m.frame_id);
+                if let (Some(from), Some(to)) = (Tier::parse(m.from), Tier::parse(m.to)) {
+                    self.policy_moved(&m.frame_id, from, to, true, None);
+                }
             }
         }
         Ok(rep)
+    }
+
+    /// A move through the mover, serialised with every other move.
+    async fn migrate_inner(&self, req: MigrateRequest) -> Result<MigrateReport> {
+        let _guard = self.inner.move_lock.lock().await;
+        let remotes = self.remotes().await;
+        self.inner.mover.migrate(&req, &remotes).await
     }
 
     pub async fn search(&self, query: &str, project_id: Option<String>, limit: u32, tiers: Option<Vec<Tier>>) -> Result<Value> {
@@ -491,6 +540,7 @@ impl TierManager {
             "retrieves": retrieves,
             "hotHitRatio": if total_reads > 0 { retrieves.hot as f64 / total_reads as f64 } else { 1.0 },
             "lastRecovery": self.inner.last_recovery.lock().ok().and_then(|g| g.clone()),
+            "policy": self.policy_status(),
         }))
     }
 

@@ -133,6 +133,15 @@ export interface TierStatus {
   retrieves: Record<string, number>
   hotHitRatio: number
   lastRecovery: { finished: number; rolledBack: number; pending: number } | null
+  policy: {
+    backgroundSync: boolean
+    syncIntervalMs: number
+    workerCycles: number
+    workerLastError: string | null
+    pinnedFrames: number
+    pinnedBytes: number
+    maxPinnedBytes: number
+  }
   [key: string]: unknown
 }
 
@@ -159,4 +168,76 @@ export interface CompactReport {
   stubsDropped?: number
   journalPruned: number
   sqliteBytesReclaimed: number
+}
+
+export type PolicyAction = 'executed' | 'pending' | 'failed' | 'filtered' | 'skipped' | 'observing' | 'deferred'
+
+/** One decision of the policy engine, e.g. `{ action: 'observing', reason: 'observing: 2/3 cycles' }`. */
+export interface PolicyDecision {
+  frameId: string
+  from: TierName
+  to: TierName
+  action: PolicyAction
+  /** `<action>: <detail>`: `filtered: cycle hot→warm→hot within 1 h`, `deferred: cold tier unreachable`. */
+  reason: string
+  /** Why the move was recommended: `idle 26.2 h > 24 h`. */
+  basis: string
+  confidence: number
+  priority: number
+  forced: boolean
+  withParent: string | null
+  cycle: number
+  atMs: number
+}
+
+export interface CycleReport {
+  cycle: number
+  atMs: number
+  dryRun: boolean
+  decisions: PolicyDecision[]
+  counts: { pending: number; executed: number; failed: number; filtered: number; skipped: number; observing: number; deferred: number; promotions: number; demotions: number }
+  pressure: { [key: string]: unknown }
+  maxConcurrentMoves: number
+}
+
+export interface PinResult {
+  frameId: string
+  pinned: boolean
+  pinnedFrames: number
+  pinnedBytes: number
+  maxPinnedBytes: number
+  [key: string]: unknown
+}
+
+export interface Explanation {
+  frameId: string
+  tier: TierName
+  pinned: boolean
+  active: boolean
+  sizeBytes: number
+  access: { firstMs: number; lastMs: number; count: number; ratePerH: number; sinceMove: number; gapsS: number[] } | null
+  pattern: { pattern: unknown; confidence: number; nextAccessInS: number | null }
+  score: { [part: string]: number }
+  moves: unknown[]
+  lastDecisions: PolicyDecision[]
+  expectedNext: string
+}
+
+export interface TraceEvent {
+  frameId: string
+  sizeBytes: number
+  /** ms (any origin) */
+  t: number
+  op: 'read' | 'write'
+}
+
+export interface SimulateOptions {
+  hotCapacityFrames?: number
+  hotCapacityBytes?: number
+  cycleMs?: number
+  policies?: TierConfig['policies']
+}
+
+export interface SimulationReport {
+  [key: string]: unknown
 }

@@ -98,6 +98,68 @@ impl JsTierManager {
     }
 }
 
+#[napi]
+impl JsTierManager {
+    /// Pin a frame: never demoted automatically (the pinned total is capped by `policies.maxPinnedBytes`).
+    #[napi(ts_args_type = "frameId: string", ts_return_type = "Promise<PinResult>")]
+    pub async fn pin(&self, frame_id: Value) -> napi::Result<Value> {
+        let frame_id = string_arg(&frame_id, "frameId")?;
+        self.inner.pin(&frame_id).await.map_err(to_js)
+    }
+
+    #[napi(ts_args_type = "frameId: string", ts_return_type = "Promise<PinResult>")]
+    pub async fn unpin(&self, frame_id: Value) -> napi::Result<Value> {
+        let frame_id = string_arg(&frame_id, "frameId")?;
+        self.inner.unpin(&frame_id).await.map_err(to_js)
+    }
+
+    /// Bring a frame back to hot now, bypassing the anti-churn filters.
+    #[napi(ts_args_type = "frameId: string", ts_return_type = "Promise<PolicyDecision>")]
+    pub async fn force_promote(&self, frame_id: Value) -> napi::Result<Value> {
+        let frame_id = string_arg(&frame_id, "frameId")?;
+        self.inner.force_move(&frame_id, Tier::Hot).await.map_err(to_js)
+    }
+
+    /// Move a frame to a colder tier now, bypassing the filters (never an active frame).
+    #[napi(ts_args_type = "frameId: string, tier: TierRef", ts_return_type = "Promise<PolicyDecision>")]
+    pub async fn force_demote(&self, frame_id: Value, tier: Value) -> napi::Result<Value> {
+        let frame_id = string_arg(&frame_id, "frameId")?;
+        let to = parse_tier(&tier)?;
+        if to == Tier::Hot {
+            return Err(invalid_arg("tier", "must be 'warm' or 'cold' (use forcePromote for hot)"));
+        }
+        self.inner.force_move(&frame_id, to).await.map_err(to_js)
+    }
+
+    /// What the policy engine knows and expects of a frame.
+    #[napi(ts_args_type = "frameId: string", ts_return_type = "Promise<Explanation>")]
+    pub async fn explain(&self, frame_id: Value) -> napi::Result<Value> {
+        let frame_id = string_arg(&frame_id, "frameId")?;
+        self.inner.explain(&frame_id).await.map_err(to_js)
+    }
+
+    /// One policy cycle; with `dryRun` nothing changes. Every decision is reported.
+    #[napi(ts_args_type = "options?: { dryRun?: boolean }", ts_return_type = "Promise<CycleReport>")]
+    pub async fn run_cycle(&self, options: Option<Value>) -> napi::Result<Value> {
+        let dry_run = match options.as_ref().and_then(|o| o.get("dryRun")) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(invalid_arg("options.dryRun", "must be a boolean")),
+        };
+        self.inner.run_cycle(dry_run).await.map_err(to_js)
+    }
+}
+
+/// Replay an access trace against our policy and LRU, LFU, S3-FIFO and Belady's optimum.
+#[napi(ts_args_type = "trace: TraceEvent[] | string, options?: SimulateOptions", ts_return_type = "Promise<SimulationReport>")]
+pub async fn simulate(trace: Value, options: Option<Value>) -> napi::Result<Value> {
+    let opts = options.unwrap_or(Value::Null);
+    tokio::task::spawn_blocking(move || manager::simulate(&trace, &opts))
+        .await
+        .map_err(|e| invalid_arg("simulate", e))?
+        .map_err(to_js)
+}
+
 fn string_arg(v: &Value, name: &str) -> napi::Result<String> {
     v.as_str().map(str::to_string).ok_or_else(|| invalid_arg(name, "must be a string"))
 }

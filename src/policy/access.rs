@@ -19,6 +19,7 @@ pub const DEFAULT_FREQUENCY_TAU_S: f64 = 6.0 * 3600.0;
 
 /// What we know about one frame's reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AccessStats {
     /// First recorded access (ms since the epoch).
     pub first_ms: i64,

@@ -1,0 +1,203 @@
+// Policies through the JS API, against the real services: pins, force moves, cycles (dry and
+// real), explain, the background worker, the simulator and trace recording.
+import { spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+import { TierManager, simulate } from '../index.js'
+import { makeEnv, rejectionOf, simpleBundle, sleep, TestEnv } from './helpers/gen'
+
+// Frames go idle after one second, and a demotion needs the default three consecutive cycles.
+const FAST = { hotMaxAge: '1s', filters: { cooldown: { duration: '1s' } } } as any
+
+let envs: TestEnv[] = []
+function env(policies: any = FAST): TestEnv {
+  const e = makeEnv({ policies })
+  envs.push(e)
+  return e
+}
+afterAll(() => {
+  for (const e of envs) e.cleanup()
+})
+
+async function tierOf(m: TierManager, id: string): Promise<string> {
+  return (await m.explain(id)).tier
+}
+
+test('a demotion cycle moves idle frames after the persistence filter, and pinned frames stay', async () => {
+  const e = env()
+  const m = await TierManager.open(e.config)
+  try {
+    await m.storeMany([simpleBundle('idle-1'), simpleBundle('idle-2'), simpleBundle('pinned-1'), simpleBundle('live-1', { state: 'active' })])
+    const pin = await m.pin('pinned-1')
+    expect(pin.pinned).toBe(true)
+    expect(pin.pinnedFrames).toBe(1)
+    expect(pin.maxPinnedBytes).toBeGreaterThan(0)
+    await sleep(1200)
+
+    const c1 = await m.runCycle()
+    const byId = (c: any) => Object.fromEntries(c.decisions.map((d: any) => [d.frameId, d]))
+    expect(byId(c1)['idle-1'].action).toBe('observing')
+    expect(byId(c1)['idle-1'].reason).toBe('observing: 1/3 cycles')
+    expect(byId(c1)['pinned-1'].reason).toBe('skipped: pinned')
+    expect(byId(c1)['live-1'] === undefined || byId(c1)['live-1'].action === 'skipped').toBe(true)
+    expect(await tierOf(m, 'idle-1')).toBe('hot')
+
+    await m.runCycle()
+    const c3 = await m.runCycle()
+    expect(byId(c3)['idle-1'].action).toBe('executed')
+    expect(byId(c3)['idle-2'].action).toBe('executed')
+    expect(c3.counts.executed).toBeGreaterThanOrEqual(2)
+    expect(await tierOf(m, 'idle-1')).toBe('warm')
+    expect(await tierOf(m, 'pinned-1')).toBe('hot')
+    expect(await tierOf(m, 'live-1')).toBe('hot')
+    // Demoted frames still read back whole.
+    expect((await m.retrieve('idle-1', { promote: false }))!.events).toHaveLength(1)
+
+    // explain reflects the cycle's decision.
+    const x = await m.explain('idle-1')
+    expect(x.lastDecisions.some((d) => d.action === 'executed' && d.to === 'warm')).toBe(true)
+    expect(typeof x.expectedNext).toBe('string')
+    expect(x.score).toHaveProperty('total')
+
+    const unpinned = await m.unpin('pinned-1')
+    expect(unpinned.pinned).toBe(false)
+    expect((await m.status()).policy.pinnedFrames).toBe(0)
+  } finally {
+    await m.close()
+  }
+})
+
+test('runCycle({ dryRun: true }) reports decisions and changes nothing', async () => {
+  const e = env()
+  const m = await TierManager.open(e.config)
+  try {
+    await m.storeMany([simpleBundle('dry-1'), simpleBundle('dry-2')])
+    await sleep(1200)
+    const before = JSON.stringify((await m.status()).tiers)
+    const explainBefore = await m.explain('dry-1')
+    for (let i = 0; i < 4; i++) {
+      const r = await m.runCycle({ dryRun: true })
+      expect(r.dryRun).toBe(true)
+      // The persistence count never advances in a dry run.
+      expect(r.decisions.find((d) => d.frameId === 'dry-1')!.reason).toBe('observing: 1/3 cycles')
+    }
+    expect(JSON.stringify((await m.status()).tiers)).toBe(before)
+    const explainAfter = await m.explain('dry-1')
+    expect(explainAfter.lastDecisions).toEqual(explainBefore.lastDecisions)
+    expect(explainAfter.tier).toBe('hot')
+    await expect(rejectionOf(m.runCycle({ dryRun: 'yes' } as any))).resolves.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+  } finally {
+    await m.close()
+  }
+})
+
+test('force moves work through all tiers and bring the frame back whole', async () => {
+  const e = env()
+  const m = await TierManager.open(e.config)
+  try {
+    const b = simpleBundle('force-1')
+    await m.store(b)
+    await m.store(simpleBundle('force-live', { state: 'active' }))
+    const original = await m.retrieve('force-1')
+
+    const w = await m.forceDemote('force-1', 'warm')
+    expect(w.action).toBe('executed')
+    expect(w.forced).toBe(true)
+    expect(await tierOf(m, 'force-1')).toBe('warm')
+    expect(await m.retrieve('force-1', { promote: false })).toEqual(original)
+
+    expect((await m.forceDemote('force-1', 3)).action).toBe('executed')
+    expect(await tierOf(m, 'force-1')).toBe('cold')
+    expect(await m.retrieve('force-1', { promote: false })).toEqual(original)
+
+    expect((await m.forcePromote('force-1')).action).toBe('executed')
+    expect(await tierOf(m, 'force-1')).toBe('hot')
+    expect(await m.retrieve('force-1')).toEqual(original)
+
+    // Hot → cold directly, and an active frame is never demoted, not even by force.
+    expect((await m.forceDemote('force-1', 'cold')).action).toBe('executed')
+    expect(await tierOf(m, 'force-1')).toBe('cold')
+    const live = await m.forceDemote('force-live', 'warm')
+    expect(live.action).toBe('skipped')
+    expect(live.reason).toMatch(/active/)
+    expect(await tierOf(m, 'force-live')).toBe('hot')
+
+    expect(await rejectionOf(m.forceDemote('force-1', 'hot' as any))).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+    expect(await rejectionOf(m.forcePromote('no-such-frame'))).toMatchObject({ code: 'ERR_NOT_FOUND' })
+    expect(await rejectionOf(m.pin('no-such-frame'))).toMatchObject({ code: 'ERR_NOT_FOUND' })
+  } finally {
+    await m.close()
+  }
+})
+
+test('policy configuration is validated with the field named', async () => {
+  const e = env()
+  for (const [policies, field] of [
+    [{ filters: { bogus: {} } }, /policies\.filters/],
+    [{ watermarks: { warning: 2 } }, /policies\.watermarks\.warning/],
+    [{ maxConcurrentMoves: 0 }, /policies\.maxConcurrentMoves/],
+  ] as Array<[any, RegExp]>) {
+    const err = await rejectionOf(TierManager.open(e.with({ policies })))
+    expect(err.code).toBe('ERR_INVALID_CONFIG')
+    expect(err.message).toMatch(field)
+  }
+})
+
+test('the background worker runs cycles, and close() stops it so the process exits', () => {
+  const e = env()
+  const cfg = e.with({ policies: { ...FAST, backgroundSync: true, syncInterval: '100ms' } })
+  const script = `
+    const { TierManager } = require(${JSON.stringify(path.join(__dirname, '..', 'index.js'))})
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+    ;(async () => {
+      const m = await TierManager.open(${JSON.stringify(cfg)})
+      await m.storeMany(${JSON.stringify([simpleBundle('bg-1'), simpleBundle('bg-2')])})
+      for (let i = 0; i < 60; i++) {
+        await sleep(100)
+        if ((await m.explain('bg-1')).tier === 'warm') break
+      }
+      const s = await m.status()
+      console.log(JSON.stringify({ cycles: s.policy.workerCycles, tier: (await m.explain('bg-1')).tier, err: s.policy.workerLastError }))
+      await m.close()
+    })()`
+  const start = Date.now()
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
+  expect(r.stderr).toBe('')
+  expect(r.status).toBe(0)
+  const out = JSON.parse(r.stdout.trim())
+  expect(out.cycles).toBeGreaterThanOrEqual(3)
+  expect(out.tier).toBe('warm')
+  expect(out.err).toBeNull()
+  expect(Date.now() - start).toBeLessThan(20_000)
+})
+
+test('recordTrace writes every access, and the simulator replays it', async () => {
+  const e = env()
+  const tracePath = path.join(e.dir, 'trace.jsonl')
+  const m = await TierManager.open({ ...e.config, recordTrace: tracePath })
+  await m.storeMany([simpleBundle('tr-1'), simpleBundle('tr-2')])
+  for (let i = 0; i < 5; i++) await m.retrieve('tr-1')
+  await m.retrieve('tr-2')
+  await m.close()
+  const lines = fs.readFileSync(tracePath, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+  expect(lines.filter((l) => l.op === 'write')).toHaveLength(2)
+  expect(lines.filter((l) => l.op === 'read' && l.frameId === 'tr-1')).toHaveLength(5)
+  expect(lines.every((l) => l.sizeBytes > 0 && Number.isFinite(l.t))).toBe(true)
+  const report: any = await simulate(fs.readFileSync(tracePath, 'utf8'), { hotCapacityFrames: 1 })
+  expect(report.reads).toBe(6)
+  expect(report.policies.map((p: any) => p.name)).toEqual(expect.arrayContaining(['LRU', 'LFU', 'S3-FIFO']))
+})
+
+test('the simulator: our policy beats LRU with fewer migrations on a shipped trace; bad input is typed', async () => {
+  const r: any = await simulate('periodic')
+  const ours = r.policies.find((p: any) => p.name === 'stackmemory policy')
+  const lru = r.policies.find((p: any) => p.name === 'LRU')
+  const opt = r.policies.find((p: any) => /optimum/i.test(p.name))
+  expect(ours.hotHitRatio).toBeGreaterThan(lru.hotHitRatio)
+  expect(ours.migrationsPer1000Reads).toBeLessThanOrEqual(lru.migrationsPer1000Reads)
+  expect((opt.hotHitRatio - ours.hotHitRatio) * 100).toBeLessThanOrEqual(5)
+  expect(await rejectionOf(simulate(42 as any))).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+  expect(await rejectionOf(simulate([{ frameId: 'a' }] as any))).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+  expect(await rejectionOf(simulate('periodic', { hotCapacityFrames: -1 }))).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
+})

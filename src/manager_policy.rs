@@ -1,0 +1,348 @@
+//! The manager's policy side: feeding the `PolicyEngine` (which knows no backend) with frames,
+//! pressure and reachability, executing the moves it decides through the `Mover`, and reporting
+//! every decision. Pins, force moves, explain, the background worker and the access trace.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{blocking, check_id, TierManager};
+use crate::error::{Result, TierError};
+use crate::frame::{now_millis, Tier};
+use crate::hot::{Candidate, CandidateFilter};
+use crate::mover::MigrateRequest;
+use crate::policy::{Action, Decision, FrameView, PolicyEngine, PolicyOptions, PressureInputs};
+use crate::policy::engine::Reachability;
+
+/// The engine's state is persisted in `tier_kv` under this key.
+const SNAPSHOT_KEY: &str = "policy_snapshot_v1";
+/// How often (at most) the engine's snapshot is written while running; always on close.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+
+/// The `policies` object as the engine reads it: the seed's hot age comes from
+/// `tiers.sqlite.maxAge` unless `policies.hotMaxAge` says otherwise.
+pub(super) fn engine_for(config: &crate::config::TierConfig, hot: &crate::hot::HotTier) -> Result<PolicyEngine> {
+    let mut raw = config.policies.raw.clone();
+    raw.entry("hotMaxAge".to_string()).or_insert_with(|| json!(config.sqlite.max_age_ms));
+    let opts = PolicyOptions::from_json(&Value::Object(raw))?;
+    let mut engine = PolicyEngine::new(opts);
+    // A snapshot we cannot read (older format, hand-edited) costs history, never data.
+    if let Some(s) = hot.kv_get(SNAPSHOT_KEY)? {
+        if let Ok(snap) = serde_json::from_str(&s) {
+            engine.restore(snap);
+        }
+    }
+    Ok(engine)
+}
+
+fn view_of(c: &Candidate) -> FrameView {
+    FrameView {
+        frame_id: c.frame_id.clone(),
+        parent_id: c.parent_id.clone(),
+        tier: Tier::from_level(c.tier).unwrap_or(Tier::Hot),
+        size_bytes: c.size_bytes.max(0) as u64,
+        created_s: c.created_s.unwrap_or(0),
+        closed_s: c.closed_s,
+        active: c.active,
+        pinned: c.pinned,
+        keep_forever: c.keep_forever,
+    }
+}
+
+/// MemAvailable / MemTotal from /proc/meminfo (Linux); `None` elsewhere.
+fn host_mem_available_frac() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
+    };
+    let (avail, total) = (field("MemAvailable:")?, field("MemTotal:")?);
+    (total > 0.0).then(|| (avail / total).clamp(0.0, 1.0))
+}
+
+impl TierManager {
+    fn engine(&self) -> std::sync::MutexGuard<'_, PolicyEngine> {
+        // A panic while holding the lock cannot leave the engine half-updated in a way that
+        // loses data (it only advises); keep using it.
+        self.inner.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn views(&self, frame_ids: Option<Vec<String>>) -> Result<Vec<FrameView>> {
+        let hot = self.inner.hot.clone();
+        let filter = CandidateFilter { frame_ids, ..Default::default() };
+        let cands = blocking(move || hot.candidates(&filter)).await?;
+        Ok(cands.iter().map(view_of).collect())
+    }
+
+    async fn view(&self, frame_id: &str) -> Result<FrameView> {
+        check_id(frame_id)?;
+        self.views(Some(vec![frame_id.to_string()]))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| TierError::NotFound { frame_id: frame_id.to_string() })
+    }
+
+    /// Executes pending decisions (one wave of `maxConcurrentMoves` at a time, grouped by target
+    /// tier) and turns each into `executed` or `failed`. Returns the final decisions in order.
+    async fn execute(&self, pending: Vec<Decision>) -> Vec<Decision> {
+        let max = self.engine().options().max_concurrent_moves.max(1);
+        let mut done: Vec<Decision> = Vec::with_capacity(pending.len());
+        for wave in pending.chunks(max) {
+            for to in [Tier::Hot, Tier::Warm, Tier::Cold] {
+                let ids: Vec<String> = wave.iter().filter(|d| d.to == to).map(|d| d.frame_id.clone()).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let req = MigrateRequest { to: Some(to), frame_ids: Some(ids.clone()), ..Default::default() };
+                let rep = self.migrate_inner(req).await;
+                let now = now_millis();
+                for d in wave.iter().filter(|d| d.to == to) {
+                    let outcome = match &rep {
+                        Err(e) => Err(e.to_string()),
+                        Ok(r) if r.moved.iter().any(|m| m.frame_id == d.frame_id) => Ok(()),
+                        Ok(r) => Err(r
+                            .failed
+                            .iter()
+                            .find(|f| f.frame_id == d.frame_id)
+                            .map(|f| format!("{}: {}", f.code, f.error))
+                            .or_else(|| r.held_back.iter().find(|h| h.frame_id == d.frame_id).map(|h| format!("held back: {}", h.reason)))
+                            .or_else(|| r.skipped.iter().find(|s| s.frame_id == d.frame_id).map(|s| s.reason.clone()))
+                            .unwrap_or_else(|| "not moved".to_string())),
+                    };
+                    let (ok, err) = match outcome {
+                        Ok(()) => (true, None),
+                        Err(e) => (false, Some(e)),
+                    };
+                    done.push(self.engine().record_outcome(&d.frame_id, d.from, d.to, ok, err, now));
+                }
+            }
+        }
+        done
+    }
+
+    /// One policy cycle: decide, and unless `dry_run`, execute. Every decision is reported.
+    pub async fn run_cycle(&self, dry_run: bool) -> Result<Value> {
+        self.check_open()?;
+        self.flush_accesses().await?;
+        let views = self.views(None).await?;
+        let remotes = self.remotes().await;
+        let hot = self.inner.hot.clone();
+        let counts = blocking(move || hot.counts()).await?;
+        let cfg = &self.inner.config;
+        let mut inputs = PressureInputs {
+            hot_bytes: (counts.hot.bytes.max(0) as u64).max(counts.file_bytes.max(0) as u64),
+            hot_frames: counts.hot.frames.max(0) as u64,
+            hot_max_bytes: cfg.sqlite.max_size,
+            hot_max_frames: cfg.sqlite.max_frames,
+            warm_bytes: counts.warm.bytes.max(0) as u64,
+            warm_max_bytes: cfg.redis.max_size,
+            redis_used_memory: None,
+            redis_maxmemory: None,
+            host_mem_available_frac: host_mem_available_frac(),
+        };
+        if let Some(w) = &remotes.warm {
+            if let Ok(s) = w.stats().await {
+                inputs.warm_bytes = s.bytes;
+                inputs.redis_used_memory = s.used_memory;
+                inputs.redis_maxmemory = s.maxmemory;
+            }
+        }
+        let reach = Reachability { warm: remotes.warm.is_some(), cold: remotes.cold.is_some() };
+        let mut report = self.engine().run_cycle(now_millis(), &views, &inputs, reach, dry_run);
+        if !dry_run {
+            let pending: Vec<Decision> = report.pending().cloned().collect();
+            let finished = self.execute(pending).await;
+            for f in finished {
+                if let Some(d) = report.decisions.iter_mut().find(|d| d.frame_id == f.frame_id && d.action == Action::Pending) {
+                    *d = f;
+                }
+            }
+            self.save_snapshot(false).await?;
+        }
+        let mut v = serde_json::to_value(&report).map_err(|e| TierError::storage("policy report", e))?;
+        let executed = report.decisions.iter().filter(|d| d.action == Action::Executed).count();
+        let failed = report.decisions.iter().filter(|d| d.action == Action::Failed).count();
+        v["counts"]["executed"] = json!(executed);
+        v["counts"]["failed"] = json!(failed);
+        Ok(v)
+    }
+
+    pub async fn pin(&self, frame_id: &str) -> Result<Value> {
+        self.check_open()?;
+        let view = self.view(frame_id).await?;
+        let status = self.engine().pin(frame_id, view.size_bytes, now_millis())?;
+        let hot = self.inner.hot.clone();
+        let id = frame_id.to_string();
+        blocking(move || hot.set_pinned(&id, true)).await?;
+        self.save_snapshot(true).await?;
+        Ok(json!({"frameId": frame_id, "pinned": true, "tier": view.tier.as_str(),
+            "pinnedFrames": status.frames, "pinnedBytes": status.pinned_bytes, "maxPinnedBytes": status.cap_bytes}))
+    }
+
+    pub async fn unpin(&self, frame_id: &str) -> Result<Value> {
+        self.check_open()?;
+        let view = self.view(frame_id).await?;
+        let was = self.engine().unpin(frame_id) | view.pinned;
+        let hot = self.inner.hot.clone();
+        let id = frame_id.to_string();
+        blocking(move || hot.set_pinned(&id, false)).await?;
+        self.save_snapshot(true).await?;
+        let status = self.engine().pin_status();
+        Ok(json!({"frameId": frame_id, "pinned": false, "wasPinned": was,
+            "pinnedFrames": status.frames, "pinnedBytes": status.pinned_bytes, "maxPinnedBytes": status.cap_bytes}))
+    }
+
+    /// Moves a frame to `to` now, bypassing the filters (never demoting an active frame).
+    pub async fn force_move(&self, frame_id: &str, to: Tier) -> Result<Value> {
+        self.check_open()?;
+        let view = self.view(frame_id).await?;
+        let now = now_millis();
+        let decision = if to == Tier::Hot || to < view.tier {
+            self.engine().force_promote(&view, now)
+        } else {
+            self.engine().force_demote(&view, to, now)?
+        };
+        let out = if decision.action == Action::Pending {
+            self.execute(vec![decision]).await.pop().ok_or_else(|| TierError::storage("force move", "no outcome"))?
+        } else {
+            decision
+        };
+        self.save_snapshot(false).await?;
+        serde_json::to_value(&out).map_err(|e| TierError::storage("decision", e))
+    }
+
+    pub async fn explain(&self, frame_id: &str) -> Result<Value> {
+        self.check_open()?;
+        self.flush_accesses().await?;
+        let view = self.view(frame_id).await?;
+        let e = self.engine().explain(frame_id, now_millis(), Some(&view));
+        let mut v = serde_json::to_value(&e).map_err(|e| TierError::storage("explain", e))?;
+        v["tier"] = json!(view.tier.as_str());
+        v["pinned"] = json!(v["pinned"].as_bool().unwrap_or(false) || view.pinned);
+        v["active"] = json!(view.active);
+        v["sizeBytes"] = json!(view.size_bytes);
+        Ok(v)
+    }
+
+    /// Called for every read and write the manager serves: the engine's access statistics, and
+    /// the trace file when `recordTrace` is set. Returns a promotion the engine wants now.
+    pub(super) fn policy_access(&self, frame_id: &str, tier: Tier, size: i64, write: bool) -> Option<Decision> {
+        let now = now_millis();
+        self.trace(frame_id, size, now, write);
+        let mut e = self.engine();
+        if write {
+            e.on_write(frame_id, now);
+            None
+        } else {
+            e.on_read(frame_id, tier, now)
+        }
+    }
+
+    /// Tells the engine about a move it did not decide (an explicit `migrate`), so its cooldown
+    /// and cycle filters and its reads-since-move counter see every move.
+    pub(super) fn policy_moved(&self, frame_id: &str, from: Tier, to: Tier, ok: bool, err: Option<String>) {
+        self.engine().record_outcome(frame_id, from, to, ok, err, now_millis());
+    }
+
+    fn trace(&self, frame_id: &str, size: i64, now: i64, write: bool) {
+        let Ok(mut guard) = self.inner.trace.lock() else { return };
+        if let Some(w) = guard.as_mut() {
+            let line = json!({"frameId": frame_id, "sizeBytes": size.max(0), "t": now, "op": if write { "write" } else { "read" }});
+            // A trace that cannot be written is dropped, never an error of the read it records.
+            if writeln!(w, "{line}").is_err() {
+                *guard = None;
+            }
+        }
+    }
+
+    pub(super) fn flush_trace(&self) {
+        if let Ok(mut guard) = self.inner.trace.lock() {
+            if let Some(w) = guard.as_mut() {
+                let _ = w.flush();
+            }
+        }
+    }
+
+    /// Persists the engine's state (rate-limited unless `now`).
+    pub(super) async fn save_snapshot(&self, now: bool) -> Result<()> {
+        {
+            let Ok(mut last) = self.inner.last_snapshot.lock() else { return Ok(()) };
+            if !now && last.is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let snap = self.engine().snapshot();
+        let text = serde_json::to_string(&snap).map_err(|e| TierError::storage("policy snapshot", e))?;
+        let hot = self.inner.hot.clone();
+        blocking(move || hot.kv_set(SNAPSHOT_KEY, &text)).await
+    }
+
+    /// The background worker: one cycle every `syncInterval` while open. It holds only a weak
+    /// reference, so it never keeps the manager (or the Node process) alive.
+    pub(super) fn spawn_policy_worker(&self) {
+        if !self.inner.config.policies.background_sync {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let every = Duration::from_millis(self.inner.config.policies.sync_interval_ms.max(10));
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let shutdown = inner.shutdown.clone();
+                drop(inner);
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.notified() => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let mgr = TierManager { inner };
+                let r = mgr.run_cycle(false).await;
+                let err = r.err().map(|e| e.to_string());
+                let lock = mgr.inner.worker_runs.lock();
+                if let Ok(mut s) = lock {
+                    s.cycles += 1;
+                    s.last_error = err;
+                }
+            }
+        });
+    }
+
+    /// For `status()`: the worker and the pins (with their cap).
+    pub(super) fn policy_status(&self) -> Value {
+        let (cycles, last_error) =
+            self.inner.worker_runs.lock().map(|s| (s.cycles, s.last_error.clone())).unwrap_or((0, None));
+        let pins = self.engine().pin_status();
+        json!({"backgroundSync": self.inner.config.policies.background_sync,
+               "syncIntervalMs": self.inner.config.policies.sync_interval_ms,
+               "workerCycles": cycles, "workerLastError": last_error,
+               "pinnedFrames": pins.frames, "pinnedBytes": pins.pinned_bytes, "maxPinnedBytes": pins.cap_bytes})
+    }
+}
+
+/// `simulate(trace, options)`: replays a trace against our policy and the baselines. `trace` is
+/// an array of events, JSON-lines text, or the name of a shipped generator
+/// (`sessions`, `periodic`, `read-once`, `mixed`; seed 42, 7 days).
+pub fn simulate(trace: &Value, options: &Value) -> Result<Value> {
+    use crate::sim::traces;
+    let generated = match trace.as_str() {
+        Some("sessions") => Some(traces::sessions(42, 7)),
+        Some("periodic") => Some(traces::periodic(42, 7)),
+        Some("read-once") => Some(traces::read_once(42, 7)),
+        Some("mixed") => Some(traces::mixed(42, 7)),
+        _ => None,
+    };
+    match generated {
+        Some(events) => {
+            let v = serde_json::to_value(&events).map_err(|e| TierError::storage("trace", e))?;
+            crate::sim::simulate_json(&v, options)
+        }
+        None => crate::sim::simulate_json(trace, options),
+    }
+}
