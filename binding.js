@@ -837,3 +837,4 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.TierManager = nativeBinding.TierManager
 module.exports.JsTierManager = nativeBinding.JsTierManager
+module.exports.simulate = nativeBinding.simulate
