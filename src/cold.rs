@@ -324,7 +324,7 @@ impl ColdTier {
         };
         pg.options(options);
 
-        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size.max(1))
             .create_timeout(Some(connect_timeout))

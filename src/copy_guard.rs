@@ -15,32 +15,43 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, TierError};
 
-/// Our open connections per canonical file path (each holds one descriptor on the file).
-static OURS: LazyLock<Mutex<HashMap<PathBuf, usize>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Our connections per canonical file path: (open now, most open at once since the count was
+/// last zero). Each connection holds one descriptor on the file, but SQLite keeps a closed
+/// connection's descriptor open while another connection of the same library holds a lock on
+/// the file (closing it would drop that lock), and reuses it later; it closes them all when the
+/// last connection goes. So our library may hold up to the peak, not just the open count.
+static OURS: LazyLock<Mutex<HashMap<PathBuf, (usize, usize)>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// One of our connections on a file; unregisters itself when dropped.
 pub struct CopyGuard {
     path: PathBuf,
+    last_ok: Mutex<Option<Instant>>,
 }
+
+/// How long a passed check stands for reads (see `check_recent`).
+const READ_RECHECK: Duration = Duration::from_millis(50);
 
 impl CopyGuard {
     /// Registers a connection we are about to open on `path` (which must exist).
     pub fn register(path: &Path) -> CopyGuard {
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         if let Ok(mut m) = OURS.lock() {
-            *m.entry(path.clone()).or_insert(0) += 1;
+            let e = m.entry(path.clone()).or_insert((0, 0));
+            e.0 += 1;
+            e.1 = e.1.max(e.0);
         }
-        CopyGuard { path }
+        CopyGuard { path, last_ok: Mutex::new(None) }
     }
 
-    /// Checks before every use of the connection. Not rate-limited: a foreign connection that
-    /// appeared a millisecond ago can already be writing. It costs one `readlink` per open
-    /// descriptor of the process (tens of microseconds; see BENCHMARKS.md).
+    /// Checks now: before every write transaction. Not rate-limited, because a foreign
+    /// connection that appeared a millisecond ago can already be writing. It costs one `readlink`
+    /// per open descriptor of the process (about 5 µs each; see BENCHMARKS.md).
     pub fn check(&self) -> Result<()> {
-        let ours = OURS.lock().map(|m| m.get(&self.path).copied().unwrap_or(0)).unwrap_or(0);
+        let ours = OURS.lock().map(|m| m.get(&self.path).map(|e| e.1).unwrap_or(0)).unwrap_or(0);
         let Some(held) = descriptors_on(&self.path) else { return Ok(()) };
         if held > ours {
             return Err(TierError::storage(
@@ -54,16 +65,30 @@ impl CopyGuard {
                 format!("{held} descriptors on the file, {ours} of them ours"),
             ));
         }
+        if let Ok(mut l) = self.last_ok.lock() {
+            *l = Some(Instant::now());
+        }
         Ok(())
+    }
+
+    /// For reads: a check that passed within `READ_RECHECK` stands. A read racing a foreign
+    /// writer can see a torn page and fail, but reads never write, so the file stays intact.
+    pub fn check_recent(&self) -> Result<()> {
+        let fresh = self.last_ok.lock().ok().and_then(|l| *l).is_some_and(|t| t.elapsed() < READ_RECHECK);
+        if fresh {
+            Ok(())
+        } else {
+            self.check()
+        }
     }
 }
 
 impl Drop for CopyGuard {
     fn drop(&mut self) {
         if let Ok(mut m) = OURS.lock() {
-            if let Some(n) = m.get_mut(&self.path) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
+            if let Some(e) = m.get_mut(&self.path) {
+                e.0 = e.0.saturating_sub(1);
+                if e.0 == 0 {
                     m.remove(&self.path);
                 }
             }

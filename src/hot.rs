@@ -206,8 +206,20 @@ impl HotTier {
         &self.path
     }
 
+    /// For reads: the foreign-SQLite check runs at most every few milliseconds (a read racing a
+    /// foreign writer can fail, but cannot damage the file).
     fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
+        self.guard.check_recent()?;
+        self.lock_unchecked()
+    }
+
+    /// For write transactions: always checked first (two unsynchronised writers corrupt the file).
+    fn lock_write(&self) -> Result<MutexGuard<'_, Connection>> {
         self.guard.check()?;
+        self.lock_unchecked()
+    }
+
+    fn lock_unchecked(&self) -> Result<MutexGuard<'_, Connection>> {
         // A poisoned lock means a panic mid-call elsewhere; SQLite rolled back that transaction,
         // so the connection is still consistent and usable.
         Ok(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
@@ -243,7 +255,7 @@ impl HotTier {
         }
         // Parents before children, so the foreign key holds inside the batch.
         let order = parent_first_order(bundles);
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(bundles.len());
         for idx in order {
@@ -258,7 +270,7 @@ impl HotTier {
     /// Restore a bundle fetched from a remote tier as a hot frame, in the same transaction as the
     /// journal's `verified` step for that move.
     pub fn restore(&self, b: &Bundle, checksum: &str, version: i64, move_id: i64) -> Result<()> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let size = b.canonical_bytes().len() as i64;
         write_bundle(&tx, b, size, checksum, Some(version), false, 0)?;
@@ -295,7 +307,7 @@ impl HotTier {
     /// Delete a frame's rows. Refuses when child frames still point at it.
     /// Returns the tier it was in, or `None` when unknown.
     pub fn delete(&self, frame_id: &str) -> Result<Option<FrameMeta>> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(meta) = load_meta(&tx, frame_id)? else {
             return Ok(None);
@@ -324,7 +336,7 @@ impl HotTier {
     /// A frame whose version changed since the copy (re-stored meanwhile) is left alone and its move
     /// rolled back; returns the ids that were stubbed.
     pub fn finish_demotions(&self, moves: &[(i64, String, i64)], to: Tier) -> Result<Vec<String>> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut done = Vec::with_capacity(moves.len());
         for (move_id, frame_id, version) in moves {
@@ -347,7 +359,7 @@ impl HotTier {
     /// Change the recorded tier of frames whose body stays where it is (warm ↔ cold, or a warm
     /// copy made while the archive is down: `held_back` says why the body stays local).
     pub fn set_tier(&self, moves: &[(i64, String)], to: Tier, held_back: Option<&str>) -> Result<()> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (move_id, frame_id) in moves {
             tx.execute("UPDATE frames SET tier_status = ?2 WHERE frame_id = ?1", params![frame_id, to.as_str()])?;
@@ -366,7 +378,7 @@ impl HotTier {
     /// Ensure every listed frame has a `tier_metadata` row with a size and checksum (frames written
     /// by StackMemory itself have none until we first look at them).
     pub fn ensure_meta(&self, ids: &[String]) -> Result<()> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for id in ids {
             ensure_meta_row(&tx, id)?;
@@ -376,7 +388,7 @@ impl HotTier {
     }
 
     pub fn journal_begin(&self, frames: &[(String, i64, i64, Option<String>, i64)]) -> Result<Vec<i64>> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(frames.len());
         for (frame_id, from, to, sum, version) in frames {
@@ -387,7 +399,7 @@ impl HotTier {
     }
 
     pub fn journal_set(&self, steps: &[(i64, &str, Option<String>)]) -> Result<()> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (id, step, err) in steps {
             journal::set_step(&tx, *id, step, err.as_deref())?;
@@ -411,7 +423,7 @@ impl HotTier {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut st = tx.prepare_cached(
@@ -600,7 +612,7 @@ impl HotTier {
     }
 
     pub fn set_pinned(&self, frame_id: &str, pinned: bool) -> Result<bool> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if ensure_meta_row(&tx, frame_id)?.is_none() {
             return Ok(false);
@@ -624,7 +636,7 @@ impl HotTier {
 
     /// Remove stubs whose archived body was deleted by retention, when no child points at them.
     pub fn drop_expired_stubs(&self, ids: &[String]) -> Result<u64> {
-        let mut c = self.lock()?;
+        let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut n = 0;
         for id in ids {
@@ -1008,11 +1020,14 @@ fn stub_frame(tx: &Transaction<'_>, frame_id: &str, to: Tier) -> Result<()> {
 }
 
 fn load_meta(c: &Connection, frame_id: &str) -> Result<Option<FrameMeta>> {
+    // prepare_cached: `query_row` compiles the SQL again on every call, and this is on every read.
     Ok(c
-        .query_row(
+        .prepare_cached(
             "SELECT f.frame_id, COALESCE(f.tier_status, 'hot'), COALESCE(m.body_local, 1), COALESCE(m.version, 0), m.checksum,
                     COALESCE(m.size_bytes, 0), COALESCE(f.access_count, 0), f.last_accessed, m.held_back, COALESCE(m.pinned, 0)
              FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id WHERE f.frame_id = ?1",
+        )?
+        .query_row(
             [frame_id],
             |r| {
                 let tier: String = r.get(1)?;
@@ -1058,7 +1073,8 @@ fn load_record(c: &Connection, frame_id: &str) -> Result<Option<HotRecord>> {
         return Ok(Some(HotRecord { meta, bundle: None, stub: frame_row }));
     }
     let shape: Option<Value> = c
-        .query_row("SELECT shape FROM tier_metadata WHERE frame_id = ?1", [frame_id], |r| r.get::<_, Option<String>>(0))
+        .prepare_cached("SELECT shape FROM tier_metadata WHERE frame_id = ?1")?
+        .query_row([frame_id], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten()
         .and_then(|s| serde_json::from_str(&s).ok());

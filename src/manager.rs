@@ -324,7 +324,11 @@ impl TierManager {
             };
             if served_by == Tier::Cold {
                 if let Some(cold) = &remotes.cold {
-                    let _ = cold.touch(frame_id, now_seconds()).await;
+                    // Off the read's path: the archive's access time is advisory (retention).
+                    let (cold, id) = (cold.clone(), frame_id.to_string());
+                    tokio::spawn(async move {
+                        let _ = cold.touch(&id, now_seconds()).await;
+                    });
                 }
             }
             self.note_access(frame_id);
@@ -458,7 +462,7 @@ impl TierManager {
                         }
                         // A frame archived and also hot (mid-move) is listed once.
                         seen.insert(h.frame_id.clone());
-                        if !want(t) && !want(Tier::Hot) {
+                        if !want(t) {
                             continue;
                         }
                         merged.push(json!({"frameId": h.frame_id, "projectId": h.project_id, "name": h.name,

@@ -7,6 +7,7 @@
 //! (`held_back`). The mover knows the tiers' operations and the journal, nothing about policies.
 
 use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -424,7 +425,8 @@ impl Mover {
                 match w.get(id).await {
                     Ok(Some(bytes)) => match codec::decode_bundle(id, "warm", &bytes) {
                         Ok(b) => {
-                            let sum = codec::bundle_checksum(&b);
+                            // `decode` verified the body against the header's checksum.
+                            let sum = codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
                             if expected.is_none_or(|x| x == sum) {
                                 return Ok((b, sum, Tier::Warm, false));
                             }
@@ -445,21 +447,127 @@ impl Mover {
         };
         let bytes = c.get(id).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
         let b = codec::decode_bundle(id, "cold", &bytes)?;
-        let sum = codec::bundle_checksum(&b);
+        let sum = codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
         Ok((b, sum, Tier::Cold, corrupt_warm))
     }
 
     /// Stubbed frames (warm or cold) come back to SQLite; then their remote copies go.
     async fn promote(&self, ids: &[String], from: Tier, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
-        for id in ids {
-            match self.promote_one(id, from, rm).await {
-                Ok(size) => {
+        // Batched: one metadata read, one Redis MGET and one archive SELECT for the batch, the
+        // restores in one blocking call, one delete per remote tier. Per frame, the steps are
+        // those of `promote_one` (journal → restore → delete remote copies → done).
+        let hot = self.hot.clone();
+        let idv = ids.to_vec();
+        let metas = blocking(move || idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+        let mut todo: Vec<(String, Option<String>, i64)> = vec![];
+        for (id, meta) in ids.iter().zip(metas) {
+            match meta {
+                None => rep.fail(std::slice::from_ref(id), &TierError::NotFound { frame_id: id.clone() }),
+                Some(m) if m.body_local => rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" }),
+                Some(m) => todo.push((id.clone(), m.checksum, m.version)),
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let want: Vec<String> = todo.iter().map(|t| t.0.clone()).collect();
+        let mut found: HashMap<String, (Bundle, String)> = HashMap::new();
+        if from == Tier::Warm {
+            if let Some(w) = &rm.warm {
+                if let Ok(got) = w.get_many(&want).await {
+                    for ((id, expected, _), bytes) in todo.iter().zip(got) {
+                        let Some(bytes) = bytes else { continue };
+                        let Ok(b) = codec::decode_bundle(id, "warm", &bytes) else { continue };
+                        let sum = codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
+                        if expected.as_deref().is_none_or(|x| x == sum) {
+                            found.insert(id.clone(), (b, sum));
+                        }
+                    }
+                }
+            }
+        }
+        let missing: Vec<String> = want.iter().filter(|i| !found.contains_key(*i)).cloned().collect();
+        if !missing.is_empty() {
+            match &rm.cold {
+                Some(c) => match c.get_many(&missing).await {
+                    Ok(mut got) => {
+                        for id in &missing {
+                            let Some(bytes) = got.remove(id) else {
+                                rep.fail(std::slice::from_ref(id), &TierError::NotFound { frame_id: id.clone() });
+                                continue;
+                            };
+                            match codec::decode_bundle(id, "cold", &bytes) {
+                                Ok(b) => {
+                                    let sum = codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
+                                    found.insert(id.clone(), (b, sum));
+                                }
+                                Err(e) => rep.fail(std::slice::from_ref(id), &e),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for id in &missing {
+                            rep.skip(id, format!("deferred: {e}"));
+                        }
+                    }
+                },
+                None => {
+                    let why = rm.cold_down.clone().unwrap_or_else(|| "the cold tier is not enabled".into());
+                    for id in &missing {
+                        rep.skip(id, format!("deferred: cold tier unreachable ({why})"));
+                    }
+                }
+            }
+        }
+        let batch: Vec<(String, Bundle, String, i64)> = todo
+            .into_iter()
+            .filter_map(|(id, _, version)| found.remove(&id).map(|(b, sum)| (id, b, sum, version)))
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let hot = self.hot.clone();
+        let restored: Vec<(String, i64, u64, std::result::Result<(), TierError>)> = blocking(move || {
+            let entries: Vec<(String, i64, i64, Option<String>, i64)> =
+                batch.iter().map(|(id, _, sum, v)| (id.clone(), from.level(), 1, Some(sum.clone()), *v)).collect();
+            let move_ids = hot.journal_begin(&entries)?;
+            Ok(batch
+                .iter()
+                .zip(move_ids)
+                .map(|((id, b, sum, v), m)| {
+                    let size = b.canonical_bytes().len() as u64;
+                    (id.clone(), m, size, hot.restore(b, sum, *v, m))
+                })
+                .collect())
+        })
+        .await?;
+        let mut done_ids = vec![];
+        let mut done_moves = vec![];
+        for (id, m, size, r) in restored {
+            match r {
+                Ok(()) => {
                     rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" });
                     rep.bytes_after += size;
+                    done_ids.push(id);
+                    done_moves.push(m);
                 }
-                Err(e) if e.is_unavailable() => rep.skip(id, format!("deferred: {e}")),
-                Err(e) => rep.fail(std::slice::from_ref(id), &e),
+                Err(e) => rep.fail(std::slice::from_ref(&id), &e),
             }
+        }
+        // The frames are hot and durable in SQLite; the remote copies are now stale. If a tier
+        // is unreachable the journal entries stay open and recovery deletes the copies later.
+        let warm_ok = match &rm.warm {
+            Some(w) => w.delete_many(&done_ids).await.is_ok(),
+            None => false,
+        };
+        let cold_ok = match &rm.cold {
+            Some(c) => c.delete_many(&done_ids).await.is_ok(),
+            None => false,
+        };
+        if warm_ok && cold_ok && !done_moves.is_empty() {
+            let hot = self.hot.clone();
+            let steps: Vec<(i64, &'static str, Option<String>)> = done_moves.iter().map(|m| (*m, journal::DONE, None)).collect();
+            blocking(move || hot.journal_set(&steps)).await?;
         }
         Ok(())
     }
@@ -557,6 +665,9 @@ impl Mover {
             let meta = blocking(move || hot.meta(&fid)).await?;
             let ids = [e.frame_id.clone()];
             let body_local = meta.as_ref().is_none_or(|m| m.body_local);
+            // A copy of a body kept in SQLite (a hot frame, or a warm one held back): `demote_local`
+            // journals those with the body's checksum; warm ↔ cold shifts of stubs carry none.
+            let copy_of_local = e.to_tier >= Tier::Warm.level() && e.checksum.is_some();
             let (step, note): (Option<&str>, Option<String>) = if e.to_tier == 0 {
                 // Discard: delete stale remote copies, unless the frame went remote again since.
                 if body_local && self.delete_remote(&ids, rm).await {
@@ -566,7 +677,7 @@ impl Mover {
                 } else {
                     (None, None)
                 }
-            } else if e.from_tier == 1 && e.step == journal::STARTED {
+            } else if copy_of_local && e.step == journal::STARTED {
                 if !body_local {
                     (Some(journal::DONE), None)
                 } else if self.delete_remote(&ids, rm).await {
@@ -574,7 +685,7 @@ impl Mover {
                 } else {
                     (None, None)
                 }
-            } else if e.from_tier == 1 && e.step == journal::VERIFIED {
+            } else if copy_of_local && e.step == journal::VERIFIED {
                 match &meta {
                     Some(m) if m.body_local && m.version == e.version => {
                         let to = Tier::from_level(e.to_tier).unwrap_or(Tier::Cold);
@@ -602,9 +713,24 @@ impl Mover {
                 } else {
                     (None, None)
                 }
+            } else if e.to_tier >= Tier::Warm.level() && e.step == journal::STARTED {
+                // Warm ↔ cold of a stub, interrupted. SQLite did not change (its tier change commits
+                // with the journal's `done`), but the archive's tier column and the Redis copy may
+                // have: put them back in line with SQLite, or the archive reports the wrong tier
+                // (search, stats) and a cold frame keeps a Redis copy.
+                match &meta {
+                    Some(m) if !m.body_local && (m.tier == Tier::Warm.level() || m.tier == Tier::Cold.level()) => {
+                        if self.realign_remote_tier(&e.frame_id, m.tier, rm).await {
+                            (Some(journal::ROLLED_BACK), Some("interrupted; the frame stays where it was".into()))
+                        } else {
+                            (None, None)
+                        }
+                    }
+                    _ => (Some(journal::ROLLED_BACK), Some("interrupted; the frame stays where it was".into())),
+                }
             } else {
-                // Remote→remote or a restore that never committed: nothing half-done remains in
-                // SQLite (those steps commit atomically with the tier change).
+                // A restore that never committed: nothing half-done remains in SQLite (the restore
+                // commits atomically with the journal's `verified`).
                 (Some(journal::ROLLED_BACK), Some("interrupted; the frame stays where it was".into()))
             };
             match step {
@@ -624,6 +750,24 @@ impl Mover {
         Ok(rep)
     }
 
+    /// Make the remote tiers agree with SQLite's tier for a stub after an interrupted warm ↔ cold
+    /// shift: the archive's tier column, and no Redis copy of a cold frame. False when the archive
+    /// is unreachable (the journal entry stays open and recovery retries).
+    async fn realign_remote_tier(&self, id: &str, tier: i64, rm: &Remotes) -> bool {
+        let Some(c) = &rm.cold else { return false };
+        let ids = [id.to_string()];
+        if c.set_tier(&ids, tier as i16).await.is_err() {
+            return false;
+        }
+        if tier == Tier::Cold.level() {
+            if let Some(w) = &rm.warm {
+                // Best effort, as in `shift_remote`: a cold frame's Redis copy is never served.
+                let _ = w.delete_many(&ids).await;
+            }
+        }
+        true
+    }
+
     /// Delete a frame's copies from every configured remote tier; false when a tier was unreachable.
     async fn delete_remote(&self, ids: &[String], rm: &Remotes) -> bool {
         let mut ok = true;
@@ -639,5 +783,104 @@ impl Mover {
             ok = false;
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Recovery of interrupted warm ↔ cold shifts, against the test Redis and PostgreSQL
+    //! (`REDIS_TEST_URL`, `TEST_DATABASE_URL`).
+    use super::*;
+    use crate::config::{EvictionStrategy, PostgresConfig, RedisConfig};
+    use crate::frame::normalize_bundle;
+    use serde_json::json;
+
+    async fn remotes() -> Remotes {
+        let tag = format!("{:08x}", rand::random::<u32>());
+        let rc = RedisConfig {
+            enabled: true,
+            connection_string: Some(std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
+            ttl_secs: 3600,
+            max_size: 1 << 30,
+            key_prefix: format!("t:mover{tag}:"),
+            connect_timeout_ms: 2000,
+            eviction_strategy: EvictionStrategy::Lru,
+        };
+        let pc = PostgresConfig {
+            enabled: true,
+            connection_string: Some(
+                std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            ),
+            compression_level: 3,
+            retention_days: 365,
+            pool_size: 2,
+            connect_timeout_ms: 3000,
+            schema: format!("t_mover_{tag}"),
+        };
+        let warm = WarmTier::connect(&rc).await.expect("connect to the test Redis");
+        let cold = ColdTier::connect(&pc).await.expect("connect to the test PostgreSQL");
+        Remotes { warm: Some(warm), cold: Some(cold), warm_down: None, cold_down: None }
+    }
+
+    fn bundle(id: &str) -> Bundle {
+        normalize_bundle(json!({"frame": {"frame_id": id, "run_id": "r", "project_id": "p", "type": "task",
+            "name": format!("frame {id}"), "state": "closed", "created_at": 1_700_000_000, "closed_at": 1_700_000_100},
+            "events": [{"event_id": format!("{id}-e"), "seq": 1, "event_type": "x", "payload": {"t": "hello"}}]}))
+        .expect("valid")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn interrupted_warm_cold_shifts_are_realigned_with_sqlite() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let hot = Arc::new(HotTier::open(&dir.path().join("c.db")).expect("open"));
+        hot.store_many(&[bundle("a"), bundle("b")], 1 << 20).expect("store");
+        let mover = Mover::new(hot.clone(), 3, 100);
+        let rm = remotes().await;
+        let (warm, cold) = (rm.warm.clone().expect("warm"), rm.cold.clone().expect("cold"));
+        let req = |to: Tier, id: &str| MigrateRequest { to: Some(to), frame_ids: Some(vec![id.to_string()]), ..Default::default() };
+        assert_eq!(mover.migrate(&req(Tier::Warm, "a"), &rm).await.expect("warm").moved.len(), 1);
+        assert_eq!(mover.migrate(&req(Tier::Cold, "b"), &rm).await.expect("cold").moved.len(), 1);
+
+        // A warm → cold shift of "a" killed after the archive's tier column and the Redis delete,
+        // before SQLite committed.
+        let ids_a = ["a".to_string()];
+        let ids_b = ["b".to_string()];
+        hot.journal_begin(&[("a".into(), 2, 3, None, 0)]).expect("journal");
+        warm.delete_many(&ids_a).await.expect("del");
+        cold.set_tier(&ids_a, 3).await.expect("tier");
+        let rep = mover.recover(&rm).await.expect("recover");
+        assert_eq!((rep.rolled_back, rep.pending), (1, 0));
+        assert_eq!(hot.meta("a").expect("meta").expect("a").tier, 2);
+        let st = cold.stats().await.expect("stats");
+        assert_eq!((st.warm_frames, st.cold_frames), (1, 1), "the archive's tier column follows SQLite");
+
+        // A cold → warm shift of "b" killed after the Redis put and the archive's update.
+        hot.journal_begin(&[("b".into(), 3, 2, None, 0)]).expect("journal");
+        let bytes = cold.get("b").await.expect("get").expect("archived");
+        warm.put_many(&[WarmItem { frame_id: "b".into(), bytes, created_s: 0, access_count: 0 }]).await.expect("put");
+        cold.set_tier(&ids_b, 2).await.expect("tier");
+        let rep = mover.recover(&rm).await.expect("recover");
+        assert_eq!((rep.rolled_back, rep.pending), (1, 0));
+        assert_eq!(hot.meta("b").expect("meta").expect("b").tier, 3);
+        let st = cold.stats().await.expect("stats");
+        assert_eq!((st.warm_frames, st.cold_frames), (1, 1), "the archive's tier column follows SQLite");
+        assert!(warm.get("b").await.expect("get").is_none(), "a cold frame keeps no Redis copy");
+        // Both still read back whole.
+        for id in ["a", "b"] {
+            let tier = Tier::from_level(hot.meta(id).expect("m").expect("some").tier).expect("tier");
+            let (b, _, _, _) = mover.fetch_remote(id, tier, &rm, None).await.expect("fetch");
+            assert_eq!(b.to_value(), bundle(id).to_value());
+        }
+
+        // With the archive unreachable the entry stays open rather than being closed unaligned.
+        hot.journal_begin(&[("a".into(), 2, 3, None, 0)]).expect("journal");
+        cold.set_tier(&ids_a, 3).await.expect("tier");
+        let down = Remotes { warm: rm.warm.clone(), cold: None, warm_down: None, cold_down: Some("down".into()) };
+        assert_eq!(mover.recover(&down).await.expect("recover").pending, 1);
+        assert_eq!(mover.recover(&rm).await.expect("recover").rolled_back, 1);
+        assert_eq!(cold.stats().await.expect("stats").warm_frames, 1);
+
+        let _ = warm.flush_prefix().await;
+        let _ = cold.drop_schema().await;
     }
 }
