@@ -226,6 +226,37 @@ describe('round trip hot → warm → cold → hot', () => {
   })
 })
 
+describe('reopening in one process', () => {
+  // Regression test (was a bug in src/copy_guard.rs, fixed there). A TierManager closed and garbage-collected
+  // while another TierManager on the same file is open makes the live one refuse every call with
+  // ERR_STORAGE "... is also open through another SQLite library in this process (N descriptors on
+  // the file, M of them ours)". SQLite's unix VFS defers close() of a closed connection's
+  // descriptor while another connection of the process holds locks on the same inode (closing it
+  // would drop those POSIX locks), so the descriptor count exceeds the guard's count of live
+  // connections although no other SQLite library is involved.
+  test('a second manager on the same file, closed and collected, does not break the first', async () => {
+    const e = env()
+    const a = await open(e.config)
+    await a.store(simpleBundle('reopen-1'))
+    const want = await a.retrieve('reopen-1')
+    const v8 = require('v8')
+    v8.setFlagsFromString('--expose_gc')
+    const gc: () => void = require('vm').runInNewContext('gc')
+    for (let i = 0; i < 3; i++) {
+      let b: TierManager | null = await TierManager.open(e.config)
+      expect(await b.retrieve('reopen-1')).toEqual(want)
+      await b.close()
+      b = null
+      gc()
+      await new Promise((r) => setTimeout(r, 50))
+      gc()
+      expect(await a.retrieve('reopen-1')).toEqual(want)
+      await a.store(simpleBundle(`reopen-${i + 2}`))
+    }
+    expect((await a.status()).tiers.hot.frames).toBe(4)
+  })
+})
+
 describe('ageing by olderThan', () => {
   test('second and millisecond timestamps are aged correctly', async () => {
     const e = env()
@@ -375,6 +406,24 @@ describe('search', () => {
       expect(r.results.map((h) => h.frameId)).toEqual([ids[t]])
       // A generated frame's digest word is found too.
     }
+    // The tiers option limits where hits come from.
+    const tierFilter: Array<[string, Array<'hot' | 'warm' | 'cold'>, string[]]> = [
+      [words.warm, ['hot'], []],
+      [words.warm, ['warm'], [ids.warm]],
+      [words.warm, ['cold'], []],
+      [words.cold, ['warm'], []],
+      [words.cold, ['cold'], [ids.cold]],
+      [words.hot, ['warm', 'cold'], []],
+      [words.hot, ['hot'], [ids.hot]],
+    ]
+    for (const [q, tiers, expected] of tierFilter) {
+      const got = (await m.search(q, { tiers })).results.map((h) => h.frameId)
+      expect({ q, tiers, got }).toEqual({ q, tiers, got: expected })
+    }
+    // projectId limits to one project.
+    expect((await m.search(words.warm, { projectId: 'other-project' })).results).toEqual([])
+    expect((await m.search(words.warm, { projectId: 'proj-simple' })).results.map((h) => h.frameId)).toEqual([ids.warm])
+
     const fw = filler.digestWord.get(idOf(filler.bundles[10]))!
     expect((await m.search(fw)).results.map((h) => h.frameId)).toContain(idOf(filler.bundles[10]))
 
@@ -409,6 +458,26 @@ describe('search', () => {
     for (const t of ['hot', 'warm', 'cold'] as const) {
       expect((await m.search(words[t])).results.map((h) => h.frameId)).toEqual([ids[t]])
     }
+  })
+})
+
+describe('search tiers option', () => {
+  // Regression test (was a bug in src/manager.rs search(), fixed there): a PostgreSQL hit was skipped
+  // only when `!want(t) && !want(Tier::Hot)`, so tiers ['hot', 'warm'] also returned cold frames.
+  test('a hot+warm search does not return cold frames, a hot+cold one no warm frames', async () => {
+    const e = env()
+    const m = await open(e.config)
+    await m.storeMany([
+      simpleBundle('tf-warm', { digest: 'wombatfilterword' }),
+      simpleBundle('tf-cold', { digest: 'narwhalfilterword' }),
+    ])
+    await m.migrate({ toTier: 'warm', frameIds: ['tf-warm'] })
+    await m.migrate({ toTier: 'cold', frameIds: ['tf-cold'] })
+    const ids = async (q: string, tiers: Array<'hot' | 'warm' | 'cold'>) => (await m.search(q, { tiers })).results.map((h) => h.frameId)
+    expect(await ids('narwhalfilterword', ['hot', 'cold'])).toEqual(['tf-cold'])
+    expect(await ids('wombatfilterword', ['hot', 'warm'])).toEqual(['tf-warm'])
+    expect({ tiers: 'hot+warm', got: await ids('narwhalfilterword', ['hot', 'warm']) }).toEqual({ tiers: 'hot+warm', got: [] })
+    expect({ tiers: 'hot+cold', got: await ids('wombatfilterword', ['hot', 'cold']) }).toEqual({ tiers: 'hot+cold', got: [] })
   })
 })
 

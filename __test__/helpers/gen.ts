@@ -370,8 +370,11 @@ export function makeEnv(o: { policies?: TierConfig['policies']; redisUrl?: strin
 // ---------------------------------------------------------------------------------------------
 // Direct service access (behind the addon's back)
 
-export function redisCli(args: string[], url = REDIS_URL): string {
-  return execFileSync('redis-cli', ['-u', url, '--no-auth-warning', ...args], { encoding: 'utf8' })
+export function redisCli(args: string[], url = REDIS_URL, quiet = false): string {
+  return execFileSync('redis-cli', ['-u', url, '--no-auth-warning', ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', quiet ? 'ignore' : 'inherit'],
+  })
 }
 
 export function redisKeys(prefix: string, url = REDIS_URL): string[] {
@@ -461,7 +464,7 @@ export async function startRedis(port?: number): Promise<OwnRedis> {
   const deadline = Date.now() + 10_000
   for (;;) {
     try {
-      if (redisCli(['PING'], url).trim() === 'PONG') break
+      if (redisCli(['PING'], url, true).trim() === 'PONG') break
     } catch {}
     if (Date.now() > deadline) {
       proc.kill('SIGKILL')

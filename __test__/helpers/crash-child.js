@@ -1,0 +1,37 @@
+'use strict'
+// A child process for crash.test.ts: it is SIGKILLed by its parent at random points of a
+// migration. Usage:
+//   node crash-child.js <config.json> store <bundles.json>   store every bundle, print "stored N"
+//   node crash-child.js <config.json> migrate <tier>         print "migrating", migrate, print "done {...}"
+// It loads the built package exactly as a user would.
+
+const fs = require('fs')
+const { TierManager } = require('../../index.js')
+
+async function main() {
+  const [configPath, mode, arg] = process.argv.slice(2)
+  const config = JSON.parse(fs.readFileSync(configPath, 'utf8'))
+  const m = await TierManager.open(config)
+  if (mode === 'store') {
+    const bundles = JSON.parse(fs.readFileSync(arg, 'utf8'))
+    let n = 0
+    for (let i = 0; i < bundles.length; i += 500) n += await m.storeMany(bundles.slice(i, i + 500))
+    process.stdout.write(`stored ${n}\n`)
+  } else if (mode === 'migrate') {
+    process.stdout.write('migrating\n')
+    const r = await m.migrate({ toTier: arg })
+    const summary = { moved: r.moved.length, failed: r.failed.length, skipped: r.skippedCount, heldBack: r.heldBack.length, firstFailure: r.failed[0] }
+    process.stdout.write(`done ${JSON.stringify(summary)}\n`)
+  } else {
+    throw new Error(`unknown mode ${mode}`)
+  }
+  await m.close()
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`crash-child failed: ${e && e.code} ${e && e.stack}\n`)
+    process.exit(2)
+  },
+)
