@@ -99,14 +99,9 @@ async function verify(label: string, want: Map<string, string>): Promise<{ hot: 
           if (!a) problems.push(`${id}: ${r.tier} stub without an archived body`)
           else if (a.checksum !== r.checksum) problems.push(`${id}: archived checksum ${a.checksum} != ${r.checksum}`)
         }
-        // BUG: (src/mover.rs shift_remote + recover, open) a warm → cold shift updates the archive's
-        // tier column before SQLite commits. Recovery now puts the column back in line with SQLite,
-        // but a SIGKILLed client's in-flight `UPDATE .. SET tier = 3` still runs to completion on its
-        // orphaned PostgreSQL backend, and when the reopened manager's per-frame realignment reaches
-        // a row first, the orphan overwrites it: seen once (1 frame of 5,000) as "SQLite says warm,
-        // archive tier column says 3". No data is lost (the frame is served from the archive); the
-        // archive's label is wrong (search's `tier`, archive stats). Fix idea: take a per-schema
-        // `pg_advisory_xact_lock` around set_tier in shift_remote and in the realignment.
+        // A killed client's last archive write can still finish in its PostgreSQL backend after
+        // the kill; recovery waits for it (an exclusive advisory lock against the shared one every
+        // archive write holds) and then realigns the tier column with SQLite.
         if (a && a.tier !== (r.tier === 'warm' ? 2 : 3)) problems.push(`${id}: SQLite says ${r.tier}, archive tier column says ${a.tier}`)
         if (r.tier === 'cold' && inRedis.has(id)) problems.push(`${id}: cold but also in Redis`)
       } else {

@@ -41,6 +41,12 @@ const PARALLEL_MIN_ROWS: usize = 1_000;
 const MAX_PARALLEL_CHUNKS: usize = 4;
 
 /// One frame as stored in `frames_archive`.
+
+/// Every archive write (upsert, tier change, delete) holds this shared advisory lock for its
+/// transaction; crash recovery takes it exclusively (see `barrier`). Keyed by schema.
+const LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared(hashtext('stackmemory-tiers:' || current_schema()))";
+const LOCK_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock(hashtext('stackmemory-tiers:' || current_schema()))";
+
 #[derive(Debug, Clone)]
 pub struct ArchiveRow {
     pub frame_id: String,
@@ -466,6 +472,7 @@ impl ColdTier {
     async fn upsert_chunk(&self, rows: &[&ArchiveRow]) -> Result<u64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| pg_err("begin upsert", e))?;
+        tx.execute(LOCK_SHARED, &[]).await.map_err(|e| pg_err("upsert lock", e))?;
         tx.batch_execute(STAGE_DDL).await.map_err(|e| pg_err("create staging table", e))?;
         let sink = tx.copy_in(STAGE_COPY).await.map_err(|e| pg_err("copy into staging", e))?;
         let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &STAGE_TYPES));
@@ -563,15 +570,34 @@ impl ColdTier {
 
     /// Mark frames as warm (2) or cold (3); returns how many rows exist for those ids.
     pub async fn set_tier(&self, ids: &[String], tier: i16) -> Result<u64> {
+        self.set_tier_locked(ids, tier, false).await
+    }
+
+    /// `set_tier` for crash recovery. A killed process's last tier update can still be running
+    /// in its PostgreSQL backend (the server finishes a statement it has received). Every
+    /// `set_tier` holds a shared advisory lock on the schema for its transaction; recovery takes
+    /// it exclusively, so it waits for such an orphan to commit or roll back and then writes last.
+    /// An orphan whose client died before sending COMMIT rolls back; one that sent it committed
+    /// before recovery's update. Either way SQLite's tier wins.
+    pub async fn realign_tier(&self, ids: &[String], tier: i16) -> Result<u64> {
+        self.set_tier_locked(ids, tier, true).await
+    }
+
+    async fn set_tier_locked(&self, ids: &[String], tier: i16, exclusive: bool) -> Result<u64> {
         if !(2..=3).contains(&tier) {
             return Err(TierError::invalid_argument("tier", "must be 2 (warm) or 3 (cold)"));
         }
         if ids.is_empty() {
             return Ok(0);
         }
-        let client = self.client().await?;
-        let st = client.prepare_cached(&self.sql.set_tier).await.map_err(|e| pg_err("set_tier", e))?;
-        client.execute(&st, &[&ids, &tier]).await.map_err(|e| pg_err("set_tier", e))
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| pg_err("set_tier", e))?;
+        let lock = if exclusive { LOCK_EXCLUSIVE } else { LOCK_SHARED };
+        tx.execute(lock, &[]).await.map_err(|e| pg_err("set_tier lock", e))?;
+        let st = tx.prepare_cached(&self.sql.set_tier).await.map_err(|e| pg_err("set_tier", e))?;
+        let n = tx.execute(&st, &[&ids, &tier]).await.map_err(|e| pg_err("set_tier", e))?;
+        tx.commit().await.map_err(|e| pg_err("set_tier commit", e))?;
+        Ok(n)
     }
 
     /// Count one access: `access_count += 1`, `last_accessed = now_s`. A missing frame is ignored.
@@ -586,9 +612,23 @@ impl ColdTier {
         if ids.is_empty() {
             return Ok(0);
         }
-        let client = self.client().await?;
-        let st = client.prepare_cached(&self.sql.delete_many).await.map_err(|e| pg_err("delete", e))?;
-        client.execute(&st, &[&ids]).await.map_err(|e| pg_err("delete", e))
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| pg_err("delete", e))?;
+        tx.execute(LOCK_SHARED, &[]).await.map_err(|e| pg_err("delete lock", e))?;
+        let st = tx.prepare_cached(&self.sql.delete_many).await.map_err(|e| pg_err("delete", e))?;
+        let n = tx.execute(&st, &[&ids]).await.map_err(|e| pg_err("delete", e))?;
+        tx.commit().await.map_err(|e| pg_err("delete commit", e))?;
+        Ok(n)
+    }
+
+    /// Waits until every archive write that already holds the schema's shared lock has
+    /// committed or rolled back, including those of a killed process that PostgreSQL is still
+    /// finishing. Recovery calls it first, so it reads and repairs after them, not before.
+    pub async fn barrier(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| pg_err("barrier", e))?;
+        tx.execute(LOCK_EXCLUSIVE, &[]).await.map_err(|e| pg_err("barrier lock", e))?;
+        tx.commit().await.map_err(|e| pg_err("barrier commit", e))
     }
 
     /// Full-text search (`websearch_to_tsquery` syntax), best `ts_rank` first. A name match

@@ -540,6 +540,27 @@ impl HotTier {
         Ok(out)
     }
 
+    /// `ids` and their closed descendants (a closed frame's closed subtree moves with it), through
+    /// StackMemory's parent index instead of a scan of every frame.
+    pub fn with_closed_descendants(&self, ids: &[String]) -> Result<Vec<String>> {
+        let c = self.lock()?;
+        let mut st = c.prepare_cached(
+            "WITH RECURSIVE d(id) AS (
+               SELECT value FROM json_each(?1)
+               UNION
+               SELECT f.frame_id FROM frames f JOIN d ON f.parent_frame_id = d.id WHERE f.state = 'closed')
+             SELECT id FROM d",
+        )?;
+        let list = serde_json::to_string(ids).map_err(|e| TierError::storage("frame ids", e))?;
+        let rows = st.query_map([list], |r| r.get::<_, String>(0))?;
+        let found: Vec<String> = rows.collect::<std::result::Result<_, _>>()?;
+        // Keep the caller's order first, then the descendants.
+        let mut seen: HashSet<String> = ids.iter().cloned().collect();
+        let mut out = ids.to_vec();
+        out.extend(found.into_iter().filter(|i| seen.insert(i.clone())));
+        Ok(out)
+    }
+
     /// Full-text search over hot rows and stubs (names only for stubs).
     pub fn search(&self, tokens: &[String], project_id: Option<&str>, limit: u32) -> Result<Vec<HotHit>> {
         if tokens.is_empty() {

@@ -136,22 +136,18 @@ impl Mover {
             if to != Tier::Hot {
                 // A closed frame and its closed descendants move together.
                 let hot = self.hot.clone();
-                let all = blocking(move || hot.candidates(&CandidateFilter::default())).await?;
-                let mut set: HashSet<String> = ids.iter().cloned().collect();
-                let mut grew = true;
-                while grew {
-                    grew = false;
-                    for c in &all {
-                        if !c.active && !set.contains(&c.frame_id) && c.parent_id.as_ref().is_some_and(|p| set.contains(p)) {
-                            set.insert(c.frame_id.clone());
-                            ids.push(c.frame_id.clone());
-                            grew = true;
-                        }
-                    }
-                }
+                let asked = ids.clone();
+                *ids = blocking(move || hot.with_closed_descendants(&asked)).await?;
             }
         }
-        let filter = CandidateFilter { project_id: req.project_id.clone(), frame_ids: frame_ids.clone(), tiers: None };
+        // Without explicit ids only frames of the other tiers can move (and warm frames held back,
+        // which finish their move to warm): let SQLite skip the rest.
+        let tiers = match (explicit, to) {
+            (true, _) => None,
+            (false, Tier::Hot) => Some(vec![Tier::Warm, Tier::Cold]),
+            (false, _) => Some(vec![Tier::Hot, Tier::Warm]),
+        };
+        let filter = CandidateFilter { project_id: req.project_id.clone(), frame_ids: frame_ids.clone(), tiers };
         let hot = self.hot.clone();
         let cands = blocking(move || hot.candidates(&filter)).await?;
         if let Some(ids) = &req.frame_ids {
@@ -659,6 +655,12 @@ impl Mover {
         let hot = self.hot.clone();
         let open: Vec<JournalEntry> = blocking(move || hot.journal_open()).await?;
         let mut rep = RecoveryReport::default();
+        if !open.is_empty() {
+            if let Some(c) = &rm.cold {
+                // A killed process's last archive write may still be finishing in its backend.
+                let _ = c.barrier().await;
+            }
+        }
         for e in open {
             let hot = self.hot.clone();
             let fid = e.frame_id.clone();
@@ -756,7 +758,7 @@ impl Mover {
     async fn realign_remote_tier(&self, id: &str, tier: i64, rm: &Remotes) -> bool {
         let Some(c) = &rm.cold else { return false };
         let ids = [id.to_string()];
-        if c.set_tier(&ids, tier as i16).await.is_err() {
+        if c.realign_tier(&ids, tier as i16).await.is_err() {
             return false;
         }
         if tier == Tier::Cold.level() {
