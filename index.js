@@ -59,7 +59,8 @@ class TierManager {
   retrieve(frameId, options) { return call(() => this.#inner.retrieve(frameId, options)) }
   delete(frameId) { return call(() => this.#inner.delete(frameId)) }
   status() { return call(() => this.#inner.status()) }
-  migrate(options) { return call(() => this.#inner.migrate(options)) }
+  // Large reports cross from Rust as JSON text (see src/node/tier_manager.rs).
+  async migrate(options) { return JSON.parse(await call(() => this.#inner.migrate(options))) }
   search(query, options) { return call(() => this.#inner.search(query, options)) }
   compact() { return call(() => this.#inner.compact()) }
   pin(frameId) { return call(() => this.#inner.pin(frameId)) }
@@ -67,7 +68,7 @@ class TierManager {
   forcePromote(frameId) { return call(() => this.#inner.forcePromote(frameId)) }
   forceDemote(frameId, tier) { return call(() => this.#inner.forceDemote(frameId, tier)) }
   explain(frameId) { return call(() => this.#inner.explain(frameId)) }
-  runCycle(options) { return call(() => this.#inner.runCycle(options)) }
+  async runCycle(options) { return JSON.parse(await call(() => this.#inner.runCycle(options))) }
 }
 
 /** Replays an access trace against our policy and LRU, LFU, S3-FIFO and Belady's optimum. */

@@ -8,7 +8,7 @@
 //   * Redis: a plain pipeline over a minimal RESP client (bench/resp.js) of the same envelopes;
 //   * PostgreSQL: a plain binary COPY (bench/pg.js) of the same envelopes into a scratch table
 //     with the same tsvector + GIN index (and one without any tsvector).
-// Usage: `npm run bench` (full, writes BENCHMARKS.md) or `node bench/run.js --quick` (small run,
+// Usage: `npm run bench` (bench/policy.js, then this: full, writes BENCHMARKS.md) or `node bench/run.js --quick` (small run,
 // prints the report; add --write to write BENCHMARKS.md anyway). Options: --frames=N,
 // --scale=N (second store size for the flatness check), --samples=N, --no-write.
 
@@ -607,6 +607,8 @@ run()
     const M = savedM ?? machine()
     let md = render(R, M)
     const analysis = path.join(__dirname, 'analysis.md')
+    const policy = path.join(__dirname, 'policy.md')
+    if (fs.existsSync(policy)) md += '\n' + fs.readFileSync(policy, 'utf8')
     if (fs.existsSync(analysis)) md += '\n' + fs.readFileSync(analysis, 'utf8')
     if (WRITE) {
       fs.writeFileSync(path.join(ROOT, 'BENCHMARKS.md'), md)

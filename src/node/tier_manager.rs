@@ -69,10 +69,12 @@ impl JsTierManager {
 
     /// Move frames to a tier: `{ toTier, frameIds?, olderThan?, projectId?, limit?, dryRun? }`.
     #[napi(ts_args_type = "options: MigrateOptions", ts_return_type = "Promise<MigrateReport>")]
-    pub async fn migrate(&self, options: Value) -> napi::Result<Value> {
+    pub async fn migrate(&self, options: Value) -> napi::Result<String> {
         let req = migrate_request(&options)?;
         let rep = self.inner.migrate(req).await.map_err(to_js)?;
-        serde_json::to_value(rep).map_err(|e| invalid_arg("report", e))
+        // As JSON text (index.js parses it): a report of 100k frames is over napi's 1M-value
+        // limit for converting a serde value.
+        serde_json::to_string(&rep).map_err(|e| invalid_arg("report", e))
     }
 
     #[napi(ts_args_type = "query: string, options?: { projectId?: string, limit?: number, tiers?: Array<TierName | 1 | 2 | 3> }", ts_return_type = "Promise<SearchResult>")]
@@ -140,13 +142,15 @@ impl JsTierManager {
 
     /// One policy cycle; with `dryRun` nothing changes. Every decision is reported.
     #[napi(ts_args_type = "options?: { dryRun?: boolean }", ts_return_type = "Promise<CycleReport>")]
-    pub async fn run_cycle(&self, options: Option<Value>) -> napi::Result<Value> {
+    pub async fn run_cycle(&self, options: Option<Value>) -> napi::Result<String> {
         let dry_run = match options.as_ref().and_then(|o| o.get("dryRun")) {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(invalid_arg("options.dryRun", "must be a boolean")),
         };
-        self.inner.run_cycle(dry_run).await.map_err(to_js)
+        // As JSON text, like `migrate`: a cycle over 100k frames reports 100k decisions.
+        let v = self.inner.run_cycle(dry_run).await.map_err(to_js)?;
+        serde_json::to_string(&v).map_err(|e| invalid_arg("report", e))
     }
 }
 
