@@ -194,7 +194,9 @@ impl TierConfig {
         let policies = PolicyConfig {
             promotion_threshold: int(pol, "promotionThreshold", "policies.promotionThreshold", 3, 1, 1_000_000)? as u32,
             eviction_strategy,
-            background_sync: boolean(pol, "backgroundSync", "policies.backgroundSync", false)?,
+            // On by default: frames leave hot by age, count and size without anyone calling
+            // runCycle. The worker only starts when a remote tier is enabled (see the manager).
+            background_sync: boolean(pol, "backgroundSync", "policies.backgroundSync", true)?,
             sync_interval_ms: duration_ms(pol, "syncInterval", "policies.syncInterval", 5 * 60 * 1000, 10)?,
             batch_size: int(pol, "batchSize", "policies.batchSize", 500, 1, 100_000)? as usize,
             warm_max_age_ms: duration_ms(pol, "warmMaxAge", "policies.warmMaxAge", 7 * 24 * 3600 * 1000, 1)?,
@@ -248,7 +250,7 @@ fn unreachable_default() -> TierConfig {
         policies: PolicyConfig {
             promotion_threshold: 3,
             eviction_strategy: EvictionStrategy::Lru,
-            background_sync: false,
+            background_sync: true,
             sync_interval_ms: 300_000,
             batch_size: 500,
             warm_max_age_ms: 7 * 86_400_000,

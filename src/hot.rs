@@ -283,6 +283,36 @@ impl HotTier {
         Ok(())
     }
 
+    /// `restore` for a batch: 100 frames per transaction (short, for StackMemory's writer), each
+    /// in its own savepoint so one bad frame fails alone. One result per input, in order.
+    pub fn restore_many(&self, items: &[(&Bundle, &str, i64, i64)]) -> Result<Vec<Result<()>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(100) {
+            let mut c = self.lock_write()?;
+            let mut tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (b, checksum, version, move_id) in chunk {
+                let mut sp = tx.savepoint()?;
+                let r = (|| -> Result<()> {
+                    let size = b.canonical_bytes().len() as i64;
+                    write_bundle(&sp, b, size, checksum, Some(*version), false, 0)?;
+                    sp.execute(
+                        "UPDATE tier_metadata SET promoted_at = ?2, held_back = NULL WHERE frame_id = ?1",
+                        params![b.frame_id(), now_seconds()],
+                    )?;
+                    journal::set_step(&sp, *move_id, journal::VERIFIED, None)?;
+                    Ok(())
+                })();
+                match r {
+                    Ok(()) => sp.commit()?,
+                    Err(_) => sp.rollback()?,
+                }
+                out.push(r);
+            }
+            tx.commit()?;
+        }
+        Ok(out)
+    }
+
     pub fn load(&self, frame_id: &str) -> Result<Option<HotRecord>> {
         let c = self.lock()?;
         load_record(&c, frame_id)
@@ -890,7 +920,7 @@ fn apply_shape(cols_row: Row, shape: Option<&Value>, cols: &[&str]) -> Row {
 /// Write one bundle's rows. `version`: `None` bumps the stored version (a new write), `Some(v)`
 /// keeps the version the copy had (a restore).
 fn write_bundle(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     b: &Bundle,
     size: i64,
     checksum: &str,

@@ -284,7 +284,9 @@ impl TierManager {
     /// The background worker: one cycle every `syncInterval` while open. It holds only a weak
     /// reference, so it never keeps the manager (or the Node process) alive.
     pub(super) fn spawn_policy_worker(&self) {
-        if !self.inner.config.policies.background_sync {
+        let cfg = &self.inner.config;
+        // Local-only, every move would be deferred: no worker.
+        if !cfg.policies.background_sync || !(cfg.redis.enabled || cfg.postgres.enabled) {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
@@ -319,7 +321,8 @@ impl TierManager {
         let (cycles, last_error) =
             self.inner.worker_runs.lock().map(|s| (s.cycles, s.last_error.clone())).unwrap_or((0, None));
         let pins = self.engine().pin_status();
-        json!({"backgroundSync": self.inner.config.policies.background_sync,
+        let cfg = &self.inner.config;
+        json!({"backgroundSync": cfg.policies.background_sync && (cfg.redis.enabled || cfg.postgres.enabled),
                "syncIntervalMs": self.inner.config.policies.sync_interval_ms,
                "workerCycles": cycles, "workerLastError": last_error,
                "pinnedFrames": pins.frames, "pinnedBytes": pins.pinned_bytes, "maxPinnedBytes": pins.cap_bytes})

@@ -299,7 +299,8 @@ impl Mover {
         let move_ids = blocking(move || hot.journal_begin(&entries)).await?;
         let moved_ids: Vec<String> = encoded.iter().map(|(r, _)| r.meta.frame_id.clone()).collect();
 
-        let copy = async {
+        // The archive copy and the Redis copy are independent: write and verify both at once.
+        let archive = async {
             if let Some(c) = cold {
                 let rows: Vec<_> = encoded
                     .iter()
@@ -321,6 +322,9 @@ impl Mover {
                     }
                 }
             }
+            Ok(())
+        };
+        let cache = async {
             if let Some(w) = warm {
                 let items: Vec<WarmItem> = encoded
                     .iter()
@@ -345,8 +349,8 @@ impl Mover {
                 }
             }
             Ok(())
-        }
-        .await;
+        };
+        let copy: Result<()> = tokio::try_join!(archive, cache).map(|_| ());
         if let Err(e) = copy {
             // Source untouched: undo partial copies where we can; recovery retries the rest.
             let undone = self.undo_copies(&moved_ids, warm, cold).await;
@@ -527,13 +531,14 @@ impl Mover {
             let entries: Vec<(String, i64, i64, Option<String>, i64)> =
                 batch.iter().map(|(id, _, sum, v)| (id.clone(), from.level(), 1, Some(sum.clone()), *v)).collect();
             let move_ids = hot.journal_begin(&entries)?;
+            let items: Vec<(&Bundle, &str, i64, i64)> =
+                batch.iter().zip(&move_ids).map(|((_, b, sum, v), m)| (b, sum.as_str(), *v, *m)).collect();
+            let results = hot.restore_many(&items)?;
             Ok(batch
                 .iter()
                 .zip(move_ids)
-                .map(|((id, b, sum, v), m)| {
-                    let size = b.canonical_bytes().len() as u64;
-                    (id.clone(), m, size, hot.restore(b, sum, *v, m))
-                })
+                .zip(results)
+                .map(|(((id, b, _, _), m), r)| (id.clone(), m, b.canonical_bytes().len() as u64, r))
                 .collect())
         })
         .await?;
