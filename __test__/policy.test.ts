@@ -172,6 +172,30 @@ test('the background worker runs cycles, and close() stops it so the process exi
   expect(Date.now() - start).toBeLessThan(20_000)
 })
 
+test('a rising pressure level starts a cycle between intervals, and it frees hot', async () => {
+  const e = env()
+  const cfg: any = e.with({ policies: { backgroundSync: true, syncInterval: '1h', pressureCheckInterval: '100ms' } })
+  cfg.tiers.sqlite = { maxFrames: 10 }
+  const m = await TierManager.open(cfg)
+  try {
+    await m.storeMany(Array.from({ length: 30 }, (_, i) => simpleBundle(`pr-${i}`)))
+    const stored = Date.now()
+    let s = await m.status()
+    while (s.policy.workerPressureCycles === 0 && Date.now() - stored < 10_000) {
+      await sleep(50)
+      s = await m.status()
+    }
+    // Emergency (30 frames against 10): the lowest-scoring frames leave hot at once, no filters.
+    expect((s.policy as any).workerPressureCycles).toBeGreaterThanOrEqual(1)
+    expect(s.policy.workerLastError).toBeNull()
+    expect(s.tiers.hot.frames).toBeLessThanOrEqual(10)
+    expect(s.tiers.warm.frames + s.tiers.cold.frames).toBeGreaterThanOrEqual(20)
+    for (let i = 0; i < 30; i++) expect((await m.retrieve(`pr-${i}`, { promote: false }))!.frame.frame_id).toBe(`pr-${i}`)
+  } finally {
+    await m.close()
+  }
+})
+
 test('recordTrace writes every access, and the simulator replays it', async () => {
   const e = env()
   const tracePath = path.join(e.dir, 'trace.jsonl')

@@ -504,6 +504,21 @@ impl HotTier {
         Ok(out)
     }
 
+    /// What a pressure check needs, cheaply: hot frames and their bytes (through the tier index),
+    /// and the file's size.
+    pub fn pressure_counts(&self) -> Result<(i64, i64, i64)> {
+        let c = self.lock()?;
+        let (frames, bytes): (i64, i64) = c
+            .prepare_cached(
+                "SELECT count(*), COALESCE(sum(m.size_bytes), 0) FROM frames f
+                 LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id WHERE COALESCE(f.tier_status, 'hot') = 'hot'",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let page_size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok((frames, bytes, pages * page_size))
+    }
+
     /// Frames that could move, filtered; `tiers` limits which current tiers are listed.
     pub fn candidates(&self, filter: &CandidateFilter) -> Result<Vec<Candidate>> {
         let c = self.lock()?;

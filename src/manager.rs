@@ -26,6 +26,8 @@ pub use policy_ops::simulate;
 #[derive(Default)]
 struct WorkerRuns {
     cycles: u64,
+    /// Cycles started early because a pressure check found a higher level.
+    pressure_cycles: u64,
     last_error: Option<String>,
 }
 

@@ -131,25 +131,7 @@ impl TierManager {
         let remotes = self.remotes().await;
         let hot = self.inner.hot.clone();
         let counts = blocking(move || hot.counts()).await?;
-        let cfg = &self.inner.config;
-        let mut inputs = PressureInputs {
-            hot_bytes: (counts.hot.bytes.max(0) as u64).max(counts.file_bytes.max(0) as u64),
-            hot_frames: counts.hot.frames.max(0) as u64,
-            hot_max_bytes: cfg.sqlite.max_size,
-            hot_max_frames: cfg.sqlite.max_frames,
-            warm_bytes: counts.warm.bytes.max(0) as u64,
-            warm_max_bytes: cfg.redis.max_size,
-            redis_used_memory: None,
-            redis_maxmemory: None,
-            host_mem_available_frac: host_mem_available_frac(),
-        };
-        if let Some(w) = &remotes.warm {
-            if let Ok(s) = w.stats().await {
-                inputs.warm_bytes = s.bytes;
-                inputs.redis_used_memory = s.used_memory;
-                inputs.redis_maxmemory = s.maxmemory;
-            }
-        }
+        let inputs = self.pressure_inputs(&remotes, (counts.hot.frames, counts.hot.bytes, counts.file_bytes), counts.warm.bytes).await;
         let reach = Reachability { warm: remotes.warm.is_some(), cold: remotes.cold.is_some() };
         let mut report = self.engine().run_cycle(now_millis(), &views, &inputs, reach, dry_run);
         if !dry_run {
@@ -168,6 +150,42 @@ impl TierManager {
         v["counts"]["executed"] = json!(executed);
         v["counts"]["failed"] = json!(failed);
         Ok(v)
+    }
+
+    /// Fill levels for the engine: SQLite against `tiers.sqlite`, Redis (our bytes and the
+    /// server's memory) against `tiers.redis.maxSize`, and host memory.
+    async fn pressure_inputs(&self, remotes: &crate::mover::Remotes, hot: (i64, i64, i64), warm_bytes: i64) -> PressureInputs {
+        let cfg = &self.inner.config;
+        let (hot_frames, hot_bytes, file_bytes) = hot;
+        let mut inputs = PressureInputs {
+            hot_bytes: (hot_bytes.max(0) as u64).max(file_bytes.max(0) as u64),
+            hot_frames: hot_frames.max(0) as u64,
+            hot_max_bytes: cfg.sqlite.max_size,
+            hot_max_frames: cfg.sqlite.max_frames,
+            warm_bytes: warm_bytes.max(0) as u64,
+            warm_max_bytes: cfg.redis.max_size,
+            redis_used_memory: None,
+            redis_maxmemory: None,
+            host_mem_available_frac: host_mem_available_frac(),
+        };
+        if let Some(w) = &remotes.warm {
+            if let Ok(s) = w.stats().await {
+                inputs.warm_bytes = s.bytes;
+                inputs.redis_used_memory = s.used_memory;
+                inputs.redis_maxmemory = s.maxmemory;
+            }
+        }
+        inputs
+    }
+
+    /// The pressure level now (a cheap check, between cycles).
+    async fn pressure_level(&self) -> Result<crate::policy::PressureLevel> {
+        let hot = self.inner.hot.clone();
+        let counts = blocking(move || hot.pressure_counts()).await?;
+        let remotes = self.remotes().await;
+        let inputs = self.pressure_inputs(&remotes, counts, 0).await;
+        let w = self.engine().options().watermarks.clone();
+        Ok(crate::policy::pressure::assess(&inputs, &w).level)
     }
 
     pub async fn pin(&self, frame_id: &str) -> Result<Value> {
@@ -291,13 +309,18 @@ impl TierManager {
         }
         let weak = Arc::downgrade(&self.inner);
         let every = Duration::from_millis(self.inner.config.policies.sync_interval_ms.max(10));
+        let check = Duration::from_millis(self.engine().options().pressure_check_ms.max(10)).min(every);
         tokio::spawn(async move {
+            let mut last_cycle = tokio::time::Instant::now();
+            let mut last_level = crate::policy::PressureLevel::Normal;
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 let shutdown = inner.shutdown.clone();
                 drop(inner);
+                let due = last_cycle + every;
+                let wake = (tokio::time::Instant::now() + check).min(due);
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep_until(wake) => {}
                     _ = shutdown.notified() => return,
                 }
                 let Some(inner) = weak.upgrade() else { return };
@@ -305,11 +328,32 @@ impl TierManager {
                     return;
                 }
                 let mgr = TierManager { inner };
+                let trigger = if tokio::time::Instant::now() >= due {
+                    Some("interval")
+                } else {
+                    // Between cycles: a rising pressure level starts one now.
+                    match mgr.pressure_level().await {
+                        Ok(level) if level > last_level => Some("pressure"),
+                        Ok(level) => {
+                            last_level = level;
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                };
+                let Some(trigger) = trigger else { continue };
+                last_cycle = tokio::time::Instant::now();
                 let r = mgr.run_cycle(false).await;
+                if let Ok(level) = mgr.pressure_level().await {
+                    last_level = level;
+                }
                 let err = r.err().map(|e| e.to_string());
                 let lock = mgr.inner.worker_runs.lock();
                 if let Ok(mut s) = lock {
                     s.cycles += 1;
+                    if trigger == "pressure" {
+                        s.pressure_cycles += 1;
+                    }
                     s.last_error = err;
                 }
             }
@@ -318,13 +362,17 @@ impl TierManager {
 
     /// For `status()`: the worker and the pins (with their cap).
     pub(super) fn policy_status(&self) -> Value {
-        let (cycles, last_error) =
-            self.inner.worker_runs.lock().map(|s| (s.cycles, s.last_error.clone())).unwrap_or((0, None));
+        let (cycles, pressure_cycles, last_error) = self
+            .inner
+            .worker_runs
+            .lock()
+            .map(|s| (s.cycles, s.pressure_cycles, s.last_error.clone()))
+            .unwrap_or((0, 0, None));
         let pins = self.engine().pin_status();
         let cfg = &self.inner.config;
         json!({"backgroundSync": cfg.policies.background_sync && (cfg.redis.enabled || cfg.postgres.enabled),
                "syncIntervalMs": self.inner.config.policies.sync_interval_ms,
-               "workerCycles": cycles, "workerLastError": last_error,
+               "workerCycles": cycles, "workerPressureCycles": pressure_cycles, "workerLastError": last_error,
                "pinnedFrames": pins.frames, "pinnedBytes": pins.pinned_bytes, "maxPinnedBytes": pins.cap_bytes})
     }
 }

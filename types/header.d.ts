@@ -137,6 +137,8 @@ export interface TierStatus {
     backgroundSync: boolean
     syncIntervalMs: number
     workerCycles: number
+    /** Cycles started early because a pressure check found a higher level. */
+    workerPressureCycles: number
     workerLastError: string | null
     pinnedFrames: number
     pinnedBytes: number

@@ -103,6 +103,9 @@ pub struct PolicyOptions {
     pub warm_max_age_ms: u64,
     /// Default 5 min (seed): how often the manager runs a cycle; also the prefetch horizon.
     pub sync_interval_ms: u64,
+    /// Default 10 s: how often the background worker checks pressure between cycles. A level
+    /// higher than the last cycle's starts a cycle at once (within milliseconds of the check).
+    pub pressure_check_ms: u64,
     /// Default true: promoting a frame suggests promoting its parent and children too.
     pub prefetch_relatives: bool,
     /// Default true: a remote periodic frame is promoted shortly before its next expected read.
@@ -127,6 +130,7 @@ impl Default for PolicyOptions {
             hot_max_age_ms: 24 * HOUR_MS,
             warm_max_age_ms: 7 * DAY_MS,
             sync_interval_ms: 5 * MIN_MS,
+            pressure_check_ms: 10_000,
             prefetch_relatives: true,
             prefetch_periodic: true,
             max_pinned_bytes: 100 * MB,
@@ -244,6 +248,7 @@ const TOP_KEYS: &[&str] = &[
     "hotMaxAge",
     "warmMaxAge",
     "syncInterval",
+    "pressureCheckInterval",
     "prefetchRelatives",
     "prefetchPeriodic",
     "maxPinnedBytes",
@@ -285,6 +290,7 @@ impl PolicyOptions {
         set_duration(m, "hotMaxAge", p, 1, &mut o.hot_max_age_ms)?;
         set_duration(m, "warmMaxAge", p, 1, &mut o.warm_max_age_ms)?;
         set_duration(m, "syncInterval", p, 10, &mut o.sync_interval_ms)?;
+        set_duration(m, "pressureCheckInterval", p, 10, &mut o.pressure_check_ms)?;
         set_duration(m, "frequencyWindow", p, 1000, &mut o.frequency_window_ms)?;
         set_bool(m, "prefetchRelatives", p, &mut o.prefetch_relatives)?;
         set_bool(m, "prefetchPeriodic", p, &mut o.prefetch_periodic)?;
