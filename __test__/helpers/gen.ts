@@ -345,7 +345,9 @@ export function makeEnv(o: { policies?: TierConfig['policies']; redisUrl?: strin
       redis: { enabled: true, connectionString: x.redisUrl ?? REDIS_URL, keyPrefix: prefix, connectTimeout: 1000 },
       postgres: { enabled: true, connectionString: x.pgUrl ?? PG_URL, schema, connectTimeout: 2000 },
     },
-    policies: { promotionThreshold: 1000, ...(x.policies ?? {}) },
+    // Tests move frames themselves: no background worker (on by default with remote tiers)
+    // deciding moves of its own behind their backs, unless a test asks for it.
+    policies: { promotionThreshold: 1000, backgroundSync: false, ...(x.policies ?? {}) },
   })
   const config = build(o)
   return {
