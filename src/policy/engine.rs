@@ -464,15 +464,20 @@ impl PolicyEngine {
                 continue;
             }
             let idle = self.idle_s(f, now_ms);
+            // The seed's age window, refined by frequency: a frame read again and again gets up
+            // to twice as long (a quarter more per read beyond the first, from 2 reads), so the
+            // next day's session still finds yesterday's working set hot.
+            let reads = self.access.get(&f.frame_id).map(|s| s.count).unwrap_or(0);
+            let frame_hot_max_s = hot_max_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64);
             let rec = match f.tier {
-                Tier::Hot if idle > hot_max_s => {
+                Tier::Hot if idle > frame_hot_max_s => {
                     let e = self.evaluate(f, now_ms);
                     let to = if idle > warm_max_s { Tier::Cold } else { Tier::Warm };
-                    let mut conf = 0.5 + 0.5 * (idle / hot_max_s - 1.0).min(1.0);
+                    let mut conf = 0.5 + 0.5 * (idle / frame_hot_max_s - 1.0).min(1.0);
                     if e.class.pattern == Pattern::Cold {
                         conf = conf.max(e.class.confidence);
                     }
-                    let basis = format!("idle {} > {}{level_note}", human_secs(idle), human_secs(hot_max_s));
+                    let basis = format!("idle {} > {}{level_note}", human_secs(idle), human_secs(frame_hot_max_s));
                     let r = mk(i, to, basis, conf, 0.5 + 0.5 * (1.0 - e.score.total), &e);
                     evals[i] = Some(e);
                     Some(r)
