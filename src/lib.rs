@@ -14,6 +14,7 @@ pub mod journal;
 pub mod manager;
 pub mod mover;
 pub mod policy;
+pub mod rng;
 pub mod sim;
 pub mod warm;
 

@@ -8,50 +8,13 @@
 //! - [`mixed`]: all three at once, on separate frame ids.
 
 use super::{Op, TraceEvent};
+use crate::rng::SplitMix64;
 
-/// SplitMix64: tiny and the same on every platform and crate version, so traces are stable.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The traces' generator: [`SplitMix64`] with its own seed offset, so traces stay what they were.
+pub type Rng = SplitMix64;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5151_7a7a_0000_0001)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-    /// Uniform integer in `[lo, hi]`.
-    pub fn int(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo {
-            return lo;
-        }
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-    pub fn exp(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.unit()).max(1e-12).ln()
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-    /// Index into `0..n` favouring the end (the newest), geometric with parameter `p`.
-    pub fn recent(&mut self, n: usize, p: f64) -> usize {
-        let mut k = 0usize;
-        while k + 1 < n && !self.chance(p) {
-            k += 1;
-        }
-        n - 1 - k
-    }
+fn new_rng(seed: u64) -> Rng {
+    SplitMix64::new(seed ^ 0x5151_7a7a_0000_0001)
 }
 
 const SEC: f64 = 1000.0;
@@ -86,7 +49,7 @@ impl Builder {
 
 /// Work sessions on task stacks, `days` long.
 pub fn sessions(seed: u64, days: u32) -> Vec<TraceEvent> {
-    let mut rng = Rng::new(seed);
+    let mut rng = new_rng(seed);
     let mut b = Builder::new();
     let mut tasks: Vec<Vec<String>> = vec![];
     let mut all: Vec<String> = vec![];
@@ -140,7 +103,7 @@ pub fn sessions(seed: u64, days: u32) -> Vec<TraceEvent> {
 
 /// Periodic revisits of old tasks, a small always-read set, and frames read once.
 pub fn periodic(seed: u64, days: u32) -> Vec<TraceEvent> {
-    let mut rng = Rng::new(seed.wrapping_add(1));
+    let mut rng = new_rng(seed.wrapping_add(1));
     let mut b = Builder::new();
     let span = days as f64 * DAY;
     for k in 0..80 {
@@ -176,7 +139,7 @@ pub fn periodic(seed: u64, days: u32) -> Vec<TraceEvent> {
 
 /// Searches reading many old frames once each, next to a working set read all day.
 pub fn read_once(seed: u64, days: u32) -> Vec<TraceEvent> {
-    let mut rng = Rng::new(seed.wrapping_add(2));
+    let mut rng = new_rng(seed.wrapping_add(2));
     let mut b = Builder::new();
     let span = days as f64 * DAY;
     let mut t = 0.0;
