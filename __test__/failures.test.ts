@@ -11,10 +11,8 @@ import {
   chunks,
   CLOSED_PORT,
   genBundles,
-  makeEnv,
-  OwnRedis,
+  registry,
   PG_URL,
-  Proxy,
   redisCli,
   redisDelPrefix,
   redisFrameIds,
@@ -25,26 +23,10 @@ import {
   TestEnv,
 } from './helpers/gen'
 
-const envs: TestEnv[] = []
-const managers: TierManager[] = []
-const servers: OwnRedis[] = []
-const proxies: Proxy[] = []
-function env(o?: Parameters<typeof makeEnv>[0]): TestEnv {
-  const e = makeEnv(o)
-  envs.push(e)
-  return e
-}
-async function open(cfg: TestEnv['config']): Promise<TierManager> {
-  const m = await TierManager.open(cfg)
-  managers.push(m)
-  return m
-}
-afterAll(async () => {
-  for (const m of managers) await m.close().catch(() => {})
-  for (const s of servers) await s.kill()
-  for (const p of proxies) await p.kill().catch(() => {})
-  for (const e of envs) e.cleanup()
-})
+const reg = registry()
+const env = reg.env
+const open = reg.open
+afterAll(() => reg.closeAll())
 
 const idOf = (b: FrameBundle) => b.frame.frame_id
 const counts = (s: TierStatus) => ({ hot: s.tiers.hot.frames, warm: s.tiers.warm.frames, cold: s.tiers.cold.frames })
@@ -200,7 +182,7 @@ test('PostgreSQL on a closed port during hot → warm: held back with full rows 
 
 test('a redis-server that dies mid-migration: no frame lost; restarted, a later migrate finishes', async () => {
   const redis = await startRedis()
-  servers.push(redis)
+  reg.defer(() => redis.kill())
   const e = env({ redisUrl: redis.url, policies: { batchSize: 20 } })
   const m = await open(e.config)
   const gen = genBundles(1000, { seed: 24, idPrefix: 'rk', large: 0 })
@@ -231,7 +213,7 @@ test('a redis-server that dies mid-migration: no frame lost; restarted, a later 
 
   // Back (empty, as a restarted cache would be) on the same port: a later migrate finishes.
   const again = await startRedis(redis.port)
-  servers.push(again)
+  reg.defer(() => again.kill())
   await sleep(2100) // the manager retries a failed tier at most every 2 s
   const r2 = await m.migrate({ toTier: 'warm' })
   expect(r2.failed).toEqual([])
@@ -246,7 +228,7 @@ test('a redis-server that dies mid-migration: no frame lost; restarted, a later 
 
 test('PostgreSQL dying mid-migration (proxy cut): no frame lost, nothing warm without an archived or local body; finished later', async () => {
   const proxy = await startProxy(parseInt(/:(\d+)\//.exec(PG_URL)?.[1] ?? '5432', 10))
-  proxies.push(proxy)
+  reg.defer(() => proxy.kill().catch(() => {}))
   const e = env({ pgUrl: proxy.url(PG_URL), policies: { batchSize: 20 } })
   const m = await open(e.config)
   const gen = genBundles(1000, { seed: 25, idPrefix: 'pk', large: 0 })

@@ -5,20 +5,14 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { TierManager, simulate } from '../index.js'
-import { makeEnv, rejectionOf, simpleBundle, sleep, TestEnv } from './helpers/gen'
+import { registry, rejectionOf, simpleBundle, sleep, TestEnv } from './helpers/gen'
 
 // Frames go idle after one second, and a demotion needs the default three consecutive cycles.
 const FAST = { hotMaxAge: '1s', filters: { cooldown: { duration: '1s' } } } as any
 
-let envs: TestEnv[] = []
-function env(policies: any = FAST): TestEnv {
-  const e = makeEnv({ policies })
-  envs.push(e)
-  return e
-}
-afterAll(() => {
-  for (const e of envs) e.cleanup()
-})
+const reg = registry()
+const env = (policies: any = FAST): TestEnv => reg.env({ policies })
+afterAll(() => reg.closeAll())
 
 async function tierOf(m: TierManager, id: string): Promise<string> {
   return (await m.explain(id)).tier

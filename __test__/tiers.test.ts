@@ -9,7 +9,7 @@ import {
   chunks,
   genBundles,
   loadFixtures,
-  makeEnv,
+  registry,
   normalized,
   redisCli,
   redisFrameIds,
@@ -18,25 +18,12 @@ import {
   simpleBundle,
   sqliteFrames,
   sqliteIntegrity,
-  TestEnv,
 } from './helpers/gen'
 
-const envs: TestEnv[] = []
-const managers: TierManager[] = []
-function env(o?: Parameters<typeof makeEnv>[0]): TestEnv {
-  const e = makeEnv(o)
-  envs.push(e)
-  return e
-}
-async function open(cfg: TestEnv['config']): Promise<TierManager> {
-  const m = await TierManager.open(cfg)
-  managers.push(m)
-  return m
-}
-afterAll(async () => {
-  for (const m of managers) await m.close().catch(() => {})
-  for (const e of envs) e.cleanup()
-})
+const reg = registry()
+const env = reg.env
+const open = reg.open
+afterAll(() => reg.closeAll())
 
 const idOf = (b: FrameBundle) => b.frame.frame_id
 

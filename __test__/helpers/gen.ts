@@ -10,6 +10,7 @@ import * as os from 'os'
 import * as path from 'path'
 import * as crypto from 'crypto'
 
+import { TierManager } from '../../index'
 import type { FrameBundle, TierConfig } from '../../index'
 
 export const REDIS_URL = process.env.REDIS_TEST_URL || 'redis://127.0.0.1:6379'
@@ -365,6 +366,36 @@ export function makeEnv(o: { policies?: TierConfig['policies']; redisUrl?: strin
         psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
       } catch {}
       fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/**
+ * What a test file opened, to close in its afterAll: managers first, then whatever was deferred
+ * (servers, proxies, in the order registered), then each env's keys, schema and files.
+ */
+export function registry() {
+  const envs: TestEnv[] = []
+  const managers: TierManager[] = []
+  const deferred: Array<() => Promise<unknown>> = []
+  return {
+    env(o?: Parameters<typeof makeEnv>[0]): TestEnv {
+      const e = makeEnv(o)
+      envs.push(e)
+      return e
+    },
+    async open(cfg: TierConfig): Promise<TierManager> {
+      const m = await TierManager.open(cfg)
+      managers.push(m)
+      return m
+    },
+    defer(f: () => Promise<unknown>): void {
+      deferred.push(f)
+    },
+    async closeAll(): Promise<void> {
+      for (const m of managers) await m.close().catch(() => {})
+      for (const f of deferred) await f()
+      for (const e of envs) e.cleanup()
     },
   }
 }
