@@ -24,7 +24,7 @@ fn main() {
     if let Ok(text) = std::env::var("SIM_POLICIES") {
         let parsed = serde_json::from_str(&text)
             .map_err(|e| e.to_string())
-            .and_then(|v| PolicyOptions::from_json(&v).map_err(|e| e.to_string()));
+            .and_then(|v| PolicyOptions::from_json(&v, PolicyOptions::default().hot_max_age_ms).map_err(|e| e.to_string()));
         match parsed {
             Ok(p) => opts.policy = p,
             Err(e) => {

@@ -1,22 +1,16 @@
 //! stackmemory-tiers: a three-tier frame store for StackMemory.
 //!
 //! The core is plain Rust (testable with `cargo test`); `node/` is the thin napi glue, built only
-//! with the `node` feature. See docs/ARCHITECTURE.md for where each concept lives.
+//! with the `node` feature. Layers, lowest first (see docs/ARCHITECTURE.md):
+//! `model` → `tiers` and `policy` → `moves` → `manager` → `node`; `sim` replays traces against
+//! `policy`.
 
-pub mod codec;
-pub mod cold;
-pub mod config;
-pub mod copy_guard;
-pub mod error;
-pub mod frame;
-pub mod hot;
-pub mod journal;
 pub mod manager;
-pub mod mover;
+pub mod model;
+pub mod moves;
 pub mod policy;
-pub mod rng;
 pub mod sim;
-pub mod warm;
+pub mod tiers;
 
 #[cfg(feature = "node")]
 mod node;

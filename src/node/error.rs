@@ -4,7 +4,7 @@
 //! status such as `GenericFailure`. So the reason carries our stable code as a prefix,
 //! `"ERR_CLOSED: TierManager is closed"`, and `index.js` (the loader) moves it to `err.code`.
 
-use crate::error::TierError;
+use crate::model::TierError;
 
 
 pub fn to_js(e: TierError) -> napi::Error {

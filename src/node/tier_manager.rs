@@ -4,10 +4,10 @@ use napi_derive::napi;
 use serde_json::Value;
 
 use super::error::{invalid_arg, to_js};
-use crate::config::TierConfig;
-use crate::frame::Tier;
+use crate::manager::config::TierConfig;
+use crate::model::Tier;
 use crate::manager::{self, RetrieveOptions};
-use crate::mover::MigrateRequest;
+use crate::moves::MigrateRequest;
 
 #[napi(js_name = "TierManager")]
 pub struct JsTierManager {
@@ -205,7 +205,7 @@ fn migrate_request(o: &Value) -> napi::Result<MigrateRequest> {
     let older_than_ms = match o.get("olderThan") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| invalid_arg("olderThan", "must be non-negative ms"))?),
-        Some(Value::String(s)) => Some(crate::config::parse_duration_ms(s).ok_or_else(|| invalid_arg("olderThan", "must be ms or a duration such as '24h'"))?),
+        Some(Value::String(s)) => Some(crate::model::units::parse_duration_ms(s).ok_or_else(|| invalid_arg("olderThan", "must be ms or a duration such as '24h'"))?),
         Some(_) => return Err(invalid_arg("olderThan", "must be ms or a duration such as '24h'")),
     };
     let limit = match o.get("limit") {

@@ -29,7 +29,7 @@ use super::pattern::{classify, Classification, Pattern};
 use super::pressure::{assess, PressureInputs, PressureLevel, PressureReport};
 use super::score::{expected_reads, score, ScoreParts};
 use super::{arrow, human_bytes, human_secs, tier_serde, Tier};
-use crate::error::{Result, TierError};
+use crate::model::{Result, TierError};
 
 /// Moves remembered per frame for the cooldown and cycle filters.
 const MOVES_PER_FRAME: usize = 16;

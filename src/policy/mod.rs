@@ -24,7 +24,7 @@ pub mod score;
 #[cfg(test)]
 mod synth;
 
-pub use crate::frame::Tier;
+pub use crate::model::Tier;
 pub use access::{AccessRecord, AccessStats, AccessTracker};
 pub use engine::{
     Action, CycleCounts, CycleReport, Decision, EngineSnapshot, Explanation, FrameView, PinRecord, PinStatus,
@@ -36,7 +36,7 @@ pub use pattern::{Classification, Pattern};
 pub use pressure::{PressureInputs, PressureLevel, PressureReport};
 pub use score::ScoreParts;
 
-/// `Tier` (in `crate::frame`) serialises as `"hot"|"warm"|"cold"` but has no `Deserialize`;
+/// `Tier` (in `crate::model`) serialises as `"hot"|"warm"|"cold"` but has no `Deserialize`;
 /// these helpers read it back (also accepting the levels and backend names `Tier::parse` knows)
 /// so engine snapshots round-trip.
 pub(crate) mod tier_serde {

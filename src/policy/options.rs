@@ -2,8 +2,9 @@
 //!
 //! Keys are camelCase; sizes are bytes or strings like `"100MB"`; durations are milliseconds or
 //! strings like `"24h"` (the same units as the rest of the config). Unknown keys are rejected with
-//! `ERR_INVALID_CONFIG` naming `policies.<key>`. The keys the manager itself reads
-//! (`evictionStrategy`, `backgroundSync`) are accepted and left to it.
+//! `ERR_INVALID_CONFIG` naming `policies.<key>`. This is the one parser of the section: the keys the
+//! manager and the warm tier act on (`evictionStrategy`, `backgroundSync`, `syncInterval`,
+//! `batchSize`) are read here too.
 //!
 //! ```json
 //! { "promotionThreshold": 3, "batchSize": 500, "maxConcurrentMoves": 8,
@@ -21,10 +22,10 @@
 //! ```
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::config::{parse_duration_ms, parse_size};
-use crate::error::{Result, TierError};
+use crate::model::values::{Fields, Kind};
+use crate::model::{EvictionStrategy, Result, TierError};
 
 const MB: u64 = 1024 * 1024;
 const MIN_MS: u64 = 60_000;
@@ -94,8 +95,8 @@ pub struct PolicyOptions {
     pub promotion_threshold: u32,
     /// Default 500 (seed): most moves one cycle hands out (moves still in flight count).
     pub batch_size: usize,
-    /// Default 8: how many of a cycle's moves the mover should run at once
-    /// ([`super::CycleReport::waves`] splits the pending moves accordingly).
+    /// Default 8 (`maxConcurrentMoves`): how many of a cycle's moves are handed to the mover at
+    /// once, as one wave; the next wave starts when the last one finished.
     pub max_concurrent_moves: usize,
     /// Default 24 h (seed `tiers.sqlite.maxAge`): a hot frame idle this long goes warm.
     pub hot_max_age_ms: u64,
@@ -119,6 +120,12 @@ pub struct PolicyOptions {
     pub weights: ScoreWeights,
     pub watermarks: Watermarks,
     pub filters: FilterOptions,
+    /// Default LRU (`evictionStrategy`): how the warm tier's size cap picks victims.
+    #[serde(skip)]
+    pub eviction_strategy: EvictionStrategy,
+    /// Default true (`backgroundSync`): a worker runs a cycle every `syncInterval` while a remote
+    /// tier is enabled, so frames leave hot by age, count and size without anyone calling it.
+    pub background_sync: bool,
 }
 
 impl Default for PolicyOptions {
@@ -152,93 +159,10 @@ impl Default for PolicyOptions {
                 cost_horizon_ms: 24 * HOUR_MS,
                 move_bytes_per_read: MB,
             },
+            eviction_strategy: EvictionStrategy::Lru,
+            background_sync: true,
         }
     }
-}
-
-type Obj = Map<String, Value>;
-
-fn check_keys(m: &Obj, path: &str, known: &[&str]) -> Result<()> {
-    for k in m.keys() {
-        if !known.contains(&k.as_str()) {
-            return Err(TierError::invalid_config(
-                format!("{path}.{k}"),
-                format!("unknown option (known: {})", known.join(", ")),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn sub<'a>(m: &'a Obj, key: &str, path: &str) -> Result<Option<&'a Obj>> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(o)),
-        Some(_) => Err(TierError::invalid_config(format!("{path}.{key}"), "must be an object")),
-    }
-}
-
-fn set_bool(m: &Obj, key: &str, path: &str, out: &mut bool) -> Result<()> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Bool(b)) => {
-            *out = *b;
-            Ok(())
-        }
-        Some(_) => Err(TierError::invalid_config(format!("{path}.{key}"), "must be true or false")),
-    }
-}
-
-fn set_int(m: &Obj, key: &str, path: &str, min: u64, max: u64, out: &mut u64) -> Result<()> {
-    let bad = || TierError::invalid_config(format!("{path}.{key}"), format!("must be a whole number from {min} to {max}"));
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Number(n)) => {
-            let v = n.as_u64().filter(|v| (min..=max).contains(v)).ok_or_else(bad)?;
-            *out = v;
-            Ok(())
-        }
-        Some(_) => Err(bad()),
-    }
-}
-
-fn set_frac(m: &Obj, key: &str, path: &str, out: &mut f64) -> Result<()> {
-    let bad = || TierError::invalid_config(format!("{path}.{key}"), "must be a number from 0 to 1");
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::Number(n)) => {
-            let v = n.as_f64().filter(|v| v.is_finite() && (0.0..=1.0).contains(v)).ok_or_else(bad)?;
-            *out = v;
-            Ok(())
-        }
-        Some(_) => Err(bad()),
-    }
-}
-
-fn set_duration(m: &Obj, key: &str, path: &str, min_ms: u64, out: &mut u64) -> Result<()> {
-    let bad = || {
-        TierError::invalid_config(format!("{path}.{key}"), format!("must be milliseconds (at least {min_ms}) or a duration such as '24h'"))
-    };
-    let v = match m.get(key) {
-        None | Some(Value::Null) => return Ok(()),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => parse_duration_ms(s),
-        Some(_) => None,
-    };
-    *out = v.filter(|v| *v >= min_ms).ok_or_else(bad)?;
-    Ok(())
-}
-
-fn set_size(m: &Obj, key: &str, path: &str, min: u64, out: &mut u64) -> Result<()> {
-    let bad = || TierError::invalid_config(format!("{path}.{key}"), format!("must be at least {min} bytes, or a size such as '100MB'"));
-    let v = match m.get(key) {
-        None | Some(Value::Null) => return Ok(()),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => parse_size(s),
-        Some(_) => None,
-    };
-    *out = v.filter(|v| *v >= min).ok_or_else(bad)?;
-    Ok(())
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -257,118 +181,90 @@ const TOP_KEYS: &[&str] = &[
     "weights",
     "watermarks",
     "filters",
-    // Read by the manager, not by the engine.
     "evictionStrategy",
     "backgroundSync",
 ];
 
 impl PolicyOptions {
-    /// Parses the `policies` object (`null` gives the defaults). Errors name the field by its
-    /// dotted path, e.g. `policies.filters.cooldown.duration`.
-    pub fn from_json(v: &Value) -> Result<PolicyOptions> {
-        let mut o = PolicyOptions::default();
-        let empty = Obj::new();
-        let m = match v {
-            Value::Null => &empty,
-            Value::Object(m) => m,
-            _ => return Err(TierError::invalid_config("policies", "must be an object")),
+    /// Parses the `policies` object (`null` gives the defaults); the one parser of that section.
+    /// `hot_max_age_ms` is the default of `hotMaxAge` (the manager passes `tiers.sqlite.maxAge`).
+    /// Errors name the field by its dotted path, e.g. `policies.filters.cooldown.duration`.
+    pub fn from_json(v: &Value, hot_max_age_ms: u64) -> Result<PolicyOptions> {
+        let d = PolicyOptions { hot_max_age_ms, ..PolicyOptions::default() };
+        let m = Fields::root(v, "policies", Kind::Config)?;
+        m.known(TOP_KEYS)?;
+        let eviction_strategy = match m.get("evictionStrategy") {
+            None => d.eviction_strategy,
+            Some(v) => v
+                .as_str()
+                .and_then(EvictionStrategy::parse)
+                .ok_or_else(|| m.fail("evictionStrategy", "must be 'LRU', 'LFU' or 'AGE'"))?,
         };
-        let p = "policies";
-        check_keys(m, p, TOP_KEYS)?;
-        let mut n = o.promotion_threshold as u64;
-        set_int(m, "promotionThreshold", p, 1, 1_000_000, &mut n)?;
-        o.promotion_threshold = n as u32;
-        let mut n = o.batch_size as u64;
-        set_int(m, "batchSize", p, 1, 100_000, &mut n)?;
-        o.batch_size = n as usize;
-        let mut n = o.max_concurrent_moves as u64;
-        set_int(m, "maxConcurrentMoves", p, 1, 10_000, &mut n)?;
-        o.max_concurrent_moves = n as usize;
-        let mut n = o.decisions_per_frame as u64;
-        set_int(m, "decisionsPerFrame", p, 1, 1000, &mut n)?;
-        o.decisions_per_frame = n as usize;
-        set_duration(m, "hotMaxAge", p, 1, &mut o.hot_max_age_ms)?;
-        set_duration(m, "warmMaxAge", p, 1, &mut o.warm_max_age_ms)?;
-        set_duration(m, "syncInterval", p, 10, &mut o.sync_interval_ms)?;
-        set_duration(m, "pressureCheckInterval", p, 10, &mut o.pressure_check_ms)?;
-        set_duration(m, "frequencyWindow", p, 1000, &mut o.frequency_window_ms)?;
-        set_bool(m, "prefetchRelatives", p, &mut o.prefetch_relatives)?;
-        set_bool(m, "prefetchPeriodic", p, &mut o.prefetch_periodic)?;
-        set_size(m, "maxPinnedBytes", p, 0, &mut o.max_pinned_bytes)?;
-        // Validated by the manager's config parser; only the type is checked here.
-        if let Some(v) = m.get("evictionStrategy") {
-            if !(v.is_null() || v.is_string()) {
-                return Err(TierError::invalid_config("policies.evictionStrategy", "must be 'LRU', 'LFU' or 'AGE'"));
-            }
-        }
-        if let Some(v) = m.get("backgroundSync") {
-            if !(v.is_null() || v.is_boolean()) {
-                return Err(TierError::invalid_config("policies.backgroundSync", "must be true or false"));
-            }
-        }
-
-        if let Some(w) = sub(m, "weights", p)? {
-            let wp = "policies.weights";
-            check_keys(w, wp, &["recency", "frequency", "pattern", "size"])?;
-            set_frac(w, "recency", wp, &mut o.weights.recency)?;
-            set_frac(w, "frequency", wp, &mut o.weights.frequency)?;
-            set_frac(w, "pattern", wp, &mut o.weights.pattern)?;
-            set_frac(w, "size", wp, &mut o.weights.size)?;
-            let ws = &o.weights;
+        let mut o = PolicyOptions {
+            promotion_threshold: m.int("promotionThreshold", d.promotion_threshold.into(), 1, 1_000_000)? as u32,
+            batch_size: m.int("batchSize", d.batch_size as u64, 1, 100_000)? as usize,
+            max_concurrent_moves: m.int("maxConcurrentMoves", d.max_concurrent_moves as u64, 1, 10_000)? as usize,
+            hot_max_age_ms: m.duration_ms("hotMaxAge", d.hot_max_age_ms, 1)?,
+            warm_max_age_ms: m.duration_ms("warmMaxAge", d.warm_max_age_ms, 1)?,
+            sync_interval_ms: m.duration_ms("syncInterval", d.sync_interval_ms, 10)?,
+            pressure_check_ms: m.duration_ms("pressureCheckInterval", d.pressure_check_ms, 10)?,
+            prefetch_relatives: m.boolean("prefetchRelatives", d.prefetch_relatives)?,
+            prefetch_periodic: m.boolean("prefetchPeriodic", d.prefetch_periodic)?,
+            max_pinned_bytes: m.size("maxPinnedBytes", d.max_pinned_bytes, 0)?,
+            decisions_per_frame: m.int("decisionsPerFrame", d.decisions_per_frame as u64, 1, 1000)? as usize,
+            frequency_window_ms: m.duration_ms("frequencyWindow", d.frequency_window_ms, 1000)?,
+            eviction_strategy,
+            background_sync: m.boolean("backgroundSync", d.background_sync)?,
+            ..d
+        };
+        let w = m.section("weights", "policies.weights")?;
+        if !w.obj.is_empty() {
+            w.known(&["recency", "frequency", "pattern", "size"])?;
+            let ws = &mut o.weights;
+            ws.recency = w.frac("recency", ws.recency)?;
+            ws.frequency = w.frac("frequency", ws.frequency)?;
+            ws.pattern = w.frac("pattern", ws.pattern)?;
+            ws.size = w.frac("size", ws.size)?;
             if ws.recency + ws.frequency + ws.pattern + ws.size <= 0.0 {
-                return Err(TierError::invalid_config(wp, "at least one weight must be above 0"));
+                return Err(TierError::invalid_config(w.path, "at least one weight must be above 0"));
             }
         }
-        if let Some(w) = sub(m, "watermarks", p)? {
-            let wp = "policies.watermarks";
-            check_keys(w, wp, &["warning", "critical", "emergency"])?;
-            set_frac(w, "warning", wp, &mut o.watermarks.warning)?;
-            set_frac(w, "critical", wp, &mut o.watermarks.critical)?;
-            set_frac(w, "emergency", wp, &mut o.watermarks.emergency)?;
-            let wm = &o.watermarks;
+        let w = m.section("watermarks", "policies.watermarks")?;
+        if !w.obj.is_empty() {
+            w.known(&["warning", "critical", "emergency"])?;
+            let wm = &mut o.watermarks;
+            wm.warning = w.frac("warning", wm.warning)?;
+            wm.critical = w.frac("critical", wm.critical)?;
+            wm.emergency = w.frac("emergency", wm.emergency)?;
             if !(wm.warning < wm.critical && wm.critical < wm.emergency) {
-                return Err(TierError::invalid_config(wp, "must satisfy warning < critical < emergency"));
+                return Err(TierError::invalid_config(w.path, "must satisfy warning < critical < emergency"));
             }
         }
-        if let Some(f) = sub(m, "filters", p)? {
-            let fp = "policies.filters";
-            check_keys(f, fp, &["cooldown", "cycles", "minConfidence", "persistence", "costBenefit"])?;
-            let fo = &mut o.filters;
-            if let Some(c) = sub(f, "cooldown", fp)? {
-                let cp = "policies.filters.cooldown";
-                check_keys(c, cp, &["enabled", "duration"])?;
-                set_bool(c, "enabled", cp, &mut fo.cooldown_enabled)?;
-                set_duration(c, "duration", cp, 0, &mut fo.cooldown_ms)?;
-            }
-            if let Some(c) = sub(f, "cycles", fp)? {
-                let cp = "policies.filters.cycles";
-                check_keys(c, cp, &["enabled", "window"])?;
-                set_bool(c, "enabled", cp, &mut fo.cycles_enabled)?;
-                set_duration(c, "window", cp, 0, &mut fo.cycle_window_ms)?;
-            }
-            if let Some(c) = sub(f, "minConfidence", fp)? {
-                let cp = "policies.filters.minConfidence";
-                check_keys(c, cp, &["enabled", "value"])?;
-                set_bool(c, "enabled", cp, &mut fo.min_confidence_enabled)?;
-                set_frac(c, "value", cp, &mut fo.min_confidence)?;
-            }
-            if let Some(c) = sub(f, "persistence", fp)? {
-                let cp = "policies.filters.persistence";
-                check_keys(c, cp, &["enabled", "cycles", "window"])?;
-                set_bool(c, "enabled", cp, &mut fo.persistence_enabled)?;
-                let mut n = fo.persistence_cycles as u64;
-                set_int(c, "cycles", cp, 1, 1000, &mut n)?;
-                fo.persistence_cycles = n as u32;
-                set_duration(c, "window", cp, 1, &mut fo.persistence_window_ms)?;
-            }
-            if let Some(c) = sub(f, "costBenefit", fp)? {
-                let cp = "policies.filters.costBenefit";
-                check_keys(c, cp, &["enabled", "horizon", "moveBytesPerRead"])?;
-                set_bool(c, "enabled", cp, &mut fo.cost_benefit_enabled)?;
-                set_duration(c, "horizon", cp, 1000, &mut fo.cost_horizon_ms)?;
-                set_size(c, "moveBytesPerRead", cp, 1, &mut fo.move_bytes_per_read)?;
-            }
-        }
+        let f = m.section("filters", "policies.filters")?;
+        f.known(&["cooldown", "cycles", "minConfidence", "persistence", "costBenefit"])?;
+        let fo = &mut o.filters;
+        let c = f.section("cooldown", "policies.filters.cooldown")?;
+        c.known(&["enabled", "duration"])?;
+        fo.cooldown_enabled = c.boolean("enabled", fo.cooldown_enabled)?;
+        fo.cooldown_ms = c.duration_ms("duration", fo.cooldown_ms, 0)?;
+        let c = f.section("cycles", "policies.filters.cycles")?;
+        c.known(&["enabled", "window"])?;
+        fo.cycles_enabled = c.boolean("enabled", fo.cycles_enabled)?;
+        fo.cycle_window_ms = c.duration_ms("window", fo.cycle_window_ms, 0)?;
+        let c = f.section("minConfidence", "policies.filters.minConfidence")?;
+        c.known(&["enabled", "value"])?;
+        fo.min_confidence_enabled = c.boolean("enabled", fo.min_confidence_enabled)?;
+        fo.min_confidence = c.frac("value", fo.min_confidence)?;
+        let c = f.section("persistence", "policies.filters.persistence")?;
+        c.known(&["enabled", "cycles", "window"])?;
+        fo.persistence_enabled = c.boolean("enabled", fo.persistence_enabled)?;
+        fo.persistence_cycles = c.int("cycles", fo.persistence_cycles.into(), 1, 1000)? as u32;
+        fo.persistence_window_ms = c.duration_ms("window", fo.persistence_window_ms, 1)?;
+        let c = f.section("costBenefit", "policies.filters.costBenefit")?;
+        c.known(&["enabled", "horizon", "moveBytesPerRead"])?;
+        fo.cost_benefit_enabled = c.boolean("enabled", fo.cost_benefit_enabled)?;
+        fo.cost_horizon_ms = c.duration_ms("horizon", fo.cost_horizon_ms, 1000)?;
+        fo.move_bytes_per_read = c.size("moveBytesPerRead", fo.move_bytes_per_read, 1)?;
         Ok(o)
     }
 }
@@ -380,7 +276,7 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        let d = PolicyOptions::from_json(&Value::Null).expect("defaults");
+        let d = PolicyOptions::from_json(&Value::Null, 86_400_000).expect("defaults");
         assert_eq!(d, PolicyOptions::default());
         assert_eq!(d.promotion_threshold, 3);
         assert_eq!(d.hot_max_age_ms, 86_400_000);
@@ -388,7 +284,7 @@ mod tests {
             "promotionThreshold": 5, "hotMaxAge": "2h", "maxPinnedBytes": "10MB", "evictionStrategy": "LFU",
             "filters": {"cooldown": {"enabled": false}, "persistence": {"cycles": 2, "window": "30m"}},
             "watermarks": {"warning": 0.5}
-        }))
+        }), 86_400_000)
         .expect("valid");
         assert_eq!(o.promotion_threshold, 5);
         assert_eq!(o.hot_max_age_ms, 7_200_000);
@@ -415,7 +311,7 @@ mod tests {
             (json!({"prefetchRelatives": "yes"}), "policies.prefetchRelatives"),
         ];
         for (v, field) in cases {
-            match PolicyOptions::from_json(&v) {
+            match PolicyOptions::from_json(&v, 86_400_000) {
                 Err(e @ TierError::InvalidConfig { .. }) => {
                     assert_eq!(e.code(), "ERR_INVALID_CONFIG");
                     if let TierError::InvalidConfig { field: f, .. } = e {

@@ -31,7 +31,7 @@ pub struct Case {
 }
 
 /// The histories' generator, shared with the simulator's traces.
-pub use crate::rng::SplitMix64 as Rng;
+pub use crate::sim::rng::SplitMix64 as Rng;
 
 pub fn stats_from_times(times_ms: &[i64]) -> AccessStats {
     let mut t = AccessTracker::default();

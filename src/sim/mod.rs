@@ -13,6 +13,7 @@
 //! Run `cargo run --release --example simulate` for the table on the shipped traces.
 
 pub mod baselines;
+pub mod rng;
 pub mod traces;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Result, TierError};
+use crate::model::{Result, TierError};
 use crate::policy::{FrameView, PolicyEngine, PolicyOptions, PressureInputs, Reachability, Tier};
 use baselines::{Baseline, Belady, Capacity, Lfu, Lru, S3Fifo};
 
@@ -487,7 +488,7 @@ pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
                 opts.cycle_ms = c.min(i64::MAX as u64) as i64;
             }
             if let Some(p) = m.get("policies") {
-                opts.policy = PolicyOptions::from_json(p)?;
+                opts.policy = PolicyOptions::from_json(p, PolicyOptions::default().hot_max_age_ms)?;
             }
         }
         _ => return Err(TierError::invalid_argument("options", "must be an object")),

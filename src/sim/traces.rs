@@ -8,7 +8,7 @@
 //! - [`mixed`]: all three at once, on separate frame ids.
 
 use super::{Op, TraceEvent};
-use crate::rng::SplitMix64;
+use crate::sim::rng::SplitMix64;
 
 /// The traces' generator: [`SplitMix64`] with its own seed offset, so traces stay what they were.
 pub type Rng = SplitMix64;

@@ -10,16 +10,17 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex as AsyncMutex, Notify};
 
-use crate::cold::ColdTier;
-use crate::config::TierConfig;
-use crate::error::{Result, TierError};
-use crate::frame::{normalize_bundle, now_millis, now_seconds, Bundle, Tier};
-use crate::hot::HotTier;
-use crate::mover::{MigrateReport, MigrateRequest, Mover, RecoveryReport, Remotes};
+use crate::tiers::cold::ColdTier;
+use config::TierConfig;
+use crate::model::{Result, TierError};
+use crate::model::units::{now_millis, now_seconds};
+use crate::model::{normalize_bundle, Bundle, Tier};
+use crate::tiers::hot::HotTier;
+use crate::moves::{MigrateReport, MigrateRequest, Mover, RecoveryReport, Remotes};
 use crate::policy::PolicyEngine;
-use crate::warm::WarmTier;
+use crate::tiers::warm::WarmTier;
 
-#[path = "manager_policy.rs"]
+pub mod config;
 mod policy_ops;
 pub use policy_ops::simulate;
 
@@ -585,7 +586,7 @@ impl Drop for Inner {
 }
 
 fn check_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > crate::frame::MAX_ID_LEN {
+    if id.is_empty() || id.len() > crate::model::frame::MAX_ID_LEN {
         return Err(TierError::invalid_argument("frameId", "must be a non-empty string of at most 512 characters"));
     }
     Ok(())

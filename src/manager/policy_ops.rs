@@ -10,11 +10,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{blocking, check_id, TierManager};
-use crate::error::{Result, TierError};
-use crate::frame::{now_millis, Tier};
-use crate::hot::{Candidate, CandidateFilter};
-use crate::mover::MigrateRequest;
-use crate::policy::{Action, Decision, FrameView, PolicyEngine, PolicyOptions, PressureInputs};
+use crate::model::{Result, TierError};
+use crate::model::units::now_millis;
+use crate::model::Tier;
+use crate::tiers::hot::{Candidate, CandidateFilter};
+use crate::moves::MigrateRequest;
+use crate::policy::{Action, Decision, FrameView, PolicyEngine, PressureInputs};
 use crate::policy::engine::Reachability;
 
 /// The engine's state is persisted in `tier_kv` under this key.
@@ -22,13 +23,9 @@ const SNAPSHOT_KEY: &str = "policy_snapshot_v1";
 /// How often (at most) the engine's snapshot is written while running; always on close.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
 
-/// The `policies` object as the engine reads it: the seed's hot age comes from
-/// `tiers.sqlite.maxAge` unless `policies.hotMaxAge` says otherwise.
-pub(super) fn engine_for(config: &crate::config::TierConfig, hot: &crate::hot::HotTier) -> Result<PolicyEngine> {
-    let mut raw = config.policies.raw.clone();
-    raw.entry("hotMaxAge".to_string()).or_insert_with(|| json!(config.sqlite.max_age_ms));
-    let opts = PolicyOptions::from_json(&Value::Object(raw))?;
-    let mut engine = PolicyEngine::new(opts);
+/// The engine with its options and the state it saved last time.
+pub(super) fn engine_for(config: &super::config::TierConfig, hot: &crate::tiers::hot::HotTier) -> Result<PolicyEngine> {
+    let mut engine = PolicyEngine::new(config.policies.clone());
     // A snapshot we cannot read (older format, hand-edited) costs history, never data.
     if let Some(s) = hot.kv_get(SNAPSHOT_KEY)? {
         if let Ok(snap) = serde_json::from_str(&s) {
@@ -154,7 +151,7 @@ impl TierManager {
 
     /// Fill levels for the engine: SQLite against `tiers.sqlite`, Redis (our bytes and the
     /// server's memory) against `tiers.redis.maxSize`, and host memory.
-    async fn pressure_inputs(&self, remotes: &crate::mover::Remotes, hot: (i64, i64, i64), warm_bytes: i64) -> PressureInputs {
+    async fn pressure_inputs(&self, remotes: &crate::moves::Remotes, hot: (i64, i64, i64), warm_bytes: i64) -> PressureInputs {
         let cfg = &self.inner.config;
         let (hot_frames, hot_bytes, file_bytes) = hot;
         let mut inputs = PressureInputs {

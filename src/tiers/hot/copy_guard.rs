@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{Result, TierError};
+use crate::model::{Result, TierError};
 
 /// Our connections per canonical file path: (open now, most open at once since the count was
 /// last zero). Each connection holds one descriptor on the file, but SQLite keeps a closed

@@ -14,8 +14,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::frame::now_seconds;
+use crate::model::Result;
+use crate::model::units::now_seconds;
 
 pub const STARTED: &str = "started";
 pub const VERIFIED: &str = "verified";

@@ -54,9 +54,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisResult, Script, ScriptInvocation};
 
-use crate::codec;
-use crate::config::{EvictionStrategy, RedisConfig};
-use crate::error::{Result, TierError};
+use crate::model::codec;
+use crate::model::EvictionStrategy;
+
+pub mod config;
+pub use config::RedisConfig;
+use crate::model::{Result, TierError};
 
 const TIER: &str = "redis";
 /// Longest we wait for the answer to one command.

@@ -2,8 +2,8 @@
 //! `b"SMT" | format u8 | xxh3-64 of the JSON u64 LE | JSON length u32 LE | zstd(JSON)`.
 //! The checksum is over the uncompressed canonical JSON, so a copy can be verified wherever it is.
 
-use crate::error::{Result, TierError};
-use crate::frame::{checksum, Bundle};
+use crate::model::{Result, TierError};
+use super::frame::{checksum, Bundle};
 
 const MAGIC: &[u8; 3] = b"SMT";
 const FORMAT: u8 = 1;

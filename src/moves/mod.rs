@@ -13,13 +13,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::codec::{self, Encoded};
-use crate::cold::{archive_row, ColdTier};
-use crate::error::{Result, TierError};
-use crate::frame::{now_seconds, Bundle, Tier};
-use crate::hot::{Candidate, CandidateFilter, HotRecord, HotTier};
-use crate::journal::{self, JournalEntry};
-use crate::warm::{WarmItem, WarmTier};
+use crate::model::codec::{self, Encoded};
+use crate::tiers::cold::{archive_row, ColdTier};
+use crate::model::{Result, TierError};
+use crate::model::units::{now_seconds, to_seconds};
+use crate::model::{Bundle, Tier};
+use crate::tiers::hot::{Candidate, CandidateFilter, HotRecord, HotTier};
+use crate::tiers::hot::journal::{self, JournalEntry};
+use crate::tiers::warm::{WarmItem, WarmTier};
 
 /// Remote tiers as the manager currently has them (either may be absent: disabled or down).
 #[derive(Clone, Default)]
@@ -306,7 +307,7 @@ impl Mover {
                     .iter()
                     .filter_map(|(r, e)| {
                         r.bundle.as_ref().map(|b| {
-                            archive_row(b, e, r.meta.version, to.level() as i16, r.meta.access_count, r.meta.last_accessed.map(crate::frame::to_seconds))
+                            archive_row(b, e, r.meta.version, to.level() as i16, r.meta.access_count, r.meta.last_accessed.map(to_seconds))
                         })
                     })
                     .collect();
@@ -331,7 +332,7 @@ impl Mover {
                     .map(|(r, e)| WarmItem {
                         frame_id: e.frame_id.clone(),
                         bytes: e.bytes.clone(),
-                        created_s: r.stub.get("created_at").and_then(|v| v.as_i64()).map(crate::frame::to_seconds).unwrap_or(0),
+                        created_s: r.stub.get("created_at").and_then(|v| v.as_i64()).map(to_seconds).unwrap_or(0),
                         access_count: r.meta.access_count.max(0) as u64,
                     })
                     .collect();
@@ -798,8 +799,10 @@ mod tests {
     //! Recovery of interrupted warm ↔ cold shifts, against the test Redis and PostgreSQL
     //! (`REDIS_TEST_URL`, `TEST_DATABASE_URL`).
     use super::*;
-    use crate::config::{EvictionStrategy, PostgresConfig, RedisConfig};
-    use crate::frame::normalize_bundle;
+    use crate::model::EvictionStrategy;
+    use crate::tiers::cold::PostgresConfig;
+    use crate::tiers::warm::RedisConfig;
+    use crate::model::normalize_bundle;
     use serde_json::json;
 
     async fn remotes() -> Remotes {

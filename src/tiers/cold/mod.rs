@@ -21,10 +21,13 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::NoTls;
 
-use crate::codec::Encoded;
-use crate::config::PostgresConfig;
-use crate::error::{Result, TierError};
-use crate::frame::{to_seconds, Bundle, SearchText};
+use crate::model::codec::Encoded;
+pub mod config;
+use config::valid_schema;
+pub use config::PostgresConfig;
+use crate::model::{Result, TierError};
+use crate::model::units::to_seconds;
+use crate::model::{Bundle, SearchText};
 
 const TIER: &str = "postgres";
 
@@ -736,12 +739,6 @@ impl ColdTier {
     }
 }
 
-fn valid_schema(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !s.starts_with(|c: char| c.is_ascii_digit())
-}
 
 /// PostgreSQL text cannot hold NUL; metadata and search text lose them (the payload is exact).
 fn clean(s: &str) -> Cow<'_, str> {
@@ -817,8 +814,8 @@ fn search_err(e: tokio_postgres::Error) -> TierError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode, encode};
-    use crate::frame::normalize_bundle;
+    use crate::model::codec::{decode, encode};
+    use crate::model::normalize_bundle;
     use serde_json::json;
 
     fn url() -> String {

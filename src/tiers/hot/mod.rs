@@ -22,12 +22,15 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::error::{Result, TierError};
-use crate::frame::{
-    now_seconds, to_seconds, Bundle, Row, Tier, ANCHOR_COLS, ANCHOR_JSON_COLS, EVENT_COLS, EVENT_JSON_COLS, FRAME_COLS,
-    FRAME_JSON_COLS,
-};
-use crate::journal;
+use crate::model::frame::{ANCHOR_COLS, ANCHOR_JSON_COLS, EVENT_COLS, EVENT_JSON_COLS, FRAME_COLS, FRAME_JSON_COLS};
+use crate::model::units::{now_seconds, to_seconds};
+use crate::model::{Bundle, Result, Row, Tier, TierError};
+
+pub mod config;
+pub mod copy_guard;
+pub mod journal;
+
+pub use config::SqliteConfig;
 
 /// Version of our own additions to the file (not StackMemory's schema).
 pub const SCHEMA_VERSION: i64 = 1;
@@ -171,7 +174,7 @@ pub struct Candidate {
 pub struct HotTier {
     conn: Mutex<Connection>,
     /// Stops us before a second SQLite copy in this process and we corrupt the file together.
-    guard: crate::copy_guard::CopyGuard,
+    guard: crate::tiers::hot::copy_guard::CopyGuard,
     path: PathBuf,
     has_fts: bool,
 }
@@ -189,7 +192,7 @@ impl HotTier {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| TierError::storage(format!("cannot open {}", path.display()), e))?;
-        let guard = crate::copy_guard::CopyGuard::register(path);
+        let guard = crate::tiers::hot::copy_guard::CopyGuard::register(path);
         guard.check()?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // Same settings as StackMemory's own connection.
@@ -251,7 +254,7 @@ impl HotTier {
                     format!("{} appears twice in one call", b.frame_id()),
                 ));
             }
-            sized.push((b, bytes.len() as i64, crate::frame::checksum(&bytes)));
+            sized.push((b, bytes.len() as i64, crate::model::frame::checksum(&bytes)));
         }
         // Parents before children, so the foreign key holds inside the batch.
         let order = parent_first_order(bundles);
@@ -1020,7 +1023,7 @@ fn write_bundle(
                 v[5] = SqlValue::Text("{}".into());
             }
             if matches!(v[6], SqlValue::Null) && !e.contains_key("ts") {
-                v[6] = SqlValue::Integer(crate::frame::now_millis());
+                v[6] = SqlValue::Integer(crate::model::units::now_millis());
             }
             st.execute(params_from_iter(v.iter()))?;
         }
@@ -1174,7 +1177,7 @@ fn ensure_meta_row(c: &Connection, frame_id: &str) -> Result<Option<FrameMeta>> 
         let (size, sum) = match &rec.bundle {
             Some(b) => {
                 let bytes = b.canonical_bytes();
-                (bytes.len() as i64, Some(crate::frame::checksum(&bytes)))
+                (bytes.len() as i64, Some(crate::model::frame::checksum(&bytes)))
             }
             None => (0, None),
         };
@@ -1190,10 +1193,10 @@ fn ensure_meta_row(c: &Connection, frame_id: &str) -> Result<Option<FrameMeta>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::normalize_bundle;
+    use crate::model::normalize_bundle;
 
     fn fixtures() -> Vec<Bundle> {
-        let v: Value = serde_json::from_str(include_str!("../__test__/fixtures/frames.json")).expect("json");
+        let v: Value = serde_json::from_str(include_str!("../../../__test__/fixtures/frames.json")).expect("json");
         v.as_array().expect("array").iter().map(|b| normalize_bundle(b.clone()).expect("valid")).collect()
     }
 

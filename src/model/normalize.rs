@@ -1,201 +1,11 @@
-//! The frame model: a StackMemory frame bundle `{ frame, events, anchors }`, its validation and
-//! normalisation, and the canonical bytes its checksum is taken over.
-//!
-//! Bundles stay `serde_json` maps rather than structs so that keys we do not know survive a round
-//! trip untouched. What is normalised: JSON columns given as strings are parsed; ISO-8601 time
-//! strings become integers in the unit StackMemory uses for that column (seconds, or ms for
-//! `events.ts`); events are put in `seq` order. Numbers given for times are kept as given (seconds
-//! or ms: StackMemory itself mixes them) and only interpreted through [`to_seconds`].
+//! Validation and normalisation of a caller's bundle: named-field errors, JSON text parsed,
+//! ISO-8601 times converted, events in `seq` order, unknown keys kept. Never panics on any input.
 
-use serde_json::{Map, Value};
-use xxhash_rust::xxh3::xxh3_64;
+use serde_json::Value;
 
-use crate::error::{Result, TierError};
-
-pub const FRAME_COLS: &[&str] = &[
-    "frame_id",
-    "run_id",
-    "project_id",
-    "parent_frame_id",
-    "depth",
-    "type",
-    "name",
-    "state",
-    "inputs",
-    "outputs",
-    "digest_text",
-    "digest_json",
-    "created_at",
-    "closed_at",
-    "retention_policy",
-];
-pub const FRAME_JSON_COLS: &[&str] = &["inputs", "outputs", "digest_json"];
-pub const EVENT_COLS: &[&str] = &["event_id", "frame_id", "run_id", "seq", "event_type", "payload", "ts"];
-pub const EVENT_JSON_COLS: &[&str] = &["payload"];
-pub const ANCHOR_COLS: &[&str] =
-    &["anchor_id", "frame_id", "project_id", "type", "text", "priority", "created_at", "metadata"];
-pub const ANCHOR_JSON_COLS: &[&str] = &["metadata"];
-
-/// Longest id we accept (frame, event, anchor, run, project ids).
-pub const MAX_ID_LEN: usize = 512;
-/// A time value above this is milliseconds, below it seconds (1e11 s is the year 5138).
-pub const MS_THRESHOLD: i64 = 100_000_000_000;
-
-pub type Row = Map<String, Value>;
-
-/// Where a frame's body lives. Numbers are the seed design's tier levels (`migrate --tier 2|3`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Hot = 1,
-    Warm = 2,
-    Cold = 3,
-}
-
-impl Tier {
-    pub fn level(self) -> i64 {
-        self as i64
-    }
-    pub fn from_level(l: i64) -> Option<Tier> {
-        match l {
-            1 => Some(Tier::Hot),
-            2 => Some(Tier::Warm),
-            3 => Some(Tier::Cold),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Hot => "hot",
-            Tier::Warm => "warm",
-            Tier::Cold => "cold",
-        }
-    }
-    /// `1|2|3`, `hot|warm|cold`, `sqlite|redis|postgres` (as the CLI and JS callers spell them).
-    pub fn parse(s: &str) -> Option<Tier> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "1" | "hot" | "sqlite" => Some(Tier::Hot),
-            "2" | "warm" | "redis" => Some(Tier::Warm),
-            "3" | "cold" | "postgres" | "postgresql" => Some(Tier::Cold),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Bundle {
-    pub frame: Row,
-    pub events: Vec<Row>,
-    pub anchors: Vec<Row>,
-}
-
-impl Bundle {
-    pub fn frame_id(&self) -> &str {
-        self.frame.get("frame_id").and_then(Value::as_str).unwrap_or("")
-    }
-    pub fn str_field(&self, key: &str) -> Option<&str> {
-        self.frame.get(key).and_then(Value::as_str)
-    }
-    pub fn int_field(&self, key: &str) -> Option<i64> {
-        self.frame.get(key).and_then(Value::as_i64)
-    }
-    pub fn is_active(&self) -> bool {
-        self.str_field("state") != Some("closed")
-    }
-    pub fn parent_id(&self) -> Option<&str> {
-        self.str_field("parent_frame_id")
-    }
-
-    pub fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("frame".into(), Value::Object(self.frame.clone()));
-        m.insert("events".into(), Value::Array(self.events.iter().cloned().map(Value::Object).collect()));
-        m.insert("anchors".into(), Value::Array(self.anchors.iter().cloned().map(Value::Object).collect()));
-        Value::Object(m)
-    }
-
-    /// The canonical bytes of a bundle: compact JSON, keys in the bundle's own order.
-    pub fn canonical_bytes(&self) -> Vec<u8> {
-        // Serialising a Value into a Vec cannot fail: every key is a string.
-        serde_json::to_vec(&self.to_value()).unwrap_or_default()
-    }
-
-    /// Build a bundle from a value previously produced by [`Bundle::to_value`] (decoded copies).
-    pub fn from_stored_value(v: Value) -> Result<Bundle> {
-        normalize_bundle(v)
-    }
-
-    /// The text the full-text indexes see, by weight: (name, digest, anchors, event payloads).
-    pub fn search_text(&self) -> SearchText {
-        let name = self.str_field("name").unwrap_or("").to_string();
-        let digest = self.str_field("digest_text").unwrap_or("").to_string();
-        let anchors = self
-            .anchors
-            .iter()
-            .filter_map(|a| a.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let mut events = String::new();
-        for e in &self.events {
-            if let Some(p) = e.get("payload") {
-                collect_strings(p, &mut events);
-            }
-        }
-        SearchText { name, digest, anchors, events }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SearchText {
-    pub name: String,
-    pub digest: String,
-    pub anchors: String,
-    pub events: String,
-}
-
-fn collect_strings(v: &Value, out: &mut String) {
-    // Bounded: payload text beyond 64 KiB adds little to search and a lot to the index.
-    if out.len() > 64 * 1024 {
-        return;
-    }
-    match v {
-        Value::String(s) => {
-            out.push_str(s);
-            out.push('\n');
-        }
-        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
-        Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
-        _ => {}
-    }
-}
-
-/// xxh3-64 of the canonical bytes, as 16 hex digits.
-pub fn checksum(bytes: &[u8]) -> String {
-    format!("{:016x}", xxh3_64(bytes))
-}
-
-/// Interpret a StackMemory time value (seconds or ms) as seconds.
-pub fn to_seconds(t: i64) -> i64 {
-    if t > MS_THRESHOLD {
-        t / 1000
-    } else {
-        t
-    }
-}
-
-pub fn now_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use super::error::{Result, TierError};
+use super::frame::{Bundle, Row, FRAME_JSON_COLS, MAX_ID_LEN};
+use super::units::parse_iso8601;
 
 enum TimeUnit {
     Seconds,
@@ -344,94 +154,6 @@ fn normalize_time(row: &mut Row, key: &str, path: &str, unit: TimeUnit) -> Resul
     Ok(())
 }
 
-/// Parse `YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH:MM]` into Unix milliseconds.
-pub fn parse_iso8601(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let b = s.as_bytes();
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) {
-            t.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let (mut h, mut mi, mut sec, mut ms, mut off) = (0i64, 0i64, 0i64, 0i64, 0i64);
-    let mut rest = &s[10..];
-    if !rest.is_empty() {
-        let first = rest.as_bytes()[0];
-        if first != b'T' && first != b't' && first != b' ' {
-            return None;
-        }
-        rest = &rest[1..];
-        let rb = rest.as_bytes();
-        if rb.len() < 5 || rb[2] != b':' {
-            return None;
-        }
-        h = rest.get(0..2)?.parse().ok()?;
-        mi = rest.get(3..5)?.parse().ok()?;
-        rest = &rest[5..];
-        if rest.starts_with(':') {
-            sec = rest.get(1..3)?.parse().ok()?;
-            rest = &rest[3..];
-            if rest.starts_with('.') {
-                let digits: String = rest[1..].chars().take_while(|c| c.is_ascii_digit()).collect();
-                if digits.is_empty() {
-                    return None;
-                }
-                let mut frac = digits.clone();
-                frac.truncate(3);
-                while frac.len() < 3 {
-                    frac.push('0');
-                }
-                ms = frac.parse().ok()?;
-                rest = &rest[1 + digits.len()..];
-            }
-        }
-        match rest {
-            "" | "Z" | "z" => {}
-            _ => {
-                let sign = match rest.as_bytes()[0] {
-                    b'+' => 1,
-                    b'-' => -1,
-                    _ => return None,
-                };
-                let oh: i64 = rest.get(1..3)?.parse().ok()?;
-                let om: i64 = match rest.len() {
-                    3 => 0,
-                    6 if rest.as_bytes()[3] == b':' => rest.get(4..6)?.parse().ok()?,
-                    5 => rest.get(3..5)?.parse().ok()?,
-                    _ => return None,
-                };
-                off = sign * (oh * 3600 + om * 60);
-            }
-        }
-        if h > 23 || mi > 59 || sec > 60 {
-            return None;
-        }
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let secs = days * 86400 + h * 3600 + mi * 60 + sec - off;
-    if secs < 0 {
-        return None;
-    }
-    Some(secs * 1000 + ms)
-}
-
 fn normalize_frame(mut f: Row) -> Result<Row> {
     check_id(&f, "frame_id", "frame.frame_id", true)?;
     check_id(&f, "run_id", "frame.run_id", true)?;
@@ -521,7 +243,7 @@ mod tests {
     use serde_json::json;
 
     fn fixture() -> Vec<Value> {
-        let text = include_str!("../__test__/fixtures/frames.json");
+        let text = include_str!("../../__test__/fixtures/frames.json");
         match serde_json::from_str(text) {
             Ok(Value::Array(a)) => a,
             _ => panic!("fixture is not an array"),
@@ -574,14 +296,5 @@ mod tests {
                 other => panic!("expected InvalidFrame for {v}, got {other:?}"),
             }
         }
-    }
-
-    #[test]
-    fn seconds_and_millis() {
-        assert_eq!(to_seconds(1767960000), 1767960000);
-        assert_eq!(to_seconds(1767960000123), 1767960000);
-        assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_iso8601("2026-01-09T13:00:00+01:00"), Some(1767960000000));
-        assert_eq!(parse_iso8601("not a date"), None);
     }
 }

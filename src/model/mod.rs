@@ -1,0 +1,16 @@
+//! The model: what a frame is, how it travels (the envelope), what may move, errors and units.
+//! Knows no storage and no policy; every other layer builds on it.
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod normalize;
+pub mod rules;
+pub mod tier;
+pub mod units;
+pub mod values;
+
+pub use error::{Result, TierError};
+pub use frame::{Bundle, Row, SearchText};
+pub use normalize::normalize_bundle;
+pub use tier::{EvictionStrategy, Tier};

@@ -1,0 +1,72 @@
+//! `Tier` (where a frame's body lives) and `EvictionStrategy` (how the warm tier's cap picks victims).
+
+/// Where a frame's body lives. Numbers are the seed design's tier levels (`migrate --tier 2|3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Hot = 1,
+    Warm = 2,
+    Cold = 3,
+}
+
+impl Tier {
+    pub fn level(self) -> i64 {
+        self as i64
+    }
+    pub fn from_level(l: i64) -> Option<Tier> {
+        match l {
+            1 => Some(Tier::Hot),
+            2 => Some(Tier::Warm),
+            3 => Some(Tier::Cold),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Hot => "hot",
+            Tier::Warm => "warm",
+            Tier::Cold => "cold",
+        }
+    }
+    /// `1|2|3`, `hot|warm|cold`, `sqlite|redis|postgres` (as the CLI and JS callers spell them).
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "1" | "hot" | "sqlite" => Some(Tier::Hot),
+            "2" | "warm" | "redis" => Some(Tier::Warm),
+            "3" | "cold" | "postgres" | "postgresql" => Some(Tier::Cold),
+            _ => None,
+        }
+    }
+}
+
+
+/// How the warm tier chooses what to evict when it is over its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvictionStrategy {
+    /// Least recently read first (the default).
+    #[default]
+    Lru,
+    /// Fewest reads first.
+    Lfu,
+    /// Oldest created first.
+    Age,
+}
+
+impl EvictionStrategy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EvictionStrategy::Lru => "LRU",
+            EvictionStrategy::Lfu => "LFU",
+            EvictionStrategy::Age => "AGE",
+        }
+    }
+    /// `LRU|LFU|AGE`, any case.
+    pub fn parse(s: &str) -> Option<EvictionStrategy> {
+        match s.to_ascii_uppercase().as_str() {
+            "LRU" => Some(EvictionStrategy::Lru),
+            "LFU" => Some(EvictionStrategy::Lfu),
+            "AGE" => Some(EvictionStrategy::Age),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `tiers.postgres`: where the archive is, its pool, compression and retention.
+
+use serde_json::Value;
+
+use crate::model::values::Fields;
+use crate::model::Result;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    pub enabled: bool,
+    pub connection_string: Option<String>,
+    pub compression_level: i32,
+    pub retention_days: u32,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL schema our tables live in (default `public`); tests use one each.
+    pub schema: String,
+}
+
+impl PostgresConfig {
+    /// `env_url` is `DATABASE_URL`, used when the section has no connection string.
+    pub fn from_fields(pg: &Fields<'_>, env_url: Option<String>) -> Result<PostgresConfig> {
+        pg.known(&["enabled", "connectionString", "compressionLevel", "retentionDays", "poolSize", "connectTimeout", "schema"])?;
+        let url = pg.opt_string("connectionString")?.or(env_url);
+        if let Some(u) = &url {
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.contains('=')) {
+                return Err(pg.fail("connectionString", "must be a postgres:// URL or a key=value connection string"));
+            }
+        }
+        let enabled = pg.boolean("enabled", url.is_some())?;
+        if enabled && url.is_none() {
+            return Err(pg.fail("connectionString", "is required when the PostgreSQL tier is enabled (or set DATABASE_URL)"));
+        }
+        let schema = match pg.get("schema") {
+            None => "public".to_string(),
+            Some(Value::String(s)) if valid_schema(s) => s.clone(),
+            Some(_) => return Err(pg.fail("schema", "must be a lowercase identifier (a-z, 0-9, _)")),
+        };
+        Ok(PostgresConfig {
+            enabled,
+            connection_string: url,
+            compression_level: pg.int("compressionLevel", 3, 1, 22)? as i32,
+            retention_days: pg.int("retentionDays", 365, 1, 100_000)? as u32,
+            pool_size: pg.int("poolSize", 4, 1, 64)? as usize,
+            connect_timeout_ms: pg.duration_ms("connectTimeout", 3000, 1)?,
+            schema,
+        })
+    }
+}
+
+/// A plain lowercase identifier: the only text we format into SQL (quoted) is the schema name.
+pub fn valid_schema(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}

@@ -1,0 +1,69 @@
+//! `tiers.redis`: where the warm tier is and how it keeps its keys.
+//!
+//! Units: `ttl` is **seconds** (as Redis counts them) or a duration such as `"24h"`; `maxSize` bytes
+//! or a size such as `"1GB"`; `connectTimeout` milliseconds or a duration.
+
+use serde_json::Value;
+
+use crate::model::units::{parse_duration_ms, GB};
+use crate::model::values::Fields;
+use crate::model::{EvictionStrategy, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    pub enabled: bool,
+    pub connection_string: Option<String>,
+    pub ttl_secs: u64,
+    pub max_size: u64,
+    /// Every key we write starts with this (default `sm:`), so a shared Redis can be told apart.
+    pub key_prefix: String,
+    pub connect_timeout_ms: u64,
+    /// From `policies.evictionStrategy`.
+    pub eviction_strategy: EvictionStrategy,
+}
+
+impl RedisConfig {
+    /// `env_url` is `REDIS_URL`, used when the section has no connection string.
+    pub fn from_fields(rd: &Fields<'_>, env_url: Option<String>, eviction_strategy: EvictionStrategy) -> Result<RedisConfig> {
+        rd.known(&["enabled", "connectionString", "ttl", "maxSize", "keyPrefix", "connectTimeout"])?;
+        let url = rd.opt_string("connectionString")?.or(env_url);
+        if let Some(u) = &url {
+            let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+            if !schemes.iter().any(|s| u.starts_with(s)) {
+                return Err(rd.fail("connectionString", "must be a redis:// or rediss:// URL"));
+            }
+        }
+        let enabled = rd.boolean("enabled", url.is_some())?;
+        if enabled && url.is_none() {
+            return Err(rd.fail("connectionString", "is required when the Redis tier is enabled (or set REDIS_URL)"));
+        }
+        let key_prefix = match rd.get("keyPrefix") {
+            None => "sm:".to_string(),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 && !s.contains(['{', '}', ' ']) => s.clone(),
+            Some(_) => return Err(rd.fail("keyPrefix", "must be 1-64 characters without braces or spaces")),
+        };
+        Ok(RedisConfig {
+            enabled,
+            connection_string: url,
+            ttl_secs: ttl_secs(rd)?,
+            max_size: rd.size("maxSize", GB, 1)?,
+            key_prefix,
+            connect_timeout_ms: rd.duration_ms("connectTimeout", 2000, 1)?,
+            eviction_strategy,
+        })
+    }
+}
+
+fn ttl_secs(rd: &Fields<'_>) -> Result<u64> {
+    match rd.get("ttl") {
+        None => Ok(24 * 3600),
+        Some(Value::Number(n)) => {
+            n.as_u64().filter(|s| *s >= 1).ok_or_else(|| rd.fail("ttl", "must be a positive whole number of seconds"))
+        }
+        Some(Value::String(s)) => parse_duration_ms(s)
+            .filter(|ms| *ms >= 1000)
+            .map(|ms| ms / 1000)
+            .ok_or_else(|| rd.fail("ttl", "must be seconds or a duration such as '24h' (at least 1s)")),
+        Some(_) => Err(rd.fail("ttl", "must be seconds or a duration such as '24h'")),
+    }
+}
