@@ -22,9 +22,9 @@ fn main() {
     };
     let mut opts = SimOptions::default();
     if let Ok(text) = std::env::var("SIM_POLICIES") {
-        let parsed = serde_json::from_str(&text)
-            .map_err(|e| e.to_string())
-            .and_then(|v| PolicyOptions::from_json(&v, PolicyOptions::default().hot_max_age_ms).map_err(|e| e.to_string()));
+        let parsed = serde_json::from_str(&text).map_err(|e| e.to_string()).and_then(|v| {
+            PolicyOptions::from_json(&v, PolicyOptions::default().hot_max_age_ms).map_err(|e| e.to_string())
+        });
         match parsed {
             Ok(p) => opts.policy = p,
             Err(e) => {
@@ -39,7 +39,10 @@ fn main() {
         opts.hot_capacity_frames.map(|f| f.to_string()).unwrap_or_else(|| "unlimited".into()),
         opts.cycle_ms / 1000
     );
-    println!("Reproduce with: `cargo run --release --example simulate{}`\n", if days == 7 { String::new() } else { format!(" -- {days}") });
+    println!(
+        "Reproduce with: `cargo run --release --example simulate{}`\n",
+        if days == 7 { String::new() } else { format!(" -- {days}") }
+    );
     for (name, trace) in sim::traces::shipped(SEED, days) {
         let r = sim::simulate(&trace, &opts);
         println!("## {name}: {} events, {} reads, {} frames\n\n{}", r.events, r.reads, r.frames, r.to_markdown());

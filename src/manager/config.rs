@@ -65,9 +65,13 @@ impl TierConfig {
         tiers.known(&["sqlite", "redis", "postgres"])?;
         let sqlite = SqliteConfig::from_fields(&tiers.section("sqlite", "tiers.sqlite")?)?;
         let policies = PolicyOptions::from_json(root.get("policies").unwrap_or(&Value::Null), sqlite.max_age_ms)?;
-        let redis =
-            RedisConfig::from_fields(&tiers.section("redis", "tiers.redis")?, env.redis_url.clone(), policies.eviction_strategy)?;
-        let postgres = PostgresConfig::from_fields(&tiers.section("postgres", "tiers.postgres")?, env.database_url.clone())?;
+        let redis = RedisConfig::from_fields(
+            &tiers.section("redis", "tiers.redis")?,
+            env.redis_url.clone(),
+            policies.eviction_strategy,
+        )?;
+        let postgres =
+            PostgresConfig::from_fields(&tiers.section("postgres", "tiers.postgres")?, env.database_url.clone())?;
         let lim = root.section("limits", "limits")?;
         lim.known(&["maxFrameBytes", "accessFlushEvery", "accessFlushInterval"])?;
         let max_frame_bytes = lim.size("maxFrameBytes", 4 * MB, 1)?;
@@ -119,7 +123,10 @@ mod tests {
 
     #[test]
     fn env_fallbacks_enable_tiers() {
-        let env = EnvFallback { redis_url: Some("redis://127.0.0.1:6379".into()), database_url: Some("postgres://x@127.0.0.1/test".into()) };
+        let env = EnvFallback {
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            database_url: Some("postgres://x@127.0.0.1/test".into()),
+        };
         let c = TierConfig::from_json_with_env(&Value::Null, &env).expect("ok");
         assert!(c.redis.enabled && c.postgres.enabled);
         let c = TierConfig::from_json_with_env(&json!({"tiers": {"redis": {"enabled": false}}}), &env).expect("ok");
@@ -128,7 +135,10 @@ mod tests {
 
     #[test]
     fn units() {
-        let c = parse(json!({"tiers": {"sqlite": {"maxSize": "1GB", "maxAge": "2h"}, "redis": {"enabled": false, "ttl": "1h"}}})).expect("ok");
+        let c = parse(
+            json!({"tiers": {"sqlite": {"maxSize": "1GB", "maxAge": "2h"}, "redis": {"enabled": false, "ttl": "1h"}}}),
+        )
+        .expect("ok");
         assert_eq!(c.sqlite.max_size, GB);
         assert_eq!(c.sqlite.max_age_ms, 7_200_000);
         assert_eq!(c.redis.ttl_secs, 3600);

@@ -10,15 +10,15 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex as AsyncMutex, Notify};
 
-use crate::tiers::cold::ColdTier;
-use config::TierConfig;
-use crate::model::{Result, TierError};
 use crate::model::units::{now_millis, now_seconds};
 use crate::model::{normalize_bundle, Bundle, Tier};
-use crate::tiers::hot::HotTier;
+use crate::model::{Result, TierError};
 use crate::moves::{MigrateReport, MigrateRequest, Mover, RecoveryReport, Remotes};
 use crate::policy::PolicyEngine;
+use crate::tiers::cold::ColdTier;
+use crate::tiers::hot::HotTier;
 use crate::tiers::warm::WarmTier;
+use config::TierConfig;
 
 pub mod config;
 mod policy_ops;
@@ -141,9 +141,7 @@ pub struct TierManager {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| TierError::storage("background task failed", e))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| TierError::storage("background task failed", e))?
 }
 
 impl TierManager {
@@ -157,13 +155,11 @@ impl TierManager {
         };
         let trace = match &config.record_trace {
             None => None,
-            Some(p) => Some(std::io::BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| TierError::invalid_config("recordTrace", format!("cannot open {}: {e}", p.display())))?,
-            )),
+            Some(p) => {
+                Some(std::io::BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(
+                    |e| TierError::invalid_config("recordTrace", format!("cannot open {}: {e}", p.display())),
+                )?))
+            }
         };
         let inner = Arc::new(Inner {
             engine: std::sync::Mutex::new(engine),
@@ -426,7 +422,13 @@ impl TierManager {
         self.inner.mover.migrate(&req, &remotes).await
     }
 
-    pub async fn search(&self, query: &str, project_id: Option<String>, limit: u32, tiers: Option<Vec<Tier>>) -> Result<Value> {
+    pub async fn search(
+        &self,
+        query: &str,
+        project_id: Option<String>,
+        limit: u32,
+        tiers: Option<Vec<Tier>>,
+    ) -> Result<Value> {
         self.check_open()?;
         if query.trim().is_empty() {
             return Err(TierError::invalid_argument("query", "must not be empty"));
@@ -502,7 +504,9 @@ impl TierManager {
                     "keyPrefix": cfg.redis.key_prefix}),
                 Err(e) => json!({"configured": true, "enabled": true, "reachable": false, "error": e.to_string()}),
             },
-            (None, true) => json!({"configured": true, "enabled": true, "reachable": false, "error": remotes.warm_down}),
+            (None, true) => {
+                json!({"configured": true, "enabled": true, "reachable": false, "error": remotes.warm_down})
+            }
         };
         let postgres = match (&remotes.cold, cfg.postgres.enabled) {
             (_, false) => json!({"configured": false, "enabled": false, "reachable": false}),
@@ -513,7 +517,9 @@ impl TierManager {
                     "schema": cfg.postgres.schema}),
                 Err(e) => json!({"configured": true, "enabled": true, "reachable": false, "error": e.to_string()}),
             },
-            (None, true) => json!({"configured": true, "enabled": true, "reachable": false, "error": remotes.cold_down}),
+            (None, true) => {
+                json!({"configured": true, "enabled": true, "reachable": false, "error": remotes.cold_down})
+            }
         };
         let local_only = remotes.warm.is_none() && remotes.cold.is_none();
         let held: Vec<Value> = counts.held_back.iter().map(|(r, n)| json!({"reason": r, "frames": n})).collect();

@@ -10,13 +10,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{blocking, check_id, TierManager};
-use crate::model::{Result, TierError};
 use crate::model::units::now_millis;
 use crate::model::Tier;
-use crate::tiers::hot::{Candidate, CandidateFilter};
+use crate::model::{Result, TierError};
 use crate::moves::MigrateRequest;
-use crate::policy::{Action, Decision, FrameView, PolicyEngine, PressureInputs};
 use crate::policy::engine::Reachability;
+use crate::policy::{Action, Decision, FrameView, PolicyEngine, PressureInputs};
+use crate::tiers::hot::{Candidate, CandidateFilter};
 
 /// The engine's state is persisted in `tier_kv` under this key.
 const SNAPSHOT_KEY: &str = "policy_snapshot_v1";
@@ -105,7 +105,12 @@ impl TierManager {
                             .iter()
                             .find(|f| f.frame_id == d.frame_id)
                             .map(|f| format!("{}: {}", f.code, f.error))
-                            .or_else(|| r.held_back.iter().find(|h| h.frame_id == d.frame_id).map(|h| format!("held back: {}", h.reason)))
+                            .or_else(|| {
+                                r.held_back
+                                    .iter()
+                                    .find(|h| h.frame_id == d.frame_id)
+                                    .map(|h| format!("held back: {}", h.reason))
+                            })
                             .or_else(|| r.skipped.iter().find(|s| s.frame_id == d.frame_id).map(|s| s.reason.clone()))
                             .unwrap_or_else(|| "not moved".to_string())),
                     };
@@ -128,14 +133,18 @@ impl TierManager {
         let remotes = self.remotes().await;
         let hot = self.inner.hot.clone();
         let counts = blocking(move || hot.counts()).await?;
-        let inputs = self.pressure_inputs(&remotes, (counts.hot.frames, counts.hot.bytes, counts.file_bytes), counts.warm.bytes).await;
+        let inputs = self
+            .pressure_inputs(&remotes, (counts.hot.frames, counts.hot.bytes, counts.file_bytes), counts.warm.bytes)
+            .await;
         let reach = Reachability { warm: remotes.warm.is_some(), cold: remotes.cold.is_some() };
         let mut report = self.engine().run_cycle(now_millis(), &views, &inputs, reach, dry_run);
         if !dry_run {
             let pending: Vec<Decision> = report.pending().cloned().collect();
             let finished = self.execute(pending).await;
             for f in finished {
-                if let Some(d) = report.decisions.iter_mut().find(|d| d.frame_id == f.frame_id && d.action == Action::Pending) {
+                if let Some(d) =
+                    report.decisions.iter_mut().find(|d| d.frame_id == f.frame_id && d.action == Action::Pending)
+                {
                     *d = f;
                 }
             }
@@ -151,7 +160,12 @@ impl TierManager {
 
     /// Fill levels for the engine: SQLite against `tiers.sqlite`, Redis (our bytes and the
     /// server's memory) against `tiers.redis.maxSize`, and host memory.
-    async fn pressure_inputs(&self, remotes: &crate::moves::Remotes, hot: (i64, i64, i64), warm_bytes: i64) -> PressureInputs {
+    async fn pressure_inputs(
+        &self,
+        remotes: &crate::moves::Remotes,
+        hot: (i64, i64, i64),
+        warm_bytes: i64,
+    ) -> PressureInputs {
         let cfg = &self.inner.config;
         let (hot_frames, hot_bytes, file_bytes) = hot;
         let mut inputs = PressureInputs {

@@ -2,8 +2,8 @@
 //! `b"SMT" | format u8 | xxh3-64 of the JSON u64 LE | JSON length u32 LE | zstd(JSON)`.
 //! The checksum is over the uncompressed canonical JSON, so a copy can be verified wherever it is.
 
-use crate::model::{Result, TierError};
 use super::frame::{checksum, Bundle};
+use crate::model::{Result, TierError};
 
 const MAGIC: &[u8; 3] = b"SMT";
 const FORMAT: u8 = 1;
@@ -29,8 +29,7 @@ pub fn encode(bundle: &Bundle, level: i32) -> Result<Encoded> {
 
 pub fn encode_raw(frame_id: String, raw: &[u8], level: i32) -> Result<Encoded> {
     let sum = xxhash_rust::xxh3::xxh3_64(raw);
-    let compressed =
-        zstd::bulk::compress(raw, level).map_err(|e| TierError::storage("zstd compress", e))?;
+    let compressed = zstd::bulk::compress(raw, level).map_err(|e| TierError::storage("zstd compress", e))?;
     let mut bytes = Vec::with_capacity(HEADER + compressed.len());
     bytes.extend_from_slice(MAGIC);
     bytes.push(FORMAT);

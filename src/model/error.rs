@@ -67,10 +67,9 @@ impl fmt::Display for TierError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TierError::InvalidFrame { field, message } => write!(f, "invalid frame: {field}: {message}"),
-            TierError::FrameTooLarge { frame_id, size, limit } => write!(
-                f,
-                "frame {frame_id} is {size} bytes, over the limit of {limit} bytes (limits.maxFrameBytes)"
-            ),
+            TierError::FrameTooLarge { frame_id, size, limit } => {
+                write!(f, "frame {frame_id} is {size} bytes, over the limit of {limit} bytes (limits.maxFrameBytes)")
+            }
             TierError::InvalidConfig { field, message } => write!(f, "invalid config: {field}: {message}"),
             TierError::InvalidArgument { field, message } => write!(f, "invalid argument: {field}: {message}"),
             TierError::Closed => write!(f, "the TierManager is closed"),

@@ -88,12 +88,8 @@ impl Bundle {
     pub fn search_text(&self) -> SearchText {
         let name = self.str_field("name").unwrap_or("").to_string();
         let digest = self.str_field("digest_text").unwrap_or("").to_string();
-        let anchors = self
-            .anchors
-            .iter()
-            .filter_map(|a| a.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let anchors =
+            self.anchors.iter().filter_map(|a| a.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
         let mut events = String::new();
         for e in &self.events {
             if let Some(p) = e.get("payload") {

@@ -148,7 +148,9 @@ fn normalize_time(row: &mut Row, key: &str, path: &str, unit: TimeUnit) -> Resul
                 TimeUnit::Millis => secs_ms,
             }
         }
-        Some(_) => return Err(TierError::invalid_frame(path, "must be a number (seconds or ms) or an ISO-8601 string")),
+        Some(_) => {
+            return Err(TierError::invalid_frame(path, "must be a number (seconds or ms) or an ISO-8601 string"))
+        }
     };
     row.insert(key.to_string(), Value::from(v));
     Ok(())
@@ -282,13 +284,34 @@ mod tests {
             (json!({}), "frame"),
             (json!({"frame": {"run_id": "r", "project_id": "p", "type": "t", "name": "n"}}), "frame.frame_id"),
             (json!({"frame": {"frame_id": "f", "project_id": "p", "type": "t", "name": "n"}}), "frame.run_id"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "state": "open"}}), "frame.state"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "inputs": "{nope"}}), "frame.inputs"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "created_at": "yesterday"}}), "frame.created_at"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "frame_id": "other", "seq": 1, "event_type": "x"}]}), "events[0].frame_id"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "event_type": "x"}]}), "events[0].seq"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "seq": 1, "event_type": "x"}, {"event_id": "e", "seq": 2, "event_type": "x"}]}), "events[1].event_id"),
-            (json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "tier_status": "hot"}}), "frame"),
+            (
+                json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "state": "open"}}),
+                "frame.state",
+            ),
+            (
+                json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "inputs": "{nope"}}),
+                "frame.inputs",
+            ),
+            (
+                json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "created_at": "yesterday"}}),
+                "frame.created_at",
+            ),
+            (
+                json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "frame_id": "other", "seq": 1, "event_type": "x"}]}),
+                "events[0].frame_id",
+            ),
+            (
+                json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "event_type": "x"}]}),
+                "events[0].seq",
+            ),
+            (
+                json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n"}, "events": [{"event_id": "e", "seq": 1, "event_type": "x"}, {"event_id": "e", "seq": 2, "event_type": "x"}]}),
+                "events[1].event_id",
+            ),
+            (
+                json!({"frame": {"frame_id": "f", "run_id": "r", "project_id": "p", "type": "t", "name": "n", "tier_status": "hot"}}),
+                "frame",
+            ),
         ];
         for (v, field) in cases {
             match normalize_bundle(v.clone()) {

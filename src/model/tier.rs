@@ -39,7 +39,6 @@ impl Tier {
     }
 }
 
-
 /// How the warm tier chooses what to evict when it is over its cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvictionStrategy {

@@ -128,7 +128,8 @@ impl<'a> Fields<'a> {
             Some(_) => None,
         };
         v.filter(|v| *v >= min).ok_or_else(|| {
-            let least = if min <= 1 { "a positive number of bytes".to_string() } else { format!("at least {min} bytes") };
+            let least =
+                if min <= 1 { "a positive number of bytes".to_string() } else { format!("at least {min} bytes") };
             self.fail(key, format!("must be {least} or a size such as '500MB'"))
         })
     }

@@ -6,20 +6,20 @@
 //! PostgreSQL, or — when PostgreSQL is disabled or down — with its full rows kept in SQLite
 //! (`held_back`). The mover knows the tiers' operations and the journal, nothing about policies.
 
-use std::collections::HashSet;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::model::codec::{self, Encoded};
-use crate::tiers::cold::{archive_row, ColdTier};
-use crate::model::{Result, TierError};
 use crate::model::units::{now_seconds, to_seconds};
 use crate::model::{Bundle, Tier};
-use crate::tiers::hot::{Candidate, CandidateFilter, HotRecord, HotTier};
+use crate::model::{Result, TierError};
+use crate::tiers::cold::{archive_row, ColdTier};
 use crate::tiers::hot::journal::{self, JournalEntry};
+use crate::tiers::hot::{Candidate, CandidateFilter, HotRecord, HotTier};
 use crate::tiers::warm::{WarmItem, WarmTier};
 
 /// Remote tiers as the manager currently has them (either may be absent: disabled or down).
@@ -113,9 +113,7 @@ pub struct Mover {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| TierError::storage("background task failed", e))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| TierError::storage("background task failed", e))?
 }
 
 impl Mover {
@@ -126,7 +124,8 @@ impl Mover {
     /// Choose frames for a migration and move them in batches.
     pub async fn migrate(&self, req: &MigrateRequest, remotes: &Remotes) -> Result<MigrateReport> {
         let started = Instant::now();
-        let to = req.to.ok_or_else(|| TierError::invalid_argument("toTier", "is required: 1|2|3 or 'hot'|'warm'|'cold'"))?;
+        let to =
+            req.to.ok_or_else(|| TierError::invalid_argument("toTier", "is required: 1|2|3 or 'hot'|'warm'|'cold'"))?;
         let mut report = MigrateReport { to_tier: to.as_str(), dry_run: req.dry_run, ..Default::default() };
         if !req.dry_run {
             self.recover(remotes).await?;
@@ -234,7 +233,14 @@ impl Mover {
     }
 
     /// Frames whose full rows are in SQLite (hot, or warm held back) go to `to`.
-    async fn demote_local(&self, ids: &[String], from: Tier, to: Tier, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
+    async fn demote_local(
+        &self,
+        ids: &[String],
+        from: Tier,
+        to: Tier,
+        rm: &Remotes,
+        rep: &mut MigrateReport,
+    ) -> Result<()> {
         if to == Tier::Hot {
             // A held-back warm frame comes home: its body never left; drop the Redis copy.
             if let Some(w) = &rm.warm {
@@ -307,7 +313,14 @@ impl Mover {
                     .iter()
                     .filter_map(|(r, e)| {
                         r.bundle.as_ref().map(|b| {
-                            archive_row(b, e, r.meta.version, to.level() as i16, r.meta.access_count, r.meta.last_accessed.map(to_seconds))
+                            archive_row(
+                                b,
+                                e,
+                                r.meta.version,
+                                to.level() as i16,
+                                r.meta.access_count,
+                                r.meta.last_accessed.map(to_seconds),
+                            )
                         })
                     })
                     .collect();
@@ -318,7 +331,8 @@ impl Mover {
                         return Err(TierError::Corrupt {
                             frame_id: e.frame_id.clone(),
                             tier: "cold".into(),
-                            message: "archived checksum differs after upsert (a newer version from another machine?)".into(),
+                            message: "archived checksum differs after upsert (a newer version from another machine?)"
+                                .into(),
                         });
                     }
                 }
@@ -356,7 +370,8 @@ impl Mover {
             // Source untouched: undo partial copies where we can; recovery retries the rest.
             let undone = self.undo_copies(&moved_ids, warm, cold).await;
             let step = if undone { journal::ROLLED_BACK } else { journal::STARTED };
-            let steps: Vec<(i64, &'static str, Option<String>)> = move_ids.iter().map(|m| (*m, step, Some(e.to_string()))).collect();
+            let steps: Vec<(i64, &'static str, Option<String>)> =
+                move_ids.iter().map(|m| (*m, step, Some(e.to_string()))).collect();
             let hot = self.hot.clone();
             blocking(move || hot.journal_set(&steps)).await?;
             return Err(e);
@@ -364,9 +379,13 @@ impl Mover {
         let bytes_before: u64 = encoded.iter().map(|(_, e)| e.raw_size as u64).sum();
         let bytes_after: u64 = encoded.iter().map(|(_, e)| e.bytes.len() as u64).sum();
         if cold.is_some() {
-            let steps: Vec<(i64, &'static str, Option<String>)> = move_ids.iter().map(|m| (*m, journal::VERIFIED, None)).collect();
-            let finish: Vec<(i64, String, i64)> =
-                move_ids.iter().zip(&encoded).map(|(m, (r, _))| (*m, r.meta.frame_id.clone(), r.meta.version)).collect();
+            let steps: Vec<(i64, &'static str, Option<String>)> =
+                move_ids.iter().map(|m| (*m, journal::VERIFIED, None)).collect();
+            let finish: Vec<(i64, String, i64)> = move_ids
+                .iter()
+                .zip(&encoded)
+                .map(|(m, (r, _))| (*m, r.meta.frame_id.clone(), r.meta.version))
+                .collect();
             let hot = self.hot.clone();
             let done = blocking(move || {
                 hot.journal_set(&steps)?;
@@ -419,7 +438,13 @@ impl Mover {
     }
 
     /// Fetch a stubbed frame's body from Redis (when warm) or PostgreSQL, verified.
-    pub async fn fetch_remote(&self, id: &str, tier: Tier, rm: &Remotes, expected: Option<&str>) -> Result<(Bundle, String, Tier, bool)> {
+    pub async fn fetch_remote(
+        &self,
+        id: &str,
+        tier: Tier,
+        rm: &Remotes,
+        expected: Option<&str>,
+    ) -> Result<(Bundle, String, Tier, bool)> {
         let mut corrupt_warm = false;
         if tier == Tier::Warm {
             if let Some(w) = &rm.warm {
@@ -464,7 +489,9 @@ impl Mover {
         for (id, meta) in ids.iter().zip(metas) {
             match meta {
                 None => rep.fail(std::slice::from_ref(id), &TierError::NotFound { frame_id: id.clone() }),
-                Some(m) if m.body_local => rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" }),
+                Some(m) if m.body_local => {
+                    rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" })
+                }
                 Some(m) => todo.push((id.clone(), m.checksum, m.version)),
             }
         }
@@ -499,7 +526,8 @@ impl Mover {
                             };
                             match codec::decode_bundle(id, "cold", &bytes) {
                                 Ok(b) => {
-                                    let sum = codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
+                                    let sum =
+                                        codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
                                     found.insert(id.clone(), (b, sum));
                                 }
                                 Err(e) => rep.fail(std::slice::from_ref(id), &e),
@@ -568,7 +596,8 @@ impl Mover {
         };
         if warm_ok && cold_ok && !done_moves.is_empty() {
             let hot = self.hot.clone();
-            let steps: Vec<(i64, &'static str, Option<String>)> = done_moves.iter().map(|m| (*m, journal::DONE, None)).collect();
+            let steps: Vec<(i64, &'static str, Option<String>)> =
+                done_moves.iter().map(|m| (*m, journal::DONE, None)).collect();
             blocking(move || hot.journal_set(&steps)).await?;
         }
         Ok(())
@@ -577,7 +606,8 @@ impl Mover {
     pub async fn promote_one(&self, id: &str, from: Tier, rm: &Remotes) -> Result<u64> {
         let hot = self.hot.clone();
         let idc = id.to_string();
-        let meta = blocking(move || hot.meta(&idc)).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
+        let meta =
+            blocking(move || hot.meta(&idc)).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
         if meta.body_local {
             return Ok(0);
         }
@@ -609,10 +639,23 @@ impl Mover {
     }
 
     /// Warm ↔ cold for stubbed frames: the archive copy stays; only the Redis copy changes.
-    async fn shift_remote(&self, ids: &[String], from: Tier, to: Tier, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
+    async fn shift_remote(
+        &self,
+        ids: &[String],
+        from: Tier,
+        to: Tier,
+        rm: &Remotes,
+        rep: &mut MigrateReport,
+    ) -> Result<()> {
         let Some(cold) = &rm.cold else {
             for id in ids {
-                rep.skip(id, format!("deferred: cold tier unreachable ({})", rm.cold_down.clone().unwrap_or_else(|| "not enabled".into())));
+                rep.skip(
+                    id,
+                    format!(
+                        "deferred: cold tier unreachable ({})",
+                        rm.cold_down.clone().unwrap_or_else(|| "not enabled".into())
+                    ),
+                );
             }
             return Ok(());
         };
@@ -633,7 +676,13 @@ impl Mover {
                 let hot = self.hot.clone();
                 blocking(move || hot.journal_set(&steps)).await?;
                 for id in ids {
-                    rep.skip(id, format!("deferred: warm tier unreachable ({})", rm.warm_down.clone().unwrap_or_else(|| "not enabled".into())));
+                    rep.skip(
+                        id,
+                        format!(
+                            "deferred: warm tier unreachable ({})",
+                            rm.warm_down.clone().unwrap_or_else(|| "not enabled".into())
+                        ),
+                    );
                 }
                 return Ok(());
             };
@@ -641,7 +690,12 @@ impl Mover {
             let mut items = vec![];
             for id in ids {
                 if let Some(bytes) = got.get(id) {
-                    items.push(WarmItem { frame_id: id.clone(), bytes: bytes.clone(), created_s: now_seconds(), access_count: 0 });
+                    items.push(WarmItem {
+                        frame_id: id.clone(),
+                        bytes: bytes.clone(),
+                        created_s: now_seconds(),
+                        access_count: 0,
+                    });
                 }
             }
             w.put_many(&items).await?;
@@ -706,7 +760,10 @@ impl Mover {
                     Some(m) if !m.body_local => (Some(journal::DONE), None),
                     _ => {
                         if self.delete_remote(&ids, rm).await {
-                            (Some(journal::ROLLED_BACK), Some("frame changed or vanished before the source was removed".into()))
+                            (
+                                Some(journal::ROLLED_BACK),
+                                Some("frame changed or vanished before the source was removed".into()),
+                            )
                         } else {
                             (None, None)
                         }
@@ -799,17 +856,19 @@ mod tests {
     //! Recovery of interrupted warm ↔ cold shifts, against the test Redis and PostgreSQL
     //! (`REDIS_TEST_URL`, `TEST_DATABASE_URL`).
     use super::*;
+    use crate::model::normalize_bundle;
     use crate::model::EvictionStrategy;
     use crate::tiers::cold::PostgresConfig;
     use crate::tiers::warm::RedisConfig;
-    use crate::model::normalize_bundle;
     use serde_json::json;
 
     async fn remotes() -> Remotes {
         let tag = format!("{:08x}", rand::random::<u32>());
         let rc = RedisConfig {
             enabled: true,
-            connection_string: Some(std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
+            connection_string: Some(
+                std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
             ttl_secs: 3600,
             max_size: 1 << 30,
             key_prefix: format!("t:mover{tag}:"),
@@ -847,7 +906,11 @@ mod tests {
         let mover = Mover::new(hot.clone(), 3, 100);
         let rm = remotes().await;
         let (warm, cold) = (rm.warm.clone().expect("warm"), rm.cold.clone().expect("cold"));
-        let req = |to: Tier, id: &str| MigrateRequest { to: Some(to), frame_ids: Some(vec![id.to_string()]), ..Default::default() };
+        let req = |to: Tier, id: &str| MigrateRequest {
+            to: Some(to),
+            frame_ids: Some(vec![id.to_string()]),
+            ..Default::default()
+        };
         assert_eq!(mover.migrate(&req(Tier::Warm, "a"), &rm).await.expect("warm").moved.len(), 1);
         assert_eq!(mover.migrate(&req(Tier::Cold, "b"), &rm).await.expect("cold").moved.len(), 1);
 

@@ -6,7 +6,6 @@
 
 use crate::model::TierError;
 
-
 pub fn to_js(e: TierError) -> napi::Error {
     napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", e.code(), e))
 }

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::error::{invalid_arg, to_js};
 use crate::manager::config::TierConfig;
-use crate::model::Tier;
 use crate::manager::{self, RetrieveOptions};
+use crate::model::Tier;
 use crate::moves::MigrateRequest;
 
 #[napi(js_name = "TierManager")]
@@ -45,7 +45,10 @@ impl JsTierManager {
     }
 
     /// The bundle from whichever tier holds it, or null.
-    #[napi(ts_args_type = "frameId: string, options?: { promote?: boolean }", ts_return_type = "Promise<FrameBundle | null>")]
+    #[napi(
+        ts_args_type = "frameId: string, options?: { promote?: boolean }",
+        ts_return_type = "Promise<FrameBundle | null>"
+    )]
     pub async fn retrieve(&self, frame_id: Value, options: Option<Value>) -> napi::Result<Option<Value>> {
         let frame_id = string_arg(&frame_id, "frameId")?;
         let promote = match options.as_ref().and_then(|o| o.get("promote")) {
@@ -77,14 +80,20 @@ impl JsTierManager {
         serde_json::to_string(&rep).map_err(|e| invalid_arg("report", e))
     }
 
-    #[napi(ts_args_type = "query: string, options?: { projectId?: string, limit?: number, tiers?: Array<TierName | 1 | 2 | 3> }", ts_return_type = "Promise<SearchResult>")]
+    #[napi(
+        ts_args_type = "query: string, options?: { projectId?: string, limit?: number, tiers?: Array<TierName | 1 | 2 | 3> }",
+        ts_return_type = "Promise<SearchResult>"
+    )]
     pub async fn search(&self, query: Value, options: Option<Value>) -> napi::Result<Value> {
         let query = string_arg(&query, "query")?;
         let o = options.unwrap_or(Value::Null);
         let project = opt_str(&o, "projectId")?;
         let limit = match o.get("limit") {
             None | Some(Value::Null) => 20,
-            Some(v) => v.as_u64().filter(|n| *n >= 1 && *n <= 1000).ok_or_else(|| invalid_arg("options.limit", "must be 1-1000"))? as u32,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n >= 1 && *n <= 1000)
+                .ok_or_else(|| invalid_arg("options.limit", "must be 1-1000"))? as u32,
         };
         let tiers = match o.get("tiers") {
             None | Some(Value::Null) => None,
@@ -155,7 +164,10 @@ impl JsTierManager {
 }
 
 /// Replay an access trace against our policy and LRU, LFU, S3-FIFO and Belady's optimum.
-#[napi(ts_args_type = "trace: TraceEvent[] | string, options?: SimulateOptions", ts_return_type = "Promise<SimulationReport>")]
+#[napi(
+    ts_args_type = "trace: TraceEvent[] | string, options?: SimulateOptions",
+    ts_return_type = "Promise<SimulationReport>"
+)]
 pub async fn simulate(trace: Value, options: Option<Value>) -> napi::Result<Value> {
     let opts = options.unwrap_or(Value::Null);
     tokio::task::spawn_blocking(move || manager::simulate(&trace, &opts))
@@ -205,12 +217,18 @@ fn migrate_request(o: &Value) -> napi::Result<MigrateRequest> {
     let older_than_ms = match o.get("olderThan") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| invalid_arg("olderThan", "must be non-negative ms"))?),
-        Some(Value::String(s)) => Some(crate::model::units::parse_duration_ms(s).ok_or_else(|| invalid_arg("olderThan", "must be ms or a duration such as '24h'"))?),
+        Some(Value::String(s)) => Some(
+            crate::model::units::parse_duration_ms(s)
+                .ok_or_else(|| invalid_arg("olderThan", "must be ms or a duration such as '24h'"))?,
+        ),
         Some(_) => return Err(invalid_arg("olderThan", "must be ms or a duration such as '24h'")),
     };
     let limit = match o.get("limit") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| invalid_arg("limit", "must be a positive integer"))? as usize),
+        Some(v) => {
+            Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| invalid_arg("limit", "must be a positive integer"))?
+                as usize)
+        }
     };
     let dry_run = match o.get("dryRun") {
         None | Some(Value::Null) => false,

@@ -438,8 +438,11 @@ impl PolicyEngine {
         let hot_max_s = age_level.age_factor().map(|k| o.hot_max_age_ms as f64 / 1000.0 * k).unwrap_or(f64::INFINITY);
         let warm_max_s = o.warm_max_age_ms as f64 / 1000.0;
         let sync_s = o.sync_interval_ms as f64 / 1000.0;
-        let level_note =
-            if age_level > PressureLevel::Normal { format!(" ({} pressure)", age_level.as_str()) } else { String::new() };
+        let level_note = if age_level > PressureLevel::Normal {
+            format!(" ({} pressure)", age_level.as_str())
+        } else {
+            String::new()
+        };
 
         let mut evals: Vec<Option<Eval>> = (0..frames.len()).map(|_| None).collect();
         let mut recs: Vec<Rec> = vec![];
@@ -494,7 +497,11 @@ impl PolicyEngine {
                         Some(r)
                     } else if since_move >= o.promotion_threshold {
                         let e = self.evaluate(f, now_ms);
-                        let basis = format!("{since_move} reads while {} (threshold {})", f.tier.as_str(), o.promotion_threshold);
+                        let basis = format!(
+                            "{since_move} reads while {} (threshold {})",
+                            f.tier.as_str(),
+                            o.promotion_threshold
+                        );
                         let mut r = mk(i, Tier::Hot, basis, 1.0, 1.5 + 0.5 * e.score.total, &e);
                         // The seed rule: the reads already happened, they are the benefit.
                         r.expected_reads = f64::INFINITY;
@@ -616,7 +623,12 @@ impl PolicyEngine {
                         && p.last_cycle + 1 == cycle
                         && now_ms.saturating_sub(p.first_ms) <= o.filters.persistence_window_ms as i64 =>
                 {
-                    Persistence { to: r.to, cycles: p.cycles.saturating_add(1), first_ms: p.first_ms, last_cycle: cycle }
+                    Persistence {
+                        to: r.to,
+                        cycles: p.cycles.saturating_add(1),
+                        first_ms: p.first_ms,
+                        last_cycle: cycle,
+                    }
                 }
                 _ => Persistence { to: r.to, cycles: 1, first_ms: now_ms, last_cycle: cycle },
             };
@@ -722,7 +734,8 @@ impl PolicyEngine {
 
         // 6. Prefetch relatives of promoted frames.
         if o.prefetch_relatives {
-            let by_id: HashMap<&str, usize> = frames.iter().enumerate().map(|(i, f)| (f.frame_id.as_str(), i)).collect();
+            let by_id: HashMap<&str, usize> =
+                frames.iter().enumerate().map(|(i, f)| (f.frame_id.as_str(), i)).collect();
             let promoted: Vec<(usize, f64)> = recs
                 .iter()
                 .filter(|r| r.action == Action::Pending && r.to < frames[r.idx].tier && r.to == Tier::Hot)
@@ -1109,19 +1122,35 @@ impl PolicyEngine {
                     Some(s) => format!("next read expected in {}", human_secs(s)),
                     None => "no further reads expected".to_string(),
                 };
-                format!("stays hot; {next}; goes warm after {} idle (in {}) unless hot fills up", human_secs(o.hot_max_age_ms as f64 / 1000.0), human_secs(left))
+                format!(
+                    "stays hot; {next}; goes warm after {} idle (in {}) unless hot fills up",
+                    human_secs(o.hot_max_age_ms as f64 / 1000.0),
+                    human_secs(left)
+                )
             }
             Some(t) if pinned => format!("promotes {} next cycle: pinned", arrow(t, Tier::Hot)),
             Some(t) => {
                 let since = stats.map(|s| s.since_move).unwrap_or(0);
                 let more = o.promotion_threshold.saturating_sub(since).max(1);
-                let mut s = format!("promotes {} after {more} more read(s) (threshold {})", arrow(t, Tier::Hot), o.promotion_threshold);
+                let mut s = format!(
+                    "promotes {} after {more} more read(s) (threshold {})",
+                    arrow(t, Tier::Hot),
+                    o.promotion_threshold
+                );
                 if t == Tier::Warm {
                     let left = o.warm_max_age_ms as f64 / 1000.0 - e.idle_s;
-                    s.push_str(&format!("; goes cold after {} idle (in {})", human_secs(o.warm_max_age_ms as f64 / 1000.0), human_secs(left)));
+                    s.push_str(&format!(
+                        "; goes cold after {} idle (in {})",
+                        human_secs(o.warm_max_age_ms as f64 / 1000.0),
+                        human_secs(left)
+                    ));
                 }
                 if let (Pattern::Periodic { .. }, Some(n)) = (e.class.pattern, e.class.next_access_in_s) {
-                    s.push_str(&format!("; periodic, prefetched about {} before its next read in {}", human_secs(o.sync_interval_ms as f64 / 500.0), human_secs(n)));
+                    s.push_str(&format!(
+                        "; periodic, prefetched about {} before its next read in {}",
+                        human_secs(o.sync_interval_ms as f64 / 500.0),
+                        human_secs(n)
+                    ));
                 }
                 s
             }

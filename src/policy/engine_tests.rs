@@ -190,7 +190,10 @@ fn closed_children_move_with_their_parent_and_relatives_are_prefetched() {
     let r = e.run_cycle(NOW + 5 * MIN, &frames2, &quiet(), Reachability::ALL, false);
     assert_eq!(only(&r, "p").reason, "pending: idle 30.1 h > 24 h");
     let c = only(&r, "c");
-    assert_eq!((c.action, c.reason.as_str(), c.with_parent.as_deref()), (Action::Pending, "pending: with parent p", Some("p")));
+    assert_eq!(
+        (c.action, c.reason.as_str(), c.with_parent.as_deref()),
+        (Action::Pending, "pending: with parent p", Some("p"))
+    );
     assert_eq!(only(&r, "o").reason, "skipped: active frame");
 
     // Promotion of a frame suggests its parent and children.
@@ -218,7 +221,13 @@ fn pressure_demotes_lowest_scores_and_batches_cap() {
     let pending: Vec<&str> = r.pending().map(|d| d.frame_id.as_str()).collect();
     assert_eq!(pending, vec!["f9"]);
     assert!(only(&r, "f9").reason.starts_with("pending: hot tier emergency (100% full)"), "{}", only(&r, "f9").reason);
-    let r = e.run_cycle(NOW, &[view("x", Tier::Hot, 30), view("y", Tier::Hot, 31), view("z", Tier::Hot, 32)], &quiet(), Reachability::ALL, true);
+    let r = e.run_cycle(
+        NOW,
+        &[view("x", Tier::Hot, 30), view("y", Tier::Hot, 31), view("z", Tier::Hot, 32)],
+        &quiet(),
+        Reachability::ALL,
+        true,
+    );
     assert!(r.decisions.iter().all(|d| d.action == Action::Observing));
 }
 

@@ -237,11 +237,17 @@ mod tests {
         assert_eq!(persistence(&opts(), &p), Verdict::Pass, "promotions are exempt");
 
         p.expected_reads = 0.3;
-        assert_eq!(cost_benefit(&opts(), &p), Verdict::Filtered("cost 1.0 reads > benefit 0.3 reads within 24 h".into()));
+        assert_eq!(
+            cost_benefit(&opts(), &p),
+            Verdict::Filtered("cost 1.0 reads > benefit 0.3 reads within 24 h".into())
+        );
         p.expected_reads = 2.0;
         assert_eq!(cost_benefit(&opts(), &p), Verdict::Pass);
         c.expected_reads = 2.5;
-        assert_eq!(cost_benefit(&opts(), &c), Verdict::Filtered("2.5 reads expected within 24 h would turn remote".into()));
+        assert_eq!(
+            cost_benefit(&opts(), &c),
+            Verdict::Filtered("2.5 reads expected within 24 h would turn remote".into())
+        );
         c.under_pressure = true;
         assert_eq!(cost_benefit(&opts(), &c), Verdict::Pass, "under pressure space is the benefit");
     }

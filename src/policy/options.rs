@@ -280,11 +280,14 @@ mod tests {
         assert_eq!(d, PolicyOptions::default());
         assert_eq!(d.promotion_threshold, 3);
         assert_eq!(d.hot_max_age_ms, 86_400_000);
-        let o = PolicyOptions::from_json(&json!({
-            "promotionThreshold": 5, "hotMaxAge": "2h", "maxPinnedBytes": "10MB", "evictionStrategy": "LFU",
-            "filters": {"cooldown": {"enabled": false}, "persistence": {"cycles": 2, "window": "30m"}},
-            "watermarks": {"warning": 0.5}
-        }), 86_400_000)
+        let o = PolicyOptions::from_json(
+            &json!({
+                "promotionThreshold": 5, "hotMaxAge": "2h", "maxPinnedBytes": "10MB", "evictionStrategy": "LFU",
+                "filters": {"cooldown": {"enabled": false}, "persistence": {"cycles": 2, "window": "30m"}},
+                "watermarks": {"warning": 0.5}
+            }),
+            86_400_000,
+        )
         .expect("valid");
         assert_eq!(o.promotion_threshold, 5);
         assert_eq!(o.hot_max_age_ms, 7_200_000);

@@ -125,7 +125,11 @@ fn evidence(n_gaps: usize) -> f64 {
 /// Classifies `stats` as of `now_ms`.
 pub fn classify(stats: &AccessStats, now_ms: i64) -> Classification {
     let age = stats.age_s(now_ms);
-    let cold = |confidence: f64| Classification { pattern: Pattern::Cold, confidence: clamp01(confidence), next_access_in_s: None };
+    let cold = |confidence: f64| Classification {
+        pattern: Pattern::Cold,
+        confidence: clamp01(confidence),
+        next_access_in_s: None,
+    };
     if stats.count <= 1 || stats.gaps_s.is_empty() {
         // One read says nothing about reuse; the older it is, the surer we are nothing follows.
         return cold(0.3 + 0.6 * (1.0 - (-age / 86_400.0).exp()));
@@ -225,7 +229,11 @@ pub fn classify(stats: &AccessStats, now_ms: i64) -> Classification {
             return cold(clamp01(0.4 + 0.1 * (age / stale_after)));
         }
         let confidence = 0.5 + 0.5 * evidence(n) * (1.0 - age / stale_after);
-        return Classification { pattern: Pattern::Hot, confidence: clamp01(confidence), next_access_in_s: Some((med - age).max(0.0)) };
+        return Classification {
+            pattern: Pattern::Hot,
+            confidence: clamp01(confidence),
+            next_access_in_s: Some((med - age).max(0.0)),
+        };
     }
 
     // 6. Irregular and slow: treat like its typical gap, low confidence, cold once stale.

@@ -158,7 +158,13 @@ mod tests {
     use crate::policy::options::PolicyOptions;
 
     fn hot(bytes: u64, frames: u64) -> PressureInputs {
-        PressureInputs { hot_bytes: bytes, hot_frames: frames, hot_max_bytes: 1000, hot_max_frames: 100, ..Default::default() }
+        PressureInputs {
+            hot_bytes: bytes,
+            hot_frames: frames,
+            hot_max_bytes: 1000,
+            hot_max_frames: 100,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -57,7 +57,13 @@ pub fn score(
 
 /// Reads expected within `horizon_s`: the pattern's rhythm when it has one, otherwise the
 /// weighted rate (which itself decays, so at most one time constant of it counts).
-pub fn expected_reads(stats: Option<&AccessStats>, class: &Classification, now_ms: i64, tau_s: f64, horizon_s: f64) -> f64 {
+pub fn expected_reads(
+    stats: Option<&AccessStats>,
+    class: &Classification,
+    now_ms: i64,
+    tau_s: f64,
+    horizon_s: f64,
+) -> f64 {
     let Some(next) = class.next_access_in_s else { return 0.0 };
     if next > horizon_s {
         return 0.0;

@@ -60,7 +60,12 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { hot_capacity_frames: Some(100), hot_capacity_bytes: None, cycle_ms: 300_000, policy: PolicyOptions::default() }
+        SimOptions {
+            hot_capacity_frames: Some(100),
+            hot_capacity_bytes: None,
+            cycle_ms: 300_000,
+            policy: PolicyOptions::default(),
+        }
     }
 }
 
@@ -347,7 +352,14 @@ fn run_ours(trace: &[TraceEvent], dense: &[usize], names: &[String], sizes: &[u6
                     if cap.fits(1, sim.views[f].size_bytes) {
                         sim.execute(f, d.to, e.t_ms);
                     } else {
-                        sim.engine.record_outcome(&e.frame_id, tier, d.to, false, Some("larger than hot".into()), e.t_ms);
+                        sim.engine.record_outcome(
+                            &e.frame_id,
+                            tier,
+                            d.to,
+                            false,
+                            Some("larger than hot".into()),
+                            e.t_ms,
+                        );
                     }
                 }
             }
@@ -403,7 +415,10 @@ fn parse_event(v: Value, at: &str) -> Result<TraceEvent> {
     let Value::Object(m) = v else { return Err(TierError::invalid_argument(at, "must be an object")) };
     for k in m.keys() {
         if !["frameId", "sizeBytes", "t", "op"].contains(&k.as_str()) {
-            return Err(TierError::invalid_argument(format!("{at}.{k}"), "unknown field (known: frameId, sizeBytes, t, op)"));
+            return Err(TierError::invalid_argument(
+                format!("{at}.{k}"),
+                "unknown field (known: frameId, sizeBytes, t, op)",
+            ));
         }
     }
     let frame_id = match m.get("frameId") {
@@ -435,7 +450,8 @@ pub fn parse_trace(text: &str) -> Result<Vec<TraceEvent>> {
             continue;
         }
         let at = format!("trace[{}]", n + 1);
-        let v: Value = serde_json::from_str(line).map_err(|e| TierError::invalid_argument(at.clone(), format!("not JSON: {e}")))?;
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| TierError::invalid_argument(at.clone(), format!("not JSON: {e}")))?;
         out.push(parse_event(v, &at)?);
     }
     Ok(out)
@@ -453,9 +469,11 @@ pub fn load_trace(path: impl AsRef<Path>) -> Result<Vec<TraceEvent>> {
 /// `{ hotCapacityFrames?, hotCapacityBytes?, cycleMs?, policies? }`. Returns the report as JSON.
 pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
     let events = match trace {
-        Value::Array(a) => {
-            a.iter().enumerate().map(|(i, v)| parse_event(v.clone(), &format!("trace[{i}]"))).collect::<Result<Vec<_>>>()?
-        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| parse_event(v.clone(), &format!("trace[{i}]")))
+            .collect::<Result<Vec<_>>>()?,
         Value::String(s) => parse_trace(s)?,
         _ => return Err(TierError::invalid_argument("trace", "must be an array of events or JSON-lines text")),
     };
@@ -471,11 +489,9 @@ pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
             let pos = |k: &str| -> Result<Option<u64>> {
                 match m.get(k) {
                     None | Some(Value::Null) => Ok(None),
-                    Some(v) => v
-                        .as_u64()
-                        .filter(|n| *n >= 1)
-                        .map(Some)
-                        .ok_or_else(|| TierError::invalid_argument(format!("options.{k}"), "must be a positive whole number")),
+                    Some(v) => v.as_u64().filter(|n| *n >= 1).map(Some).ok_or_else(|| {
+                        TierError::invalid_argument(format!("options.{k}"), "must be a positive whole number")
+                    }),
                 }
             };
             let frames = pos("hotCapacityFrames")?;

@@ -100,7 +100,8 @@ fn simulate_json_for_the_js_layer() {
         {"frameId": "a", "sizeBytes": 10, "t": 1000, "op": "read"},
         {"frameId": "b", "sizeBytes": 10, "t": 2000, "op": "read"}
     ]);
-    let v = simulate_json(&trace, &json!({"hotCapacityFrames": 1, "policies": {"promotionThreshold": 2}})).expect("runs");
+    let v =
+        simulate_json(&trace, &json!({"hotCapacityFrames": 1, "policies": {"promotionThreshold": 2}})).expect("runs");
     assert_eq!(v["reads"], json!(2));
     assert_eq!(v["policies"][0]["name"], json!(OURS));
     assert_eq!(v["policies"][0]["hotHits"], json!(1));

@@ -149,7 +149,9 @@ pub fn read_once(seed: u64, days: u32) -> Vec<TraceEvent> {
         let mut v = t;
         for _ in 0..rng.int(10, 30) {
             // Mostly frames never seen before; sometimes one from an earlier search.
-            let id = if n > 0 && rng.chance(0.1) { format!("q{}", rng.int(0, n as u64 - 1)) } else {
+            let id = if n > 0 && rng.chance(0.1) {
+                format!("q{}", rng.int(0, n as u64 - 1))
+            } else {
                 n += 1;
                 format!("q{}", n - 1)
             };

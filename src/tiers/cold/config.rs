@@ -20,7 +20,15 @@ pub struct PostgresConfig {
 impl PostgresConfig {
     /// `env_url` is `DATABASE_URL`, used when the section has no connection string.
     pub fn from_fields(pg: &Fields<'_>, env_url: Option<String>) -> Result<PostgresConfig> {
-        pg.known(&["enabled", "connectionString", "compressionLevel", "retentionDays", "poolSize", "connectTimeout", "schema"])?;
+        pg.known(&[
+            "enabled",
+            "connectionString",
+            "compressionLevel",
+            "retentionDays",
+            "poolSize",
+            "connectTimeout",
+            "schema",
+        ])?;
         let url = pg.opt_string("connectionString")?.or(env_url);
         if let Some(u) = &url {
             if !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.contains('=')) {
@@ -29,7 +37,9 @@ impl PostgresConfig {
         }
         let enabled = pg.boolean("enabled", url.is_some())?;
         if enabled && url.is_none() {
-            return Err(pg.fail("connectionString", "is required when the PostgreSQL tier is enabled (or set DATABASE_URL)"));
+            return Err(
+                pg.fail("connectionString", "is required when the PostgreSQL tier is enabled (or set DATABASE_URL)")
+            );
         }
         let schema = match pg.get("schema") {
             None => "public".to_string(),

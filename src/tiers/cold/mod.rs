@@ -23,11 +23,11 @@ use tokio_postgres::NoTls;
 
 use crate::model::codec::Encoded;
 pub mod config;
-use config::valid_schema;
-pub use config::PostgresConfig;
-use crate::model::{Result, TierError};
 use crate::model::units::to_seconds;
 use crate::model::{Bundle, SearchText};
+use crate::model::{Result, TierError};
+use config::valid_schema;
+pub use config::PostgresConfig;
 
 const TIER: &str = "postgres";
 
@@ -182,9 +182,7 @@ impl Sql {
             get: format!("SELECT payload FROM {t} WHERE frame_id = $1"),
             get_many: format!("SELECT frame_id, payload FROM {t} WHERE frame_id = ANY($1)"),
             set_tier: format!("UPDATE {t} SET tier = $2 WHERE frame_id = ANY($1)"),
-            touch: format!(
-                "UPDATE {t} SET access_count = access_count + 1, last_accessed = $2 WHERE frame_id = $1"
-            ),
+            touch: format!("UPDATE {t} SET access_count = access_count + 1, last_accessed = $2 WHERE frame_id = $1"),
             delete_many: format!("DELETE FROM {t} WHERE frame_id = ANY($1)"),
             search_all: format!(
                 "SELECT a.frame_id, a.project_id, a.name, ts_rank(a.search, q.q) AS rank, a.tier \
@@ -314,9 +312,8 @@ impl ColdTier {
                 "must be a lowercase identifier (a-z, 0-9, _)",
             ));
         }
-        let mut pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| TierError::invalid_config("tiers.postgres.connectionString", format!("{e}")))?;
+        let mut pg: tokio_postgres::Config =
+            url.parse().map_err(|e| TierError::invalid_config("tiers.postgres.connectionString", format!("{e}")))?;
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
         pg.connect_timeout(connect_timeout);
         // Notice dead peers in minutes, not the OS default of hours.
@@ -391,9 +388,7 @@ impl ColdTier {
             if applied.contains(version) {
                 continue;
             }
-            tx.batch_execute(&ddl.replace("{s}", s))
-                .await
-                .map_err(|e| pg_err(&format!("migration {version}"), e))?;
+            tx.batch_execute(&ddl.replace("{s}", s)).await.map_err(|e| pg_err(&format!("migration {version}"), e))?;
             tx.execute(
                 &format!("INSERT INTO {s}.tiers_schema_migrations (version, applied_at) VALUES ($1, now())"),
                 &[version],
@@ -452,8 +447,7 @@ impl ColdTier {
         }
         // Distinct frame ids per chunk, so the parallel transactions never wait on each other.
         let size = unique.len().div_ceil(chunks);
-        let results =
-            futures_util::future::join_all(unique.chunks(size).map(|c| self.upsert_chunk(c))).await;
+        let results = futures_util::future::join_all(unique.chunks(size).map(|c| self.upsert_chunk(c))).await;
         let mut written = 0u64;
         let mut first_err = None;
         for r in results {
@@ -696,9 +690,7 @@ impl ColdTier {
         let client = self.client().await?;
         let st = client.prepare_cached(&self.sql.stats).await.map_err(|e| pg_err("stats", e))?;
         let r = client.query_one(&st, &[]).await.map_err(|e| pg_err("stats", e))?;
-        let n = |i: usize| -> Result<u64> {
-            Ok(r.try_get::<_, i64>(i).map_err(|e| pg_err("stats", e))?.max(0) as u64)
-        };
+        let n = |i: usize| -> Result<u64> { Ok(r.try_get::<_, i64>(i).map_err(|e| pg_err("stats", e))?.max(0) as u64) };
         Ok(ColdStats {
             frames: n(0)?,
             warm_frames: n(1)?,
@@ -738,7 +730,6 @@ impl ColdTier {
             .map_err(|e| pg_err("drop schema", e))
     }
 }
-
 
 /// PostgreSQL text cannot hold NUL; metadata and search text lose them (the payload is exact).
 fn clean(s: &str) -> Cow<'_, str> {
@@ -955,7 +946,10 @@ mod tests {
             let c = t.client().await.expect("client");
             let r = c
                 .query_one(
-                    &format!("SELECT access_count, last_accessed FROM {}.frames_archive WHERE frame_id = $1", t.sql.schema),
+                    &format!(
+                        "SELECT access_count, last_accessed FROM {}.frames_archive WHERE frame_id = $1",
+                        t.sql.schema
+                    ),
                     &[&ids[0]],
                 )
                 .await
@@ -1182,11 +1176,49 @@ mod tests {
     /// Frames of 4-8 KB of JSON with text that compresses like prose.
     fn bulk_bundle(i: usize) -> Bundle {
         const WORDS: &[&str] = &[
-            "deploy", "cluster", "memory", "frame", "anchor", "digest", "session", "context", "token",
-            "stack", "archive", "retention", "query", "index", "vector", "payload", "sqlite", "redis",
-            "postgres", "tier", "mover", "policy", "checksum", "compress", "latency", "throughput",
-            "error", "retry", "timeout", "network", "disk", "cache", "batch", "stream", "commit",
-            "rollback", "schema", "migration", "lock", "shard", "replica", "primary", "backup",
+            "deploy",
+            "cluster",
+            "memory",
+            "frame",
+            "anchor",
+            "digest",
+            "session",
+            "context",
+            "token",
+            "stack",
+            "archive",
+            "retention",
+            "query",
+            "index",
+            "vector",
+            "payload",
+            "sqlite",
+            "redis",
+            "postgres",
+            "tier",
+            "mover",
+            "policy",
+            "checksum",
+            "compress",
+            "latency",
+            "throughput",
+            "error",
+            "retry",
+            "timeout",
+            "network",
+            "disk",
+            "cache",
+            "batch",
+            "stream",
+            "commit",
+            "rollback",
+            "schema",
+            "migration",
+            "lock",
+            "shard",
+            "replica",
+            "primary",
+            "backup",
         ];
         let mut x = (i as u64).wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut next = || {

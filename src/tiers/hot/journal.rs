@@ -14,8 +14,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::model::Result;
 use crate::model::units::now_seconds;
+use crate::model::Result;
 
 pub const STARTED: &str = "started";
 pub const VERIFIED: &str = "verified";
@@ -58,7 +58,14 @@ pub fn create_schema(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-pub fn begin(conn: &Connection, frame_id: &str, from: i64, to: i64, checksum: Option<&str>, version: i64) -> Result<i64> {
+pub fn begin(
+    conn: &Connection,
+    frame_id: &str,
+    from: i64,
+    to: i64,
+    checksum: Option<&str>,
+    version: i64,
+) -> Result<i64> {
     let now = now_seconds();
     conn.execute(
         "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at)

@@ -744,10 +744,7 @@ fn int_or_none(v: ValueRef<'_>) -> Option<i64> {
 }
 
 fn table_exists(c: &Connection, name: &str) -> Result<bool> {
-    Ok(c
-        .query_row("SELECT 1 FROM sqlite_master WHERE name = ?1", [name], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(c.query_row("SELECT 1 FROM sqlite_master WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some())
 }
 
 fn column_exists(c: &Connection, table: &str, col: &str) -> Result<bool> {
@@ -771,9 +768,10 @@ fn migrate_schema(c: &Connection) -> Result<()> {
         if fresh {
             c.execute_batch(STACKMEMORY_FTS)?;
         }
-        c.execute_batch("CREATE TABLE IF NOT EXISTS tier_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
-        let current: i64 =
-            c.query_row("SELECT COALESCE(max(version), 0) FROM tier_schema", [], |r| r.get(0))?;
+        c.execute_batch(
+            "CREATE TABLE IF NOT EXISTS tier_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )?;
+        let current: i64 = c.query_row("SELECT COALESCE(max(version), 0) FROM tier_schema", [], |r| r.get(0))?;
         if current < 1 {
             for (col, decl) in [
                 ("tier_status", "TEXT DEFAULT 'hot'"),
@@ -951,12 +949,17 @@ fn write_bundle(
     if let Some(parent) = b.parent_id() {
         let exists = tx.query_row("SELECT 1 FROM frames WHERE frame_id = ?1", [parent], |_| Ok(())).optional()?;
         if exists.is_none() {
-            return Err(TierError::invalid_frame(path("frame.parent_frame_id"), format!("unknown parent frame {parent}")));
+            return Err(TierError::invalid_frame(
+                path("frame.parent_frame_id"),
+                format!("unknown parent frame {parent}"),
+            ));
         }
     }
     let prior = load_meta(tx, fid)?;
     // Ids of events and anchors are global keys: they must not belong to another frame.
-    for (rows, table, id_col, name) in [(&b.events, "events", "event_id", "events"), (&b.anchors, "anchors", "anchor_id", "anchors")] {
+    for (rows, table, id_col, name) in
+        [(&b.events, "events", "event_id", "events"), (&b.anchors, "anchors", "anchor_id", "anchors")]
+    {
         let mut st = tx.prepare_cached(&format!("SELECT frame_id FROM {table} WHERE {id_col} = ?1"))?;
         for (i, r) in rows.iter().enumerate() {
             let id = r.get(id_col).and_then(Value::as_str).unwrap_or("");
@@ -1011,7 +1014,8 @@ fn write_bundle(
             "INSERT INTO events (event_id, frame_id, run_id, seq, event_type, payload, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for (i, e) in b.events.iter().enumerate() {
-            let mut v: Vec<SqlValue> = EVENT_COLS.iter().map(|c| sql_of(e.get(*c), EVENT_JSON_COLS.contains(c))).collect();
+            let mut v: Vec<SqlValue> =
+                EVENT_COLS.iter().map(|c| sql_of(e.get(*c), EVENT_JSON_COLS.contains(c))).collect();
             v[1] = SqlValue::Text(fid.to_string());
             if matches!(v[2], SqlValue::Null) {
                 v[2] = sql_of(run_id.as_ref(), false);
@@ -1034,7 +1038,8 @@ fn write_bundle(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for a in &b.anchors {
-            let mut v: Vec<SqlValue> = ANCHOR_COLS.iter().map(|c| sql_of(a.get(*c), ANCHOR_JSON_COLS.contains(c))).collect();
+            let mut v: Vec<SqlValue> =
+                ANCHOR_COLS.iter().map(|c| sql_of(a.get(*c), ANCHOR_JSON_COLS.contains(c))).collect();
             v[1] = SqlValue::Text(fid.to_string());
             if matches!(v[2], SqlValue::Null) {
                 v[2] = SqlValue::Text(String::new());
@@ -1228,14 +1233,16 @@ mod tests {
         hot.store_many(&fx, 1 << 22).expect("store");
         let child = &fx[1];
         let meta = hot.meta(child.frame_id()).expect("meta").expect("some");
-        let mid = hot.journal_begin(&[(child.frame_id().into(), 1, 3, meta.checksum.clone(), meta.version)]).expect("j")[0];
+        let mid =
+            hot.journal_begin(&[(child.frame_id().into(), 1, 3, meta.checksum.clone(), meta.version)]).expect("j")[0];
         let done = hot.finish_demotions(&[(mid, child.frame_id().into(), meta.version)], Tier::Cold).expect("stub");
         assert_eq!(done.len(), 1);
         let rec = hot.load(child.frame_id()).expect("load").expect("found");
         assert!(rec.bundle.is_none());
         assert_eq!(rec.stub["name"], child.frame["name"]);
         assert_eq!(rec.meta.tier, 3);
-        let mid2 = hot.journal_begin(&[(child.frame_id().into(), 3, 1, meta.checksum.clone(), meta.version)]).expect("j")[0];
+        let mid2 =
+            hot.journal_begin(&[(child.frame_id().into(), 3, 1, meta.checksum.clone(), meta.version)]).expect("j")[0];
         hot.restore(child, meta.checksum.as_deref().unwrap_or(""), meta.version, mid2).expect("restore");
         let rec = hot.load(child.frame_id()).expect("load").expect("found");
         assert_eq!(rec.bundle.map(|b| b.to_value()), Some(child.to_value()));

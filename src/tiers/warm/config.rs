@@ -24,7 +24,11 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     /// `env_url` is `REDIS_URL`, used when the section has no connection string.
-    pub fn from_fields(rd: &Fields<'_>, env_url: Option<String>, eviction_strategy: EvictionStrategy) -> Result<RedisConfig> {
+    pub fn from_fields(
+        rd: &Fields<'_>,
+        env_url: Option<String>,
+        eviction_strategy: EvictionStrategy,
+    ) -> Result<RedisConfig> {
         rd.known(&["enabled", "connectionString", "ttl", "maxSize", "keyPrefix", "connectTimeout"])?;
         let url = rd.opt_string("connectionString")?.or(env_url);
         if let Some(u) = &url {

@@ -58,8 +58,8 @@ use crate::model::codec;
 use crate::model::EvictionStrategy;
 
 pub mod config;
-pub use config::RedisConfig;
 use crate::model::{Result, TierError};
+pub use config::RedisConfig;
 
 const TIER: &str = "redis";
 /// Longest we wait for the answer to one command.
@@ -517,12 +517,8 @@ impl WarmTier {
                 pipe.cmd("EXISTS").arg(frame_key(&self.cfg.key_prefix, id));
             }
             let exists: Vec<i64> = self.pipeline("remove_orphans", &pipe).await?;
-            let gone: Vec<String> = chunk
-                .iter()
-                .zip(exists)
-                .filter(|(_, e)| *e == 0)
-                .map(|(id, _)| id.clone())
-                .collect();
+            let gone: Vec<String> =
+                chunk.iter().zip(exists).filter(|(_, e)| *e == 0).map(|(id, _)| id.clone()).collect();
             if gone.is_empty() {
                 continue;
             }
@@ -541,8 +537,7 @@ impl WarmTier {
         // Two INFO calls: several sections in one INFO needs Redis 7.
         pipe.cmd("INFO").arg("server");
         pipe.cmd("INFO").arg("memory");
-        let (frames, bytes, server, memory): (u64, Option<i64>, String, String) =
-            self.pipeline("stats", &pipe).await?;
+        let (frames, bytes, server, memory): (u64, Option<i64>, String, String) = self.pipeline("stats", &pipe).await?;
         let latency = self.ping().await?;
         Ok(WarmStats {
             frames,
@@ -851,7 +846,10 @@ mod tests {
         let items: Vec<WarmItem> = ["a", "b", "c", "d"].iter().map(|id| item(id, 1, 0)).collect();
         t.put_many(&items).await.expect("put");
         let got = t.get_many(&ids(&["b", "zz", "a", "d"])).await.expect("get_many");
-        assert_eq!(got, vec![Some(items[1].bytes.clone()), None, Some(items[0].bytes.clone()), Some(items[3].bytes.clone())]);
+        assert_eq!(
+            got,
+            vec![Some(items[1].bytes.clone()), None, Some(items[0].bytes.clone()), Some(items[3].bytes.clone())]
+        );
         assert!(t.get_many(&[]).await.expect("empty").is_empty());
 
         // Many ids: spans several MGET chunks.
@@ -959,7 +957,12 @@ mod tests {
         let mut c = t.conn.lock().expect("lock").clone();
         // Frames gone behind our back: a deleted, b unlinked with its meta too.
         let _: () = c.del(frame_key(&p, "a")).await.expect("del");
-        let _: () = redis::cmd("UNLINK").arg(frame_key(&p, "b")).arg(meta_key(&p, "b")).query_async(&mut c).await.expect("unlink");
+        let _: () = redis::cmd("UNLINK")
+            .arg(frame_key(&p, "b"))
+            .arg(meta_key(&p, "b"))
+            .query_async(&mut c)
+            .await
+            .expect("unlink");
         // A meta hash whose frame is gone and that is in no index.
         let _: () = c.hset(meta_key(&p, "lonely"), "tier", 2).await.expect("hset");
         // Another machine's frame without our index entries: must survive.
