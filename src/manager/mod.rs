@@ -140,18 +140,13 @@ pub struct TierManager {
     inner: Arc<Inner>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| TierError::storage("background task failed", e))?
-}
-
 impl TierManager {
     pub async fn open(config: TierConfig) -> Result<TierManager> {
-        let path = config.db_path.clone();
-        let hot = Arc::new(blocking(move || HotTier::open(&path)).await?);
+        let hot = HotTier::open_shared(config.db_path.clone()).await?;
         let mover = Mover::new(hot.clone(), config.postgres.compression_level, config.policies.batch_size);
         let engine = {
-            let (cfg, hot) = (config.clone(), hot.clone());
-            blocking(move || policy_ops::engine_for(&cfg, &hot)).await?
+            let cfg = config.clone();
+            hot.call(move |hot| policy_ops::engine_for(&cfg, hot)).await?
         };
         let trace = match &config.record_trace {
             None => None,
@@ -249,8 +244,7 @@ impl TierManager {
     pub async fn store(&self, bundle: Value) -> Result<i64> {
         self.check_open()?;
         let max = self.inner.config.max_frame_bytes;
-        let hot = self.inner.hot.clone();
-        let out = blocking(move || {
+        let out = self.inner.hot.call(move |hot| {
             let b = normalize_bundle(bundle)?;
             hot.store_many(&[b], max)
         })
@@ -264,8 +258,7 @@ impl TierManager {
     pub async fn store_many(&self, bundles: Vec<Value>) -> Result<usize> {
         self.check_open()?;
         let max = self.inner.config.max_frame_bytes;
-        let hot = self.inner.hot.clone();
-        let out = blocking(move || {
+        let out = self.inner.hot.call(move |hot| {
             let mut bs = Vec::with_capacity(bundles.len());
             for (i, v) in bundles.into_iter().enumerate() {
                 bs.push(normalize_bundle(v).map_err(|e| match e {
@@ -288,9 +281,8 @@ impl TierManager {
     pub async fn retrieve(&self, frame_id: &str, opts: RetrieveOptions) -> Result<Option<Value>> {
         self.check_open()?;
         check_id(frame_id)?;
-        let hot = self.inner.hot.clone();
         let id = frame_id.to_string();
-        let rec = blocking(move || hot.load(&id)).await?;
+        let rec = self.inner.hot.call(move |hot| hot.load(&id)).await?;
         let c = &self.inner.counters;
         let Some(rec) = rec else {
             // StackMemory's GC may have deleted the row of an archived frame: the archive still has it.
@@ -383,17 +375,15 @@ impl TierManager {
         if batch.is_empty() {
             return Ok(());
         }
-        let hot = self.inner.hot.clone();
-        blocking(move || hot.apply_accesses(&batch)).await
+        self.inner.hot.call(move |hot| hot.apply_accesses(&batch)).await
     }
 
     pub async fn delete(&self, frame_id: &str) -> Result<bool> {
         self.check_open()?;
         check_id(frame_id)?;
         let _guard = self.inner.move_lock.lock().await;
-        let hot = self.inner.hot.clone();
         let id = frame_id.to_string();
-        let meta = blocking(move || hot.delete(&id)).await?;
+        let meta = self.inner.hot.call(move |hot| hot.delete(&id)).await?;
         if meta.is_some() {
             // Remote copies are removed by the discard the delete journaled.
             let remotes = self.remotes().await;
@@ -439,9 +429,8 @@ impl TierManager {
         let limit = limit.clamp(1, 1000);
         let want = |t: Tier| tiers.as_ref().is_none_or(|ts| ts.contains(&t));
         let tokens = tokenize(query);
-        let hot = self.inner.hot.clone();
         let pid = project_id.clone();
-        let hot_hits = blocking(move || hot.search(&tokens, pid.as_deref(), limit)).await?;
+        let hot_hits = self.inner.hot.call(move |hot| hot.search(&tokens, pid.as_deref(), limit)).await?;
         let mut merged: Vec<Value> = vec![];
         let mut seen = std::collections::HashSet::new();
         let max_hot = hot_hits.iter().map(|h| h.rank).fold(f64::MIN_POSITIVE, f64::max);
@@ -491,8 +480,7 @@ impl TierManager {
 
     pub async fn status(&self) -> Result<Value> {
         self.check_open()?;
-        let hot = self.inner.hot.clone();
-        let (counts, version) = blocking(move || Ok((hot.counts()?, hot.schema_version()?))).await?;
+        let (counts, version) = self.inner.hot.call(move |hot| Ok((hot.counts()?, hot.schema_version()?))).await?;
         let remotes = self.remotes().await;
         let cfg = &self.inner.config;
         let redis = match (&remotes.warm, cfg.redis.enabled) {
@@ -571,14 +559,12 @@ impl TierManager {
         }
         if let Some(c) = &remotes.cold {
             let expired = c.apply_retention(self.inner.config.postgres.retention_days, now_seconds()).await?;
-            let hot = self.inner.hot.clone();
             let ids = expired.clone();
-            let dropped = blocking(move || hot.drop_expired_stubs(&ids)).await?;
+            let dropped = self.inner.hot.call(move |hot| hot.drop_expired_stubs(&ids)).await?;
             out["retentionDeleted"] = json!(expired.len());
             out["stubsDropped"] = json!(dropped);
         }
-        let hot = self.inner.hot.clone();
-        let (pruned, reclaimed) = blocking(move || Ok((hot.journal_prune(7 * 86_400)?, hot.reclaim()?))).await?;
+        let (pruned, reclaimed) = self.inner.hot.call(move |hot| Ok((hot.journal_prune(7 * 86_400)?, hot.reclaim()?))).await?;
         out["journalPruned"] = json!(pruned);
         out["sqliteBytesReclaimed"] = json!(reclaimed);
         Ok(out)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{blocking, check_id, TierManager};
+use super::{check_id, TierManager};
 use crate::model::units::now_millis;
 use crate::model::Tier;
 use crate::model::{Result, TierError};
@@ -67,9 +67,8 @@ impl TierManager {
     }
 
     async fn views(&self, frame_ids: Option<Vec<String>>) -> Result<Vec<FrameView>> {
-        let hot = self.inner.hot.clone();
         let filter = CandidateFilter { frame_ids, ..Default::default() };
-        let cands = blocking(move || hot.candidates(&filter)).await?;
+        let cands = self.inner.hot.call(move |hot| hot.candidates(&filter)).await?;
         Ok(cands.iter().map(view_of).collect())
     }
 
@@ -131,8 +130,7 @@ impl TierManager {
         self.flush_accesses().await?;
         let views = self.views(None).await?;
         let remotes = self.remotes().await;
-        let hot = self.inner.hot.clone();
-        let counts = blocking(move || hot.counts()).await?;
+        let counts = self.inner.hot.call(move |hot| hot.counts()).await?;
         let inputs = self
             .pressure_inputs(&remotes, (counts.hot.frames, counts.hot.bytes, counts.file_bytes), counts.warm.bytes)
             .await;
@@ -191,8 +189,7 @@ impl TierManager {
 
     /// The pressure level now (a cheap check, between cycles).
     async fn pressure_level(&self) -> Result<crate::policy::PressureLevel> {
-        let hot = self.inner.hot.clone();
-        let counts = blocking(move || hot.pressure_counts()).await?;
+        let counts = self.inner.hot.call(move |hot| hot.pressure_counts()).await?;
         let remotes = self.remotes().await;
         let inputs = self.pressure_inputs(&remotes, counts, 0).await;
         let w = self.engine().options().watermarks.clone();
@@ -203,9 +200,8 @@ impl TierManager {
         self.check_open()?;
         let view = self.view(frame_id).await?;
         let status = self.engine().pin(frame_id, view.size_bytes, now_millis())?;
-        let hot = self.inner.hot.clone();
         let id = frame_id.to_string();
-        blocking(move || hot.set_pinned(&id, true)).await?;
+        self.inner.hot.call(move |hot| hot.set_pinned(&id, true)).await?;
         self.save_snapshot(true).await?;
         Ok(json!({"frameId": frame_id, "pinned": true, "tier": view.tier.as_str(),
             "pinnedFrames": status.frames, "pinnedBytes": status.pinned_bytes, "maxPinnedBytes": status.cap_bytes}))
@@ -215,9 +211,8 @@ impl TierManager {
         self.check_open()?;
         let view = self.view(frame_id).await?;
         let was = self.engine().unpin(frame_id) | view.pinned;
-        let hot = self.inner.hot.clone();
         let id = frame_id.to_string();
-        blocking(move || hot.set_pinned(&id, false)).await?;
+        self.inner.hot.call(move |hot| hot.set_pinned(&id, false)).await?;
         self.save_snapshot(true).await?;
         let status = self.engine().pin_status();
         Ok(json!({"frameId": frame_id, "pinned": false, "wasPinned": was,
@@ -306,8 +301,7 @@ impl TierManager {
         }
         let snap = self.engine().snapshot();
         let text = serde_json::to_string(&snap).map_err(|e| TierError::storage("policy snapshot", e))?;
-        let hot = self.inner.hot.clone();
-        blocking(move || hot.kv_set(SNAPSHOT_KEY, &text)).await
+        self.inner.hot.call(move |hot| hot.kv_set(SNAPSHOT_KEY, &text)).await
     }
 
     /// The background worker: one cycle every `syncInterval` while open. It holds only a weak

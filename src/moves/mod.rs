@@ -112,10 +112,6 @@ pub struct Mover {
     pub batch_size: usize,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| TierError::storage("background task failed", e))?
-}
-
 impl Mover {
     pub fn new(hot: Arc<HotTier>, compression_level: i32, batch_size: usize) -> Mover {
         Mover { hot, compression_level, batch_size: batch_size.max(1) }
@@ -135,9 +131,8 @@ impl Mover {
         if let Some(ids) = &mut frame_ids {
             if to != Tier::Hot {
                 // A closed frame and its closed descendants move together.
-                let hot = self.hot.clone();
                 let asked = ids.clone();
-                *ids = blocking(move || hot.with_closed_descendants(&asked)).await?;
+                *ids = self.hot.call(move |hot| hot.with_closed_descendants(&asked)).await?;
             }
         }
         // Without explicit ids only frames of the other tiers can move (and warm frames held back,
@@ -148,8 +143,7 @@ impl Mover {
             (false, _) => Some(vec![Tier::Hot, Tier::Warm]),
         };
         let filter = CandidateFilter { project_id: req.project_id.clone(), frame_ids: frame_ids.clone(), tiers };
-        let hot = self.hot.clone();
-        let cands = blocking(move || hot.candidates(&filter)).await?;
+        let cands = self.hot.call(move |hot| hot.candidates(&filter)).await?;
         if let Some(ids) = &req.frame_ids {
             let found: HashSet<&str> = cands.iter().map(|c| c.frame_id.as_str()).collect();
             for id in ids {
@@ -247,8 +241,7 @@ impl Mover {
                 let _ = w.delete_many(ids).await;
             }
             let moves: Vec<(i64, String)> = ids.iter().map(|i| (0, i.clone())).collect();
-            let hot = self.hot.clone();
-            blocking(move || hot.set_tier(&moves, Tier::Hot, None)).await?;
+            self.hot.call(move |hot| hot.set_tier(&moves, Tier::Hot, None)).await?;
             for id in ids {
                 rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" });
             }
@@ -280,10 +273,9 @@ impl Mover {
             (None, _) => None,
         };
         // Read and encode off the async threads.
-        let hot = self.hot.clone();
         let ids_v = ids.to_vec();
         let level = self.compression_level;
-        let encoded: Vec<(HotRecord, Encoded)> = blocking(move || {
+        let encoded: Vec<(HotRecord, Encoded)> = self.hot.call(move |hot| {
             let recs = hot.load_many(&ids_v)?;
             let mut out = Vec::with_capacity(recs.len());
             for r in recs {
@@ -302,8 +294,7 @@ impl Mover {
             .iter()
             .map(|(r, e)| (r.meta.frame_id.clone(), from.level(), to.level(), Some(e.checksum.clone()), r.meta.version))
             .collect();
-        let hot = self.hot.clone();
-        let move_ids = blocking(move || hot.journal_begin(&entries)).await?;
+        let move_ids = self.hot.call(move |hot| hot.journal_begin(&entries)).await?;
         let moved_ids: Vec<String> = encoded.iter().map(|(r, _)| r.meta.frame_id.clone()).collect();
 
         // The archive copy and the Redis copy are independent: write and verify both at once.
@@ -372,8 +363,7 @@ impl Mover {
             let step = if undone { journal::ROLLED_BACK } else { journal::STARTED };
             let steps: Vec<(i64, &'static str, Option<String>)> =
                 move_ids.iter().map(|m| (*m, step, Some(e.to_string()))).collect();
-            let hot = self.hot.clone();
-            blocking(move || hot.journal_set(&steps)).await?;
+            self.hot.call(move |hot| hot.journal_set(&steps)).await?;
             return Err(e);
         }
         let bytes_before: u64 = encoded.iter().map(|(_, e)| e.raw_size as u64).sum();
@@ -386,8 +376,7 @@ impl Mover {
                 .zip(&encoded)
                 .map(|(m, (r, _))| (*m, r.meta.frame_id.clone(), r.meta.version))
                 .collect();
-            let hot = self.hot.clone();
-            let done = blocking(move || {
+            let done = self.hot.call(move |hot| {
                 hot.journal_set(&steps)?;
                 hot.finish_demotions(&finish, to)
             })
@@ -413,9 +402,8 @@ impl Mover {
                 None => "cold tier not enabled".to_string(),
             };
             let moves: Vec<(i64, String)> = move_ids.iter().cloned().zip(moved_ids.iter().cloned()).collect();
-            let hot = self.hot.clone();
             let why2 = why.clone();
-            blocking(move || hot.set_tier(&moves, Tier::Warm, Some(&why2))).await?;
+            self.hot.call(move |hot| hot.set_tier(&moves, Tier::Warm, Some(&why2))).await?;
             for id in &moved_ids {
                 rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: to.as_str() });
                 rep.held_back.push(Skipped { frame_id: id.clone(), reason: format!("body kept in SQLite: {why}") });
@@ -482,9 +470,8 @@ impl Mover {
         // Batched: one metadata read, one Redis MGET and one archive SELECT for the batch, the
         // restores in one blocking call, one delete per remote tier. Per frame, the steps are
         // those of `promote_one` (journal → restore → delete remote copies → done).
-        let hot = self.hot.clone();
         let idv = ids.to_vec();
-        let metas = blocking(move || idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+        let metas = self.hot.call(move |hot| idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
         let mut todo: Vec<(String, Option<String>, i64)> = vec![];
         for (id, meta) in ids.iter().zip(metas) {
             match meta {
@@ -555,8 +542,7 @@ impl Mover {
         if batch.is_empty() {
             return Ok(());
         }
-        let hot = self.hot.clone();
-        let restored: Vec<(String, i64, u64, std::result::Result<(), TierError>)> = blocking(move || {
+        let restored: Vec<(String, i64, u64, std::result::Result<(), TierError>)> = self.hot.call(move |hot| {
             let entries: Vec<(String, i64, i64, Option<String>, i64)> =
                 batch.iter().map(|(id, _, sum, v)| (id.clone(), from.level(), 1, Some(sum.clone()), *v)).collect();
             let move_ids = hot.journal_begin(&entries)?;
@@ -595,27 +581,24 @@ impl Mover {
             None => false,
         };
         if warm_ok && cold_ok && !done_moves.is_empty() {
-            let hot = self.hot.clone();
             let steps: Vec<(i64, &'static str, Option<String>)> =
                 done_moves.iter().map(|m| (*m, journal::DONE, None)).collect();
-            blocking(move || hot.journal_set(&steps)).await?;
+            self.hot.call(move |hot| hot.journal_set(&steps)).await?;
         }
         Ok(())
     }
 
     pub async fn promote_one(&self, id: &str, from: Tier, rm: &Remotes) -> Result<u64> {
-        let hot = self.hot.clone();
         let idc = id.to_string();
         let meta =
-            blocking(move || hot.meta(&idc)).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
+            self.hot.call(move |hot| hot.meta(&idc)).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
         if meta.body_local {
             return Ok(0);
         }
         let (bundle, sum, _, _) = self.fetch_remote(id, from, rm, meta.checksum.as_deref()).await?;
         let size = bundle.canonical_bytes().len() as u64;
-        let hot = self.hot.clone();
         let (idc, sumc, version) = (id.to_string(), sum.clone(), meta.version);
-        let move_id = blocking(move || {
+        let move_id = self.hot.call(move |hot| {
             let m = hot.journal_begin(&[(idc, from.level(), 1, Some(sumc.clone()), version)])?[0];
             hot.restore(&bundle, &sumc, version, m)?;
             Ok(m)
@@ -632,8 +615,7 @@ impl Mover {
             None => false,
         };
         if warm_ok && cold_ok {
-            let hot = self.hot.clone();
-            blocking(move || hot.journal_set(&[(move_id, journal::DONE, None)])).await?;
+            self.hot.call(move |hot| hot.journal_set(&[(move_id, journal::DONE, None)])).await?;
         }
         Ok(size)
     }
@@ -661,8 +643,7 @@ impl Mover {
         };
         let entries: Vec<(String, i64, i64, Option<String>, i64)> =
             ids.iter().map(|i| (i.clone(), from.level(), to.level(), None, 0)).collect();
-        let hot = self.hot.clone();
-        let move_ids = blocking(move || hot.journal_begin(&entries)).await?;
+        let move_ids = self.hot.call(move |hot| hot.journal_begin(&entries)).await?;
         if to == Tier::Cold {
             if let Some(w) = &rm.warm {
                 // Best effort: a Redis copy left behind expires by its TTL and is not served.
@@ -673,8 +654,7 @@ impl Mover {
             let Some(w) = &rm.warm else {
                 let steps: Vec<(i64, &'static str, Option<String>)> =
                     move_ids.iter().map(|m| (*m, journal::ROLLED_BACK, Some("warm tier unreachable".into()))).collect();
-                let hot = self.hot.clone();
-                blocking(move || hot.journal_set(&steps)).await?;
+                self.hot.call(move |hot| hot.journal_set(&steps)).await?;
                 for id in ids {
                     rep.skip(
                         id,
@@ -702,8 +682,7 @@ impl Mover {
             cold.set_tier(ids, 2).await?;
         }
         let moves: Vec<(i64, String)> = move_ids.into_iter().zip(ids.iter().cloned()).collect();
-        let hot = self.hot.clone();
-        blocking(move || hot.set_tier(&moves, to, None)).await?;
+        self.hot.call(move |hot| hot.set_tier(&moves, to, None)).await?;
         for id in ids {
             rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: to.as_str() });
         }
@@ -712,8 +691,7 @@ impl Mover {
 
     /// Finish or undo every open journal entry. Entries that need an unreachable tier stay open.
     pub async fn recover(&self, rm: &Remotes) -> Result<RecoveryReport> {
-        let hot = self.hot.clone();
-        let open: Vec<JournalEntry> = blocking(move || hot.journal_open()).await?;
+        let open: Vec<JournalEntry> = self.hot.call(move |hot| hot.journal_open()).await?;
         let mut rep = RecoveryReport::default();
         if !open.is_empty() {
             if let Some(c) = &rm.cold {
@@ -722,9 +700,8 @@ impl Mover {
             }
         }
         for e in open {
-            let hot = self.hot.clone();
             let fid = e.frame_id.clone();
-            let meta = blocking(move || hot.meta(&fid)).await?;
+            let meta = self.hot.call(move |hot| hot.meta(&fid)).await?;
             let ids = [e.frame_id.clone()];
             let body_local = meta.as_ref().is_none_or(|m| m.body_local);
             // A copy of a body kept in SQLite (a hot frame, or a warm one held back): `demote_local`
@@ -751,9 +728,8 @@ impl Mover {
                 match &meta {
                     Some(m) if m.body_local && m.version == e.version => {
                         let to = Tier::from_level(e.to_tier).unwrap_or(Tier::Cold);
-                        let hot = self.hot.clone();
                         let fin = vec![(e.move_id, e.frame_id.clone(), e.version)];
-                        blocking(move || hot.finish_demotions(&fin, to)).await?;
+                        self.hot.call(move |hot| hot.finish_demotions(&fin, to)).await?;
                         rep.finished += 1;
                         continue;
                     }
@@ -805,9 +781,8 @@ impl Mover {
                     } else {
                         rep.rolled_back += 1;
                     }
-                    let hot = self.hot.clone();
                     let id = e.move_id;
-                    blocking(move || hot.journal_set(&[(id, s, note)])).await?;
+                    self.hot.call(move |hot| hot.journal_set(&[(id, s, note)])).await?;
                 }
                 None => rep.pending += 1,
             }

@@ -15,6 +15,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::model::units::now_seconds;
+use rusqlite::TransactionBehavior;
+
+use super::HotTier;
 use crate::model::Result;
 
 pub const STARTED: &str = "started";
@@ -140,3 +143,37 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalEntry> {
         error: r.get(9)?,
     })
 }
+
+impl HotTier {
+    pub fn journal_begin(&self, frames: &[(String, i64, i64, Option<String>, i64)]) -> Result<Vec<i64>> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ids = Vec::with_capacity(frames.len());
+        for (frame_id, from, to, sum, version) in frames {
+            ids.push(begin(&tx, frame_id, *from, *to, sum.as_deref(), *version)?);
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    pub fn journal_set(&self, steps: &[(i64, &str, Option<String>)]) -> Result<()> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (id, step, err) in steps {
+            set_step(&tx, *id, step, err.as_deref())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn journal_open(&self) -> Result<Vec<JournalEntry>> {
+        let c = self.lock()?;
+        open_entries(&c)
+    }
+
+    pub fn journal_prune(&self, keep_secs: i64) -> Result<usize> {
+        let c = self.lock()?;
+        prune(&c, keep_secs)
+    }
+}
+

@@ -1,0 +1,128 @@
+//! Which frames could move: candidates by project, id, tier, with what the mover and the policy
+//! engine need to decide, and a closed frame's closed subtree.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::params_from_iter;
+use rusqlite::types::Value as SqlValue;
+use serde::Serialize;
+
+use super::read::ensure_meta_row;
+use super::rows::int_or_none;
+use super::HotTier;
+use crate::model::units::to_seconds;
+use crate::model::{Result, Tier, TierError};
+
+/// A candidate for a move, as the mover and the policy engine see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    pub frame_id: String,
+    pub parent_id: Option<String>,
+    pub project_id: String,
+    pub tier: i64,
+    pub body_local: bool,
+    pub active: bool,
+    pub created_s: Option<i64>,
+    pub closed_s: Option<i64>,
+    pub last_accessed_s: Option<i64>,
+    pub access_count: i64,
+    pub size_bytes: i64,
+    pub keep_forever: bool,
+    pub pinned: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CandidateFilter {
+    pub project_id: Option<String>,
+    pub frame_ids: Option<Vec<String>>,
+    pub tiers: Option<Vec<Tier>>,
+}
+
+impl HotTier {
+    /// Frames that could move, filtered; `tiers` limits which current tiers are listed.
+    pub fn candidates(&self, filter: &CandidateFilter) -> Result<Vec<Candidate>> {
+        let c = self.lock()?;
+        let mut sql = String::from(
+            "SELECT f.frame_id, f.parent_frame_id, f.project_id, COALESCE(f.tier_status, 'hot'),
+                    COALESCE(m.body_local, 1), COALESCE(f.state, 'active'), f.created_at, f.closed_at,
+                    f.last_accessed, COALESCE(f.access_count, 0), m.size_bytes, COALESCE(f.retention_policy, 'default'),
+                    COALESCE(m.pinned, 0)
+             FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id WHERE 1 = 1",
+        );
+        let mut args: Vec<SqlValue> = vec![];
+        if let Some(p) = &filter.project_id {
+            sql.push_str(" AND f.project_id = ?");
+            args.push(SqlValue::Text(p.clone()));
+        }
+        if let Some(ids) = &filter.frame_ids {
+            if ids.is_empty() {
+                return Ok(vec![]);
+            }
+            sql.push_str(" AND f.frame_id IN (SELECT value FROM json_each(?))");
+            args.push(SqlValue::Text(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())));
+        }
+        if let Some(tiers) = &filter.tiers {
+            let list: Vec<String> = tiers.iter().map(|t| format!("'{}'", t.as_str())).collect();
+            sql.push_str(&format!(" AND COALESCE(f.tier_status, 'hot') IN ({})", list.join(",")));
+        }
+        sql.push_str(" ORDER BY COALESCE(f.closed_at, f.created_at), f.rowid");
+        let mut st = c.prepare(&sql)?;
+        let rows = st.query_map(params_from_iter(args.iter()), |r| {
+            let tier: String = r.get(3)?;
+            Ok(Candidate {
+                frame_id: r.get(0)?,
+                parent_id: r.get(1)?,
+                project_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                tier: Tier::parse(&tier).unwrap_or(Tier::Hot).level(),
+                body_local: r.get::<_, i64>(4)? != 0,
+                active: r.get::<_, String>(5)? != "closed",
+                created_s: int_or_none(r.get_ref(6)?).map(to_seconds),
+                closed_s: int_or_none(r.get_ref(7)?).map(to_seconds),
+                last_accessed_s: int_or_none(r.get_ref(8)?).map(to_seconds),
+                access_count: r.get(9)?,
+                size_bytes: r.get::<_, Option<i64>>(10)?.unwrap_or(-1),
+                keep_forever: r.get::<_, String>(11)? == "keep_forever",
+                pinned: r.get::<_, i64>(12)? != 0,
+            })
+        })?;
+        let mut out = rows.collect::<std::result::Result<Vec<_>, _>>()?;
+        // Sizes of frames StackMemory wrote directly are computed on first sight.
+        let unknown: Vec<String> = out.iter().filter(|c| c.size_bytes < 0).map(|c| c.frame_id.clone()).collect();
+        if !unknown.is_empty() {
+            drop(st);
+            let tx = c.unchecked_transaction()?;
+            let mut sizes = HashMap::new();
+            for id in &unknown {
+                if let Some(m) = ensure_meta_row(&tx, id)? {
+                    sizes.insert(id.clone(), m.size_bytes);
+                }
+            }
+            tx.commit()?;
+            for cand in out.iter_mut().filter(|c| c.size_bytes < 0) {
+                cand.size_bytes = sizes.get(&cand.frame_id).copied().unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ids` and their closed descendants (a closed frame's closed subtree moves with it), through
+    /// StackMemory's parent index instead of a scan of every frame.
+    pub fn with_closed_descendants(&self, ids: &[String]) -> Result<Vec<String>> {
+        let c = self.lock()?;
+        let mut st = c.prepare_cached(
+            "WITH RECURSIVE d(id) AS (
+               SELECT value FROM json_each(?1)
+               UNION
+               SELECT f.frame_id FROM frames f JOIN d ON f.parent_frame_id = d.id WHERE f.state = 'closed')
+             SELECT id FROM d",
+        )?;
+        let list = serde_json::to_string(ids).map_err(|e| TierError::storage("frame ids", e))?;
+        let rows = st.query_map([list], |r| r.get::<_, String>(0))?;
+        let found: Vec<String> = rows.collect::<std::result::Result<_, _>>()?;
+        // Keep the caller's order first, then the descendants.
+        let mut seen: HashSet<String> = ids.iter().cloned().collect();
+        let mut out = ids.to_vec();
+        out.extend(found.into_iter().filter(|i| seen.insert(i.clone())));
+        Ok(out)
+    }
+}

@@ -1,0 +1,122 @@
+//! Where a frame's body is: shrinking rows to stubs once a verified copy is elsewhere, changing the
+//! recorded tier of a stub, deleting frames, and dropping stubs whose archived body expired.
+
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::journal;
+use super::read::{load_meta, FrameMeta};
+use super::HotTier;
+use crate::model::units::now_seconds;
+use crate::model::{Result, Tier, TierError};
+
+impl HotTier {
+    /// Delete a frame's rows. Refuses when child frames still point at it.
+    /// Returns the tier it was in, or `None` when unknown.
+    pub fn delete(&self, frame_id: &str) -> Result<Option<FrameMeta>> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(meta) = load_meta(&tx, frame_id)? else {
+            return Ok(None);
+        };
+        let children: i64 =
+            tx.query_row("SELECT count(*) FROM frames WHERE parent_frame_id = ?1", [frame_id], |r| r.get(0))?;
+        if children > 0 {
+            return Err(TierError::invalid_argument(
+                "frameId",
+                format!("frame {frame_id} has {children} child frame(s); delete them first"),
+            ));
+        }
+        tx.execute("DELETE FROM events WHERE frame_id = ?1", [frame_id])?;
+        tx.execute("DELETE FROM anchors WHERE frame_id = ?1", [frame_id])?;
+        tx.execute("DELETE FROM tier_metadata WHERE frame_id = ?1", [frame_id])?;
+        tx.execute("DELETE FROM frames WHERE frame_id = ?1", [frame_id])?;
+        if meta.tier != Tier::Hot.level() || !meta.body_local || meta.checksum.is_some() {
+            // Remote tiers may hold a copy; recovery deletes it.
+            journal::begin_discard(&tx, frame_id, meta.tier, meta.version)?;
+        }
+        tx.commit()?;
+        Ok(Some(meta))
+    }
+
+    /// Shrink frames to stubs after their body was verified elsewhere, atomically with the journal.
+    /// A frame whose version changed since the copy (re-stored meanwhile) is left alone and its move
+    /// rolled back; returns the ids that were stubbed.
+    pub fn finish_demotions(&self, moves: &[(i64, String, i64)], to: Tier) -> Result<Vec<String>> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut done = Vec::with_capacity(moves.len());
+        for (move_id, frame_id, version) in moves {
+            let current: Option<i64> = tx
+                .query_row("SELECT version FROM tier_metadata WHERE frame_id = ?1", [frame_id], |r| r.get(0))
+                .optional()?;
+            if current != Some(*version) {
+                journal::set_step(&tx, *move_id, journal::ROLLED_BACK, Some("frame changed during the move"))?;
+                journal::begin_discard(&tx, frame_id, to.level(), *version)?;
+                continue;
+            }
+            stub_frame(&tx, frame_id, to)?;
+            journal::set_step(&tx, *move_id, journal::DONE, None)?;
+            done.push(frame_id.clone());
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// Change the recorded tier of frames whose body stays where it is (warm ↔ cold, or a warm
+    /// copy made while the archive is down: `held_back` says why the body stays local).
+    pub fn set_tier(&self, moves: &[(i64, String)], to: Tier, held_back: Option<&str>) -> Result<()> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (move_id, frame_id) in moves {
+            tx.execute("UPDATE frames SET tier_status = ?2 WHERE frame_id = ?1", params![frame_id, to.as_str()])?;
+            tx.execute(
+                "UPDATE tier_metadata SET tier_level = ?2, held_back = ?3, demoted_at = ?4 WHERE frame_id = ?1",
+                params![frame_id, to.level(), held_back, now_seconds()],
+            )?;
+            if *move_id > 0 {
+                journal::set_step(&tx, *move_id, journal::DONE, None)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Remove stubs whose archived body was deleted by retention, when no child points at them.
+    pub fn drop_expired_stubs(&self, ids: &[String]) -> Result<u64> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        for id in ids {
+            let meta = load_meta(&tx, id)?;
+            let Some(meta) = meta else { continue };
+            if meta.body_local {
+                continue; // a local body is data: never dropped for a remote retention
+            }
+            let children: i64 =
+                tx.query_row("SELECT count(*) FROM frames WHERE parent_frame_id = ?1", [id], |r| r.get(0))?;
+            if children == 0 {
+                tx.execute("DELETE FROM tier_metadata WHERE frame_id = ?1", [id])?;
+                n += tx.execute("DELETE FROM frames WHERE frame_id = ?1", [id])? as u64;
+            } else {
+                tx.execute("UPDATE frames SET tier_status = 'expired' WHERE frame_id = ?1", [id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+fn stub_frame(tx: &Transaction<'_>, frame_id: &str, to: Tier) -> Result<()> {
+    tx.execute("DELETE FROM events WHERE frame_id = ?1", [frame_id])?;
+    tx.execute("DELETE FROM anchors WHERE frame_id = ?1", [frame_id])?;
+    tx.execute(
+        "UPDATE frames SET inputs = '{}', outputs = '{}', digest_text = NULL, digest_json = '{}', tier_status = ?2
+         WHERE frame_id = ?1",
+        params![frame_id, to.as_str()],
+    )?;
+    tx.execute(
+        "UPDATE tier_metadata SET tier_level = ?2, body_local = 0, held_back = NULL, demoted_at = ?3 WHERE frame_id = ?1",
+        params![frame_id, to.level(), now_seconds()],
+    )?;
+    Ok(())
+}
