@@ -244,11 +244,14 @@ impl TierManager {
     pub async fn store(&self, bundle: Value) -> Result<i64> {
         self.check_open()?;
         let max = self.inner.config.max_frame_bytes;
-        let out = self.inner.hot.call(move |hot| {
-            let b = normalize_bundle(bundle)?;
-            hot.store_many(&[b], max)
-        })
-        .await?;
+        let out = self
+            .inner
+            .hot
+            .call(move |hot| {
+                let b = normalize_bundle(bundle)?;
+                hot.store_many(&[b], max)
+            })
+            .await?;
         for (id, _, size) in &out {
             self.policy_access(id, Tier::Hot, *size, true);
         }
@@ -258,19 +261,22 @@ impl TierManager {
     pub async fn store_many(&self, bundles: Vec<Value>) -> Result<usize> {
         self.check_open()?;
         let max = self.inner.config.max_frame_bytes;
-        let out = self.inner.hot.call(move |hot| {
-            let mut bs = Vec::with_capacity(bundles.len());
-            for (i, v) in bundles.into_iter().enumerate() {
-                bs.push(normalize_bundle(v).map_err(|e| match e {
-                    TierError::InvalidFrame { field, message } => {
-                        TierError::InvalidFrame { field: format!("bundles[{i}].{field}"), message }
-                    }
-                    other => other,
-                })?);
-            }
-            hot.store_many(&bs, max)
-        })
-        .await?;
+        let out = self
+            .inner
+            .hot
+            .call(move |hot| {
+                let mut bs = Vec::with_capacity(bundles.len());
+                for (i, v) in bundles.into_iter().enumerate() {
+                    bs.push(normalize_bundle(v).map_err(|e| match e {
+                        TierError::InvalidFrame { field, message } => {
+                            TierError::InvalidFrame { field: format!("bundles[{i}].{field}"), message }
+                        }
+                        other => other,
+                    })?);
+                }
+                hot.store_many(&bs, max)
+            })
+            .await?;
         for (id, _, size) in &out {
             self.policy_access(id, Tier::Hot, *size, true);
         }
@@ -564,7 +570,8 @@ impl TierManager {
             out["retentionDeleted"] = json!(expired.len());
             out["stubsDropped"] = json!(dropped);
         }
-        let (pruned, reclaimed) = self.inner.hot.call(move |hot| Ok((hot.journal_prune(7 * 86_400)?, hot.reclaim()?))).await?;
+        let (pruned, reclaimed) =
+            self.inner.hot.call(move |hot| Ok((hot.journal_prune(7 * 86_400)?, hot.reclaim()?))).await?;
         out["journalPruned"] = json!(pruned);
         out["sqliteBytesReclaimed"] = json!(reclaimed);
         Ok(out)

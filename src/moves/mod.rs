@@ -275,18 +275,20 @@ impl Mover {
         // Read and encode off the async threads.
         let ids_v = ids.to_vec();
         let level = self.compression_level;
-        let encoded: Vec<(HotRecord, Encoded)> = self.hot.call(move |hot| {
-            let recs = hot.load_many(&ids_v)?;
-            let mut out = Vec::with_capacity(recs.len());
-            for r in recs {
-                if let Some(b) = &r.bundle {
-                    let e = codec::encode(b, level)?;
-                    out.push((r, e));
+        let encoded: Vec<(HotRecord, Encoded)> = self
+            .hot
+            .call(move |hot| {
+                let recs = hot.load_many(&ids_v)?;
+                let mut out = Vec::with_capacity(recs.len());
+                for r in recs {
+                    if let Some(b) = &r.bundle {
+                        let e = codec::encode(b, level)?;
+                        out.push((r, e));
+                    }
                 }
-            }
-            Ok(out)
-        })
-        .await?;
+                Ok(out)
+            })
+            .await?;
         if encoded.is_empty() {
             return Ok(());
         }
@@ -376,11 +378,13 @@ impl Mover {
                 .zip(&encoded)
                 .map(|(m, (r, _))| (*m, r.meta.frame_id.clone(), r.meta.version))
                 .collect();
-            let done = self.hot.call(move |hot| {
-                hot.journal_set(&steps)?;
-                hot.finish_demotions(&finish, to)
-            })
-            .await?;
+            let done = self
+                .hot
+                .call(move |hot| {
+                    hot.journal_set(&steps)?;
+                    hot.finish_demotions(&finish, to)
+                })
+                .await?;
             let done_set: HashSet<&String> = done.iter().collect();
             for id in &moved_ids {
                 if done_set.contains(id) {
@@ -542,21 +546,23 @@ impl Mover {
         if batch.is_empty() {
             return Ok(());
         }
-        let restored: Vec<(String, i64, u64, std::result::Result<(), TierError>)> = self.hot.call(move |hot| {
-            let entries: Vec<(String, i64, i64, Option<String>, i64)> =
-                batch.iter().map(|(id, _, sum, v)| (id.clone(), from.level(), 1, Some(sum.clone()), *v)).collect();
-            let move_ids = hot.journal_begin(&entries)?;
-            let items: Vec<(&Bundle, &str, i64, i64)> =
-                batch.iter().zip(&move_ids).map(|((_, b, sum, v), m)| (b, sum.as_str(), *v, *m)).collect();
-            let results = hot.restore_many(&items)?;
-            Ok(batch
-                .iter()
-                .zip(move_ids)
-                .zip(results)
-                .map(|(((id, b, _, _), m), r)| (id.clone(), m, b.canonical_bytes().len() as u64, r))
-                .collect())
-        })
-        .await?;
+        let restored: Vec<(String, i64, u64, std::result::Result<(), TierError>)> = self
+            .hot
+            .call(move |hot| {
+                let entries: Vec<(String, i64, i64, Option<String>, i64)> =
+                    batch.iter().map(|(id, _, sum, v)| (id.clone(), from.level(), 1, Some(sum.clone()), *v)).collect();
+                let move_ids = hot.journal_begin(&entries)?;
+                let items: Vec<(&Bundle, &str, i64, i64)> =
+                    batch.iter().zip(&move_ids).map(|((_, b, sum, v), m)| (b, sum.as_str(), *v, *m)).collect();
+                let results = hot.restore_many(&items)?;
+                Ok(batch
+                    .iter()
+                    .zip(move_ids)
+                    .zip(results)
+                    .map(|(((id, b, _, _), m), r)| (id.clone(), m, b.canonical_bytes().len() as u64, r))
+                    .collect())
+            })
+            .await?;
         let mut done_ids = vec![];
         let mut done_moves = vec![];
         for (id, m, size, r) in restored {
@@ -590,20 +596,25 @@ impl Mover {
 
     pub async fn promote_one(&self, id: &str, from: Tier, rm: &Remotes) -> Result<u64> {
         let idc = id.to_string();
-        let meta =
-            self.hot.call(move |hot| hot.meta(&idc)).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
+        let meta = self
+            .hot
+            .call(move |hot| hot.meta(&idc))
+            .await?
+            .ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
         if meta.body_local {
             return Ok(0);
         }
         let (bundle, sum, _, _) = self.fetch_remote(id, from, rm, meta.checksum.as_deref()).await?;
         let size = bundle.canonical_bytes().len() as u64;
         let (idc, sumc, version) = (id.to_string(), sum.clone(), meta.version);
-        let move_id = self.hot.call(move |hot| {
-            let m = hot.journal_begin(&[(idc, from.level(), 1, Some(sumc.clone()), version)])?[0];
-            hot.restore(&bundle, &sumc, version, m)?;
-            Ok(m)
-        })
-        .await?;
+        let move_id = self
+            .hot
+            .call(move |hot| {
+                let m = hot.journal_begin(&[(idc, from.level(), 1, Some(sumc.clone()), version)])?[0];
+                hot.restore(&bundle, &sumc, version, m)?;
+                Ok(m)
+            })
+            .await?;
         // The frame is hot and durable in SQLite; the remote copies are now stale.
         let ids = [id.to_string()];
         let warm_ok = match &rm.warm {

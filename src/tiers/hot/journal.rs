@@ -176,4 +176,3 @@ impl HotTier {
         prune(&c, keep_secs)
     }
 }
-

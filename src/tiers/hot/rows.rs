@@ -48,7 +48,13 @@ pub(super) fn json_of(v: ValueRef<'_>, json_col: bool) -> Value {
     }
 }
 
-pub(super) fn read_rows(c: &Connection, sql: &str, frame_id: &str, cols: &[&str], json_cols: &[&str]) -> Result<Vec<Row>> {
+pub(super) fn read_rows(
+    c: &Connection,
+    sql: &str,
+    frame_id: &str,
+    cols: &[&str],
+    json_cols: &[&str],
+) -> Result<Vec<Row>> {
     let mut st = c.prepare_cached(sql)?;
     let mut rows = st.query([frame_id])?;
     let mut out = vec![];

@@ -2,8 +2,8 @@
 use serde_json::Value;
 
 use super::*;
-use crate::model::{Bundle, Tier};
 use crate::model::normalize_bundle;
+use crate::model::{Bundle, Tier};
 
 fn fixtures() -> Vec<Bundle> {
     let v: Value = serde_json::from_str(include_str!("../../../__test__/fixtures/frames.json")).expect("json");
@@ -38,8 +38,7 @@ fn stub_keeps_tree_and_restore_brings_body_back() {
     hot.store_many(&fx, 1 << 22).expect("store");
     let child = &fx[1];
     let meta = hot.meta(child.frame_id()).expect("meta").expect("some");
-    let mid =
-        hot.journal_begin(&[(child.frame_id().into(), 1, 3, meta.checksum.clone(), meta.version)]).expect("j")[0];
+    let mid = hot.journal_begin(&[(child.frame_id().into(), 1, 3, meta.checksum.clone(), meta.version)]).expect("j")[0];
     let done = hot.finish_demotions(&[(mid, child.frame_id().into(), meta.version)], Tier::Cold).expect("stub");
     assert_eq!(done.len(), 1);
     let rec = hot.load(child.frame_id()).expect("load").expect("found");

@@ -1,0 +1,109 @@
+//! Full-text search over the archive's weighted tsvector, retention, and the archive's totals.
+
+use super::{pg_err, search_err, ColdTier};
+use crate::model::{Result, TierError};
+
+/// Longest search query accepted (characters).
+pub const MAX_QUERY_CHARS: usize = 10_000;
+
+/// Most hits one search returns.
+pub const MAX_SEARCH_LIMIT: u32 = 10_000;
+
+/// One full-text search hit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ColdHit {
+    pub frame_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub rank: f32,
+    pub tier: i16,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ColdStats {
+    pub frames: u64,
+    pub warm_frames: u64,
+    pub cold_frames: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    /// The server's `server_version`.
+    pub version: String,
+    /// Round trip of a trivial query, microseconds.
+    pub latency_us: u64,
+}
+
+impl ColdTier {
+    /// Full-text search (`websearch_to_tsquery` syntax), best `ts_rank` first. A name match
+    /// outranks a digest match, which outranks anchors, which outrank event payloads.
+    pub async fn search(&self, query: &str, project_id: Option<&str>, limit: u32) -> Result<Vec<ColdHit>> {
+        if query.trim().is_empty() {
+            return Err(TierError::invalid_argument("query", "must not be empty"));
+        }
+        if query.contains('\0') {
+            return Err(TierError::invalid_argument("query", "must not contain NUL characters"));
+        }
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(TierError::invalid_argument("query", format!("longer than {MAX_QUERY_CHARS} characters")));
+        }
+        if project_id.is_some_and(|p| p.contains('\0')) {
+            return Err(TierError::invalid_argument("projectId", "must not contain NUL characters"));
+        }
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        let limit = i64::from(limit.min(MAX_SEARCH_LIMIT));
+        let client = self.client().await?;
+        let rows = match project_id {
+            None => {
+                let st = client.prepare_cached(&self.sql.search_all).await.map_err(|e| search_err(e))?;
+                client.query(&st, &[&query, &limit]).await.map_err(search_err)?
+            }
+            Some(p) => {
+                let st = client.prepare_cached(&self.sql.search_project).await.map_err(search_err)?;
+                client.query(&st, &[&query, &limit, &p]).await.map_err(search_err)?
+            }
+        };
+        let mut hits = Vec::with_capacity(rows.len());
+        for r in rows {
+            hits.push(ColdHit {
+                frame_id: r.try_get(0).map_err(|e| pg_err("search", e))?,
+                project_id: r.try_get::<_, Option<String>>(1).map_err(|e| pg_err("search", e))?.unwrap_or_default(),
+                name: r.try_get::<_, Option<String>>(2).map_err(|e| pg_err("search", e))?.unwrap_or_default(),
+                rank: r.try_get(3).map_err(|e| pg_err("search", e))?,
+                tier: r.try_get(4).map_err(|e| pg_err("search", e))?,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Delete frames past their retention and return their ids. Age counts from `closed_at`, else
+    /// `created_at`, else the time of archiving. `keep_forever` is never deleted, `ttl_7d` and
+    /// `ttl_30d` keep 7 and 30 days, anything else `default_days`.
+    pub async fn apply_retention(&self, default_days: u32, now_s: i64) -> Result<Vec<String>> {
+        if default_days == 0 {
+            return Err(TierError::invalid_argument("retentionDays", "must be at least 1"));
+        }
+        let client = self.client().await?;
+        let st = client.prepare_cached(&self.sql.retention).await.map_err(|e| pg_err("retention", e))?;
+        let days = i64::from(default_days);
+        let rows = client.query(&st, &[&now_s, &days]).await.map_err(|e| pg_err("retention", e))?;
+        rows.iter().map(|r| r.try_get::<_, String>(0).map_err(|e| pg_err("retention", e))).collect()
+    }
+
+    pub async fn stats(&self) -> Result<ColdStats> {
+        let latency = self.ping().await?;
+        let client = self.client().await?;
+        let st = client.prepare_cached(&self.sql.stats).await.map_err(|e| pg_err("stats", e))?;
+        let r = client.query_one(&st, &[]).await.map_err(|e| pg_err("stats", e))?;
+        let n = |i: usize| -> Result<u64> { Ok(r.try_get::<_, i64>(i).map_err(|e| pg_err("stats", e))?.max(0) as u64) };
+        Ok(ColdStats {
+            frames: n(0)?,
+            warm_frames: n(1)?,
+            cold_frames: n(2)?,
+            raw_bytes: n(3)?,
+            compressed_bytes: n(4)?,
+            version: r.try_get(5).map_err(|e| pg_err("stats", e))?,
+            latency_us: latency.as_micros().min(u64::MAX as u128) as u64,
+        })
+    }
+}
