@@ -1,18 +1,15 @@
 //! The manager's policy side: feeding the `PolicyEngine` (which knows no backend) with frames,
 //! pressure and reachability, executing the moves it decides through the `Mover`, and reporting
-//! every decision. Pins, force moves, explain, the background worker and the access trace.
+//! every decision. Pins, force moves and explain.
 
-use std::io::Write;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{check_id, TierManager};
+use super::requests::check_frame_id;
+use super::TierManager;
 use crate::model::units::now_millis;
-use crate::model::Tier;
-use crate::model::{Result, TierError};
+use crate::model::{Result, Tier, TierError};
 use crate::moves::MigrateRequest;
 use crate::policy::engine::Reachability;
 use crate::policy::{Action, Decision, FrameView, PolicyEngine, PressureInputs};
@@ -20,6 +17,7 @@ use crate::tiers::hot::{Candidate, CandidateFilter};
 
 /// The engine's state is persisted in `tier_kv` under this key.
 const SNAPSHOT_KEY: &str = "policy_snapshot_v1";
+
 /// How often (at most) the engine's snapshot is written while running; always on close.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
 
@@ -60,7 +58,7 @@ fn host_mem_available_frac() -> Option<f64> {
 }
 
 impl TierManager {
-    fn engine(&self) -> std::sync::MutexGuard<'_, PolicyEngine> {
+    pub(super) fn engine(&self) -> std::sync::MutexGuard<'_, PolicyEngine> {
         // A panic while holding the lock cannot leave the engine half-updated in a way that
         // loses data (it only advises); keep using it.
         self.inner.engine.lock().unwrap_or_else(|p| p.into_inner())
@@ -73,7 +71,7 @@ impl TierManager {
     }
 
     async fn view(&self, frame_id: &str) -> Result<FrameView> {
-        check_id(frame_id)?;
+        check_frame_id(frame_id)?;
         self.views(Some(vec![frame_id.to_string()]))
             .await?
             .into_iter()
@@ -92,7 +90,7 @@ impl TierManager {
                 if ids.is_empty() {
                     continue;
                 }
-                let req = MigrateRequest { to: Some(to), frame_ids: Some(ids.clone()), ..Default::default() };
+                let req = MigrateRequest::frames(to, ids.clone());
                 let rep = self.migrate_inner(req).await;
                 let now = now_millis();
                 for d in wave.iter().filter(|d| d.to == to) {
@@ -188,7 +186,7 @@ impl TierManager {
     }
 
     /// The pressure level now (a cheap check, between cycles).
-    async fn pressure_level(&self) -> Result<crate::policy::PressureLevel> {
+    pub(super) async fn pressure_level(&self) -> Result<crate::policy::PressureLevel> {
         let counts = self.inner.hot.call(move |hot| hot.pressure_counts()).await?;
         let remotes = self.remotes().await;
         let inputs = self.pressure_inputs(&remotes, counts, 0).await;
@@ -271,25 +269,6 @@ impl TierManager {
         self.engine().record_outcome(frame_id, from, to, ok, err, now_millis());
     }
 
-    fn trace(&self, frame_id: &str, size: i64, now: i64, write: bool) {
-        let Ok(mut guard) = self.inner.trace.lock() else { return };
-        if let Some(w) = guard.as_mut() {
-            let line = json!({"frameId": frame_id, "sizeBytes": size.max(0), "t": now, "op": if write { "write" } else { "read" }});
-            // A trace that cannot be written is dropped, never an error of the read it records.
-            if writeln!(w, "{line}").is_err() {
-                *guard = None;
-            }
-        }
-    }
-
-    pub(super) fn flush_trace(&self) {
-        if let Ok(mut guard) = self.inner.trace.lock() {
-            if let Some(w) = guard.as_mut() {
-                let _ = w.flush();
-            }
-        }
-    }
-
     /// Persists the engine's state (rate-limited unless `now`).
     pub(super) async fn save_snapshot(&self, now: bool) -> Result<()> {
         {
@@ -302,67 +281,6 @@ impl TierManager {
         let snap = self.engine().snapshot();
         let text = serde_json::to_string(&snap).map_err(|e| TierError::storage("policy snapshot", e))?;
         self.inner.hot.call(move |hot| hot.kv_set(SNAPSHOT_KEY, &text)).await
-    }
-
-    /// The background worker: one cycle every `syncInterval` while open. It holds only a weak
-    /// reference, so it never keeps the manager (or the Node process) alive.
-    pub(super) fn spawn_policy_worker(&self) {
-        let cfg = &self.inner.config;
-        // Local-only, every move would be deferred: no worker.
-        if !cfg.policies.background_sync || !(cfg.redis.enabled || cfg.postgres.enabled) {
-            return;
-        }
-        let weak = Arc::downgrade(&self.inner);
-        let every = Duration::from_millis(self.inner.config.policies.sync_interval_ms.max(10));
-        let check = Duration::from_millis(self.engine().options().pressure_check_ms.max(10)).min(every);
-        tokio::spawn(async move {
-            let mut last_cycle = tokio::time::Instant::now();
-            let mut last_level = crate::policy::PressureLevel::Normal;
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                let shutdown = inner.shutdown.clone();
-                drop(inner);
-                let due = last_cycle + every;
-                let wake = (tokio::time::Instant::now() + check).min(due);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(wake) => {}
-                    _ = shutdown.notified() => return,
-                }
-                let Some(inner) = weak.upgrade() else { return };
-                if inner.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let mgr = TierManager { inner };
-                let trigger = if tokio::time::Instant::now() >= due {
-                    Some("interval")
-                } else {
-                    // Between cycles: a rising pressure level starts one now.
-                    match mgr.pressure_level().await {
-                        Ok(level) if level > last_level => Some("pressure"),
-                        Ok(level) => {
-                            last_level = level;
-                            None
-                        }
-                        Err(_) => None,
-                    }
-                };
-                let Some(trigger) = trigger else { continue };
-                last_cycle = tokio::time::Instant::now();
-                let r = mgr.run_cycle(false).await;
-                if let Ok(level) = mgr.pressure_level().await {
-                    last_level = level;
-                }
-                let err = r.err().map(|e| e.to_string());
-                let lock = mgr.inner.worker_runs.lock();
-                if let Ok(mut s) = lock {
-                    s.cycles += 1;
-                    if trigger == "pressure" {
-                        s.pressure_cycles += 1;
-                    }
-                    s.last_error = err;
-                }
-            }
-        });
     }
 
     /// For `status()`: the worker and the pins (with their cap).
@@ -379,26 +297,5 @@ impl TierManager {
                "syncIntervalMs": self.inner.config.policies.sync_interval_ms,
                "workerCycles": cycles, "workerPressureCycles": pressure_cycles, "workerLastError": last_error,
                "pinnedFrames": pins.frames, "pinnedBytes": pins.pinned_bytes, "maxPinnedBytes": pins.cap_bytes})
-    }
-}
-
-/// `simulate(trace, options)`: replays a trace against our policy and the baselines. `trace` is
-/// an array of events, JSON-lines text, or the name of a shipped generator
-/// (`sessions`, `periodic`, `read-once`, `mixed`; seed 42, 7 days).
-pub fn simulate(trace: &Value, options: &Value) -> Result<Value> {
-    use crate::sim::traces;
-    let generated = match trace.as_str() {
-        Some("sessions") => Some(traces::sessions(42, 7)),
-        Some("periodic") => Some(traces::periodic(42, 7)),
-        Some("read-once") => Some(traces::read_once(42, 7)),
-        Some("mixed") => Some(traces::mixed(42, 7)),
-        _ => None,
-    };
-    match generated {
-        Some(events) => {
-            let v = serde_json::to_value(&events).map_err(|e| TierError::storage("trace", e))?;
-            crate::sim::simulate_json(&v, options)
-        }
-        None => crate::sim::simulate_json(trace, options),
     }
 }

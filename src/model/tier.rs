@@ -28,6 +28,15 @@ impl Tier {
             Tier::Cold => "cold",
         }
     }
+    /// A JS value naming a tier: the numbers 1|2|3 or any spelling `parse` takes.
+    pub fn from_json(v: &serde_json::Value) -> Option<Tier> {
+        match v {
+            serde_json::Value::Number(n) => n.as_i64().and_then(Tier::from_level),
+            serde_json::Value::String(s) => Tier::parse(s),
+            _ => None,
+        }
+    }
+
     /// `1|2|3`, `hot|warm|cold`, `sqlite|redis|postgres` (as the CLI and JS callers spell them).
     pub fn parse(s: &str) -> Option<Tier> {
         match s.trim().to_ascii_lowercase().as_str() {

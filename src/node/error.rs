@@ -1,15 +1,25 @@
-//! The one place core errors become JS errors.
+//! The one place core results become JS results.
 //!
 //! napi's async bridge only rejects with `napi::Error<Status>`, whose JS `code` would be a napi
 //! status such as `GenericFailure`. So the reason carries our stable code as a prefix,
 //! `"ERR_CLOSED: TierManager is closed"`, and `index.js` (the loader) moves it to `err.code`.
 
-use crate::model::TierError;
+use serde::Serialize;
 
-pub fn to_js(e: TierError) -> napi::Error {
+use crate::model::{Result, TierError};
+
+fn to_js(e: TierError) -> napi::Error {
     napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", e.code(), e))
 }
 
-pub fn invalid_arg(field: &str, message: impl std::fmt::Display) -> napi::Error {
-    to_js(TierError::invalid_argument(field, message.to_string()))
+/// A core result as a JS result.
+pub fn js<T>(r: Result<T>) -> napi::Result<T> {
+    r.map_err(to_js)
+}
+
+/// A large report as JSON text (`index.js` parses it): a report of 100k frames is over napi's
+/// 1M-value limit for converting a serde value.
+pub fn report_text<T: Serialize>(r: Result<T>) -> napi::Result<String> {
+    let v = js(r)?;
+    serde_json::to_string(&v).map_err(|e| to_js(TierError::storage("report", e)))
 }

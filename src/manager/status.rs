@@ -1,0 +1,95 @@
+//! `status()`: counts and bytes per tier, each backend's health, the journal, held-back frames, read
+//! counters and the policy's state; and `compact()`, the housekeeping run.
+
+use serde_json::{json, Value};
+
+use super::TierManager;
+use crate::model::units::now_seconds;
+use crate::model::Result;
+
+impl TierManager {
+    pub async fn status(&self) -> Result<Value> {
+        self.check_open()?;
+        let (counts, version) = self.inner.hot.call(move |hot| Ok((hot.counts()?, hot.schema_version()?))).await?;
+        let remotes = self.remotes().await;
+        let cfg = &self.inner.config;
+        let redis = match (&remotes.warm, cfg.redis.enabled) {
+            (_, false) => json!({"configured": false, "enabled": false, "reachable": false}),
+            (Some(w), true) => match w.stats().await {
+                Ok(s) => json!({"configured": true, "enabled": true, "reachable": true, "latencyUs": s.latency_us,
+                    "version": s.version, "frames": s.frames, "bytes": s.bytes, "usedMemory": s.used_memory,
+                    "maxmemory": s.maxmemory, "maxSize": cfg.redis.max_size, "ttlSeconds": cfg.redis.ttl_secs,
+                    "keyPrefix": cfg.redis.key_prefix}),
+                Err(e) => json!({"configured": true, "enabled": true, "reachable": false, "error": e.to_string()}),
+            },
+            (None, true) => {
+                json!({"configured": true, "enabled": true, "reachable": false, "error": remotes.warm_down})
+            }
+        };
+        let postgres = match (&remotes.cold, cfg.postgres.enabled) {
+            (_, false) => json!({"configured": false, "enabled": false, "reachable": false}),
+            (Some(c), true) => match c.stats().await {
+                Ok(s) => json!({"configured": true, "enabled": true, "reachable": true, "latencyUs": s.latency_us,
+                    "version": s.version, "frames": s.frames, "rawBytes": s.raw_bytes, "compressedBytes": s.compressed_bytes,
+                    "compressionRatio": if s.compressed_bytes > 0 { s.raw_bytes as f64 / s.compressed_bytes as f64 } else { 0.0 },
+                    "schema": cfg.postgres.schema}),
+                Err(e) => json!({"configured": true, "enabled": true, "reachable": false, "error": e.to_string()}),
+            },
+            (None, true) => {
+                json!({"configured": true, "enabled": true, "reachable": false, "error": remotes.cold_down})
+            }
+        };
+        let local_only = remotes.warm.is_none() && remotes.cold.is_none();
+        let held: Vec<Value> = counts.held_back.iter().map(|(r, n)| json!({"reason": r, "frames": n})).collect();
+        let retrieves = self.inner.counters.snapshot();
+        let total_reads = retrieves.hot + retrieves.warm + retrieves.cold;
+        Ok(json!({
+            "dbPath": self.inner.hot.path().display().to_string(),
+            "schemaVersion": version,
+            "mode": if local_only { "local-only" } else { "tiered" },
+            "tiers": {
+                "hot": {"frames": counts.hot.frames, "bytes": counts.hot.bytes, "maxFrames": cfg.sqlite.max_frames,
+                        "maxSize": cfg.sqlite.max_size, "maxAgeMs": cfg.sqlite.max_age_ms, "fileBytes": counts.file_bytes},
+                "warm": {"frames": counts.warm.frames, "bytes": counts.warm.bytes},
+                "cold": {"frames": counts.cold.frames, "bytes": counts.cold.bytes},
+            },
+            "backends": {
+                "sqlite": {"configured": true, "reachable": true, "path": self.inner.hot.path().display().to_string()},
+                "redis": redis,
+                "postgres": postgres,
+            },
+            "journalBacklog": counts.journal_backlog,
+            "heldBack": held,
+            "retrieves": retrieves,
+            "hotHitRatio": if total_reads > 0 { retrieves.hot as f64 / total_reads as f64 } else { 1.0 },
+            "lastRecovery": self.inner.last_recovery.lock().ok().and_then(|g| g.clone()),
+            "policy": self.policy_status(),
+        }))
+    }
+
+    /// Finish stale moves, drop orphan Redis index entries, apply retention, reclaim SQLite space.
+    pub async fn compact(&self) -> Result<Value> {
+        self.check_open()?;
+        let _guard = self.inner.move_lock.lock().await;
+        self.flush_accesses().await?;
+        let remotes = self.remotes().await;
+        let recovery = self.inner.mover.recover(&remotes).await?;
+        let mut out = json!({"journal": recovery});
+        if let Some(w) = &remotes.warm {
+            out["redisOrphansRemoved"] = json!(w.remove_orphans().await?);
+            out["redisEvicted"] = json!(w.enforce_cap().await?.len());
+        }
+        if let Some(c) = &remotes.cold {
+            let expired = c.apply_retention(self.inner.config.postgres.retention_days, now_seconds()).await?;
+            let ids = expired.clone();
+            let dropped = self.inner.hot.call(move |hot| hot.drop_expired_stubs(&ids)).await?;
+            out["retentionDeleted"] = json!(expired.len());
+            out["stubsDropped"] = json!(dropped);
+        }
+        let (pruned, reclaimed) =
+            self.inner.hot.call(move |hot| Ok((hot.journal_prune(7 * 86_400)?, hot.reclaim()?))).await?;
+        out["journalPruned"] = json!(pruned);
+        out["sqliteBytesReclaimed"] = json!(reclaimed);
+        Ok(out)
+    }
+}

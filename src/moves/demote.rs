@@ -1,0 +1,219 @@
+//! Bodies kept in SQLite leave it: encode once, archive in PostgreSQL and copy to Redis at once,
+//! verify both, then shrink the rows to stubs in the transaction that closes the journal entry.
+
+use std::collections::HashSet;
+
+use super::report::{MigrateReport, Moved, Skipped};
+use super::{Mover, Remotes};
+use crate::model::codec::{self, Encoded};
+use crate::model::units::to_seconds;
+use crate::model::{Result, Tier, TierError};
+use crate::tiers::cold::{archive_row, ColdTier};
+use crate::tiers::hot::journal;
+use crate::tiers::hot::HotRecord;
+use crate::tiers::warm::{WarmItem, WarmTier};
+
+impl Mover {
+    /// Frames whose full rows are in SQLite (hot, or warm held back) go to `to`.
+    pub(super) async fn demote_local(
+        &self,
+        ids: &[String],
+        from: Tier,
+        to: Tier,
+        rm: &Remotes,
+        rep: &mut MigrateReport,
+    ) -> Result<()> {
+        if to == Tier::Hot {
+            // A held-back warm frame comes home: its body never left; drop the Redis copy.
+            if let Some(w) = &rm.warm {
+                let _ = w.delete_many(ids).await;
+            }
+            let moves: Vec<(i64, String)> = ids.iter().map(|i| (0, i.clone())).collect();
+            self.hot.call(move |hot| hot.set_tier(&moves, Tier::Hot, None)).await?;
+            for id in ids {
+                rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" });
+            }
+            return Ok(());
+        }
+        let warm = if to == Tier::Warm {
+            match &rm.warm {
+                Some(w) => Some(w),
+                None => {
+                    let why = rm.warm_down.clone().unwrap_or_else(|| "the warm tier is not enabled".into());
+                    for id in ids {
+                        rep.skip(id, format!("deferred: warm tier unreachable ({why})"));
+                    }
+                    return Ok(());
+                }
+            }
+        } else {
+            None
+        };
+        let cold = match (&rm.cold, to) {
+            (Some(c), _) => Some(c),
+            (None, Tier::Cold) => {
+                let why = rm.cold_down.clone().unwrap_or_else(|| "the cold tier is not enabled".into());
+                for id in ids {
+                    rep.skip(id, format!("deferred: cold tier unreachable ({why})"));
+                }
+                return Ok(());
+            }
+            (None, _) => None,
+        };
+        // Read and encode off the async threads.
+        let ids_v = ids.to_vec();
+        let level = self.compression_level;
+        let encoded: Vec<(HotRecord, Encoded)> = self
+            .hot
+            .call(move |hot| {
+                let recs = hot.load_many(&ids_v)?;
+                let mut out = Vec::with_capacity(recs.len());
+                for r in recs {
+                    if let Some(b) = &r.bundle {
+                        let e = codec::encode(b, level)?;
+                        out.push((r, e));
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<(String, i64, i64, Option<String>, i64)> = encoded
+            .iter()
+            .map(|(r, e)| (r.meta.frame_id.clone(), from.level(), to.level(), Some(e.checksum.clone()), r.meta.version))
+            .collect();
+        let move_ids = self.hot.call(move |hot| hot.journal_begin(&entries)).await?;
+        let moved_ids: Vec<String> = encoded.iter().map(|(r, _)| r.meta.frame_id.clone()).collect();
+
+        // The archive copy and the Redis copy are independent: write and verify both at once.
+        let archive = async {
+            if let Some(c) = cold {
+                let rows: Vec<_> = encoded
+                    .iter()
+                    .filter_map(|(r, e)| {
+                        r.bundle.as_ref().map(|b| {
+                            archive_row(
+                                b,
+                                e,
+                                r.meta.version,
+                                to.level() as i16,
+                                r.meta.access_count,
+                                r.meta.last_accessed.map(to_seconds),
+                            )
+                        })
+                    })
+                    .collect();
+                c.upsert_many(&rows).await?;
+                let sums = c.checksums(&moved_ids).await?;
+                for (_, e) in &encoded {
+                    if sums.get(&e.frame_id) != Some(&e.checksum) {
+                        return Err(TierError::Corrupt {
+                            frame_id: e.frame_id.clone(),
+                            tier: "cold".into(),
+                            message: "archived checksum differs after upsert (a newer version from another machine?)"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        };
+        let cache = async {
+            if let Some(w) = warm {
+                let items: Vec<WarmItem> = encoded
+                    .iter()
+                    .map(|(r, e)| WarmItem {
+                        frame_id: e.frame_id.clone(),
+                        bytes: e.bytes.clone(),
+                        created_s: r.stub.get("created_at").and_then(|v| v.as_i64()).map(to_seconds).unwrap_or(0),
+                        access_count: r.meta.access_count.max(0) as u64,
+                    })
+                    .collect();
+                w.put_many(&items).await?;
+                let back = w.get_many(&moved_ids).await?;
+                for ((_, e), got) in encoded.iter().zip(back) {
+                    let ok = got.as_deref().map(codec::decode).and_then(|r| r.ok()).map(|(_, s)| s == e.checksum);
+                    if ok != Some(true) {
+                        return Err(TierError::Corrupt {
+                            frame_id: e.frame_id.clone(),
+                            tier: "warm".into(),
+                            message: "copy missing or checksum mismatch right after writing".into(),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        };
+        let copy: Result<()> = tokio::try_join!(archive, cache).map(|_| ());
+        if let Err(e) = copy {
+            // Source untouched: undo partial copies where we can; recovery retries the rest.
+            let undone = self.undo_copies(&moved_ids, warm, cold).await;
+            let step = if undone { journal::ROLLED_BACK } else { journal::STARTED };
+            let steps: Vec<(i64, &'static str, Option<String>)> =
+                move_ids.iter().map(|m| (*m, step, Some(e.to_string()))).collect();
+            self.hot.call(move |hot| hot.journal_set(&steps)).await?;
+            return Err(e);
+        }
+        let bytes_before: u64 = encoded.iter().map(|(_, e)| e.raw_size as u64).sum();
+        let bytes_after: u64 = encoded.iter().map(|(_, e)| e.bytes.len() as u64).sum();
+        if cold.is_some() {
+            let steps: Vec<(i64, &'static str, Option<String>)> =
+                move_ids.iter().map(|m| (*m, journal::VERIFIED, None)).collect();
+            let finish: Vec<(i64, String, i64)> = move_ids
+                .iter()
+                .zip(&encoded)
+                .map(|(m, (r, _))| (*m, r.meta.frame_id.clone(), r.meta.version))
+                .collect();
+            let done = self
+                .hot
+                .call(move |hot| {
+                    hot.journal_set(&steps)?;
+                    hot.finish_demotions(&finish, to)
+                })
+                .await?;
+            let done_set: HashSet<&String> = done.iter().collect();
+            for id in &moved_ids {
+                if done_set.contains(id) {
+                    rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: to.as_str() });
+                } else {
+                    rep.skip(id, "changed during the move; left hot");
+                }
+            }
+            if to == Tier::Cold {
+                // A held-back frame may have had a Redis copy: the archive now replaces it.
+                if let Some(w) = &rm.warm {
+                    let _ = w.delete_many(&done).await;
+                }
+            }
+        } else {
+            // PostgreSQL disabled or down: warm, but the durable body stays in SQLite.
+            let why = match &rm.cold_down {
+                Some(w) => format!("cold tier unreachable: {w}"),
+                None => "cold tier not enabled".to_string(),
+            };
+            let moves: Vec<(i64, String)> = move_ids.iter().cloned().zip(moved_ids.iter().cloned()).collect();
+            let why2 = why.clone();
+            self.hot.call(move |hot| hot.set_tier(&moves, Tier::Warm, Some(&why2))).await?;
+            for id in &moved_ids {
+                rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: to.as_str() });
+                rep.held_back.push(Skipped { frame_id: id.clone(), reason: format!("body kept in SQLite: {why}") });
+            }
+        }
+        rep.bytes_before += bytes_before;
+        rep.bytes_after += bytes_after;
+        Ok(())
+    }
+
+    async fn undo_copies(&self, ids: &[String], warm: Option<&WarmTier>, cold: Option<&ColdTier>) -> bool {
+        let mut ok = true;
+        if let Some(w) = warm {
+            ok &= w.delete_many(ids).await.is_ok();
+        }
+        if let Some(c) = cold {
+            ok &= c.delete_many(ids).await.is_ok();
+        }
+        ok
+    }
+}
