@@ -21,8 +21,9 @@ impl Mover {
         let mut corrupt_warm = false;
         if tier == Tier::Warm {
             if let Some(w) = &rm.warm {
-                match w.get(id).await {
-                    Ok(Some(bytes)) => match codec::decode_bundle(id, "warm", &bytes) {
+                // Expired, evicted, flushed or unreachable (`Ok(None)`, `Err`): the archive has it.
+                if let Ok(Some(bytes)) = w.get(id).await {
+                    match codec::decode_bundle(id, "warm", &bytes) {
                         Ok(b) => {
                             // `decode` verified the body against the header's checksum.
                             let sum = codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
@@ -32,9 +33,7 @@ impl Mover {
                             corrupt_warm = true;
                         }
                         Err(_) => corrupt_warm = true,
-                    },
-                    // Expired, evicted or flushed: the archive has it.
-                    Ok(None) | Err(_) => {}
+                    }
                 }
             }
         }

@@ -64,10 +64,9 @@ impl Mover {
                     }
                 }
             } else if e.to_tier == 1 && e.step == journal::VERIFIED {
-                // Restored to SQLite already; the remote copies are stale.
-                if !body_local {
-                    (Some(journal::DONE), None)
-                } else if self.delete_remote(&ids, rm).await {
+                // Restored to SQLite already; the remote copies are stale (unless the frame went
+                // remote again since, when there is nothing to delete).
+                if !body_local || self.delete_remote(&ids, rm).await {
                     (Some(journal::DONE), None)
                 } else {
                     (None, None)

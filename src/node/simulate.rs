@@ -7,6 +7,8 @@ use super::error::js;
 use crate::model::TierError;
 
 /// Replay an access trace against our policy and LRU, LFU, S3-FIFO and Belady's optimum.
+// napi registers it with Node outside `cfg(test)` only, so a test build sees no caller.
+#[cfg_attr(test, allow(dead_code))]
 #[napi(
     ts_args_type = "trace: TraceEvent[] | string, options?: SimulateOptions",
     ts_return_type = "Promise<SimulationReport>"

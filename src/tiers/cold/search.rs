@@ -55,7 +55,7 @@ impl ColdTier {
         let client = self.client().await?;
         let rows = match project_id {
             None => {
-                let st = client.prepare_cached(&self.sql.search_all).await.map_err(|e| search_err(e))?;
+                let st = client.prepare_cached(&self.sql.search_all).await.map_err(search_err)?;
                 client.query(&st, &[&query, &limit]).await.map_err(search_err)?
             }
             Some(p) => {

@@ -165,11 +165,11 @@ async fn older_version_never_replaces_newer() {
     let old = bundle("f1", "p", "older name", "x");
     let (r_new, e_new) = row(&new, 5);
     let (r_old, _) = row(&old, 4);
-    assert_eq!(t.upsert_many(&[r_new.clone()]).await.expect("upsert"), 1);
-    assert_eq!(t.upsert_many(&[r_old.clone()]).await.expect("upsert"), 0, "older version is skipped");
+    assert_eq!(t.upsert_many(std::slice::from_ref(&r_new)).await.expect("upsert"), 1);
+    assert_eq!(t.upsert_many(std::slice::from_ref(&r_old)).await.expect("upsert"), 0, "older version is skipped");
     assert_eq!(t.get("f1").await.expect("get"), Some(e_new.bytes.clone()));
     // The same version is re-written (an idempotent retry of a copy).
-    assert_eq!(t.upsert_many(&[r_new.clone()]).await.expect("upsert"), 1);
+    assert_eq!(t.upsert_many(std::slice::from_ref(&r_new)).await.expect("upsert"), 1);
     // A duplicate id inside one batch keeps the highest version, whatever the order.
     let (r_v7, e_v7) = row(&old, 7);
     let (r_v6, _) = row(&new, 6);
