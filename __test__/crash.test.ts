@@ -10,7 +10,7 @@ import * as path from 'path'
 
 import { TierManager } from '../index'
 import type { FrameBundle } from '../index'
-import { archiveRows, genBundles, makeEnv, normalized, openJournal, redisFrameIds, sqliteFrames, TestEnv } from './helpers/gen'
+import { archiveRows, counts, genBundles, makeEnv, normalized, openJournal, redisFrameIds, sqliteFrames, TestEnv } from './helpers/gen'
 import type { GenOptions } from './helpers/gen'
 
 const CHILD = path.join(__dirname, 'helpers', 'crash-child.js')
@@ -77,7 +77,7 @@ async function verify(label: string, want: Map<string, string>): Promise<{ hot: 
   if (process.env.SMT_DEBUG) console.log(label, 'recovery', JSON.stringify((await m.status()).lastRecovery), Date.now() - t0, 'ms')
   try {
     const s = await m.status()
-    const c = { hot: s.tiers.hot.frames, warm: s.tiers.warm.frames, cold: s.tiers.cold.frames }
+    const c = counts(s)
     expect({ label, total: c.hot + c.warm + c.cold }).toEqual({ label, total: N })
     expect({ label, lastRecovery: s.lastRecovery }).toEqual({ label, lastRecovery: expect.objectContaining({ pending: 0 }) })
     expect({ label, backlog: s.journalBacklog, open: openJournal(e.dbPath) }).toEqual({ label, backlog: 0, open: [] })

@@ -11,7 +11,7 @@ import * as path from 'path'
 import * as crypto from 'crypto'
 
 import { TierManager } from '../../index'
-import type { FrameBundle, TierConfig } from '../../index'
+import type { FrameBundle, TierConfig, TierStatus } from '../../index'
 
 export const REDIS_URL = process.env.REDIS_TEST_URL || 'redis://127.0.0.1:6379'
 export const PG_URL = process.env.TEST_DATABASE_URL || 'postgres://postgres:postgres@127.0.0.1:5432/test'
@@ -22,6 +22,30 @@ export type { GenOptions, GenResult } from '../../testkit/frames'
 
 export function randomTag(n = 10): string {
   return crypto.randomBytes(16).toString('hex').slice(0, n)
+}
+
+export const idOf = (b: FrameBundle): string => b.frame.frame_id
+
+/** Frames per tier, as a status reports them. */
+export function counts(s: TierStatus): { hot: number; warm: number; cold: number } {
+  return { hot: s.tiers.hot.frames, warm: s.tiers.warm.frames, cold: s.tiers.cold.frames }
+}
+
+/** Retrieve every id (no promotion) and return those whose JSON differs from `expected`, or
+ * whose retrieve failed (with the error's code and message). */
+export async function mismatches(m: TierManager, expected: Map<string, unknown>): Promise<string[]> {
+  const bad: string[] = []
+  for (const [id, want] of expected) {
+    let got: unknown
+    try {
+      got = await m.retrieve(id, { promote: false })
+    } catch (e: any) {
+      bad.push(`${id}: ${e.code} ${e.message}`)
+      continue
+    }
+    if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(id)
+  }
+  return bad
 }
 
 export interface SqliteRow {
@@ -158,6 +182,13 @@ export function registry() {
       for (const e of envs) e.cleanup()
     },
   }
+}
+
+/** The calling test file's registry, closed in its afterAll. */
+export function fileRegistry(): ReturnType<typeof registry> {
+  const reg = registry()
+  afterAll(() => reg.closeAll())
+  return reg
 }
 
 // ---------------------------------------------------------------------------------------------
