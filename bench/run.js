@@ -131,6 +131,20 @@ function pipelineOf(redis, commands) {
   return p
 }
 
+/** hot → warm in two calls, a fixed slice of SLICE frames then the rest (`closed` in all): the
+ * timing and count of each, and the second call's report. */
+async function hopToWarm(tm, closed, what) {
+  let t = now()
+  const first = await tm.migrate({ toTier: 'warm', limit: SLICE })
+  const slice = { ms: now() - t, moved: first.moved.length }
+  assertReport(first, `${what} slice`, SLICE)
+  t = now()
+  const rep = await tm.migrate({ toTier: 'warm' })
+  const rest = { ms: now() - t, moved: rep.moved.length }
+  assertReport(rep, what, closed - SLICE)
+  return { slice, rest, rep }
+}
+
 function assertReport(rep, what, expected) {
   if (rep.failed.length) throw new Error(`${what}: ${rep.failed.length} failed, first: ${JSON.stringify(rep.failed[0])}`)
   if (expected !== undefined && rep.moved.length !== expected) {
@@ -300,14 +314,9 @@ async function main() {
   }
 
   // ---- hop 1: hot → warm (archives to PostgreSQL first) ----
-  t = now()
-  let rep = await tm.migrate({ toTier: 'warm', limit: SLICE })
-  R.sliceN = { ms: now() - t, moved: rep.moved.length }
-  assertReport(rep, 'hot→warm slice', SLICE)
-  t = now()
-  rep = await tm.migrate({ toTier: 'warm' })
-  R.hotWarm = { ms: now() - t, moved: rep.moved.length, rawBytes: rep.bytesBefore, envBytes: rep.bytesAfter, reportMs: rep.durationMs }
-  assertReport(rep, 'hot→warm', closedIds.length - SLICE)
+  const hop1 = await hopToWarm(tm, closedIds.length, 'hot→warm')
+  R.sliceN = hop1.slice
+  R.hotWarm = { ...hop1.rest, rawBytes: hop1.rep.bytesBefore, envBytes: hop1.rep.bytesAfter, reportMs: hop1.rep.durationMs }
   log(`hot→warm: ${R.hotWarm.moved} frames in ${R.hotWarm.ms.toFixed(0)} ms (slice of ${SLICE}: ${R.sliceN.ms.toFixed(0)} ms)`)
 
   // ---- retrieve from warm ----
@@ -376,7 +385,7 @@ async function main() {
 
   // ---- hop 2: warm → cold ----
   t = now()
-  rep = await tm.migrate({ toTier: 'cold' })
+  let rep = await tm.migrate({ toTier: 'cold' })
   R.warmCold = { ms: now() - t, moved: rep.moved.length }
   assertReport(rep, 'warm→cold', closedIds.length)
   log(`warm→cold: ${R.warmCold.moved} frames in ${R.warmCold.ms.toFixed(0)} ms`)
@@ -466,15 +475,10 @@ async function main() {
     R.scaleStore = { ms: now() - t }
     R.dryScale = await medianMs(() => tm2.migrate({ toTier: 'warm', limit: 1, dryRun: true }))
     log(`scale: stored ${SCALE_N} frames in ${R.scaleStore.ms.toFixed(0)} ms`)
-    t = now()
-    let r2 = await tm2.migrate({ toTier: 'warm', limit: SLICE })
-    R.sliceScale = { ms: now() - t, moved: r2.moved.length }
-    assertReport(r2, 'scale slice', SLICE)
-    t = now()
-    r2 = await tm2.migrate({ toTier: 'warm' })
-    R.scaleHotWarm = { ms: now() - t, moved: r2.moved.length }
-    assertReport(r2, 'scale hot→warm', closed - SLICE)
-    log(`scale hot→warm: ${r2.moved.length} frames in ${R.scaleHotWarm.ms.toFixed(0)} ms (slice ${R.sliceScale.ms.toFixed(0)} ms)`)
+    const hop = await hopToWarm(tm2, closed, 'scale hot→warm')
+    R.sliceScale = hop.slice
+    R.scaleHotWarm = hop.rest
+    log(`scale hot→warm: ${R.scaleHotWarm.moved} frames in ${R.scaleHotWarm.ms.toFixed(0)} ms (slice ${R.sliceScale.ms.toFixed(0)} ms)`)
     await tm2.close()
   }
 
