@@ -2,7 +2,7 @@
 // PostgreSQL binary COPY for the ceilings: the tuple encoding (pg has none for binary COPY), and
 // COPY FROM STDIN / TO STDOUT over a pg client through pg-copy-streams.
 
-const { pipeline } = require('node:stream/promises')
+const { finished, pipeline } = require('node:stream/promises')
 const { Readable } = require('node:stream')
 const { from: copyFrom, to: copyTo } = require('pg-copy-streams')
 
@@ -51,10 +51,15 @@ async function copyIn(client, sql, data) {
   await pipeline(Readable.from(chunks(), { objectMode: false }), client.query(copyFrom(sql)))
 }
 
-/** `COPY ... TO STDOUT`; resolves to the bytes received. */
+/** `COPY ... TO STDOUT`; resolves to the bytes received. Read in flowing mode: an async
+ * iterator would leave chunks buffered and make pg-copy-streams pause and resume the socket. */
 async function copyOut(client, sql) {
   let bytes = 0
-  for await (const b of client.query(copyTo(sql))) bytes += b.length
+  const s = client.query(copyTo(sql))
+  s.on('data', (b) => {
+    bytes += b.length
+  })
+  await finished(s)
   return bytes
 }
 

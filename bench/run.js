@@ -324,10 +324,13 @@ async function main() {
   // The warm tier's own read command (its Lua script, by SHA), captured from one of ours and
   // replayed from JS: the Redis share of ours.
   const warmScript = await captureWarmRead(redis, warmup[0], ours)
+  // sendCommand, not get(): node-redis's typed commands add a parse/transform step per call that
+  // a ceiling should not pay (the old hand-written client had none).
+  const rawGet = (key) => redis.sendCommand(['GET', key])
   ;[R.warm, R.warmCeilGet, R.warmCeil, R.warmScript] = await latencyMulti(sample, [
     ours,
-    (id) => redis.get(fkey(PREFIX, id)),
-    async (id) => { await redis.get(fkey(PREFIX, id)); JSON.parse(json.get(id)) },
+    (id) => rawGet(fkey(PREFIX, id)),
+    async (id) => { await rawGet(fkey(PREFIX, id)); JSON.parse(json.get(id)) },
     warmScript,
   ], warmup)
   log(`warm retrieve p50 ${R.warm.p50.toFixed(0)} p99 ${R.warm.p99.toFixed(0)} µs (GET+parse ${R.warmCeil.p50.toFixed(0)}/${R.warmCeil.p99.toFixed(0)})`)
