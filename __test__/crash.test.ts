@@ -1,8 +1,8 @@
-// Crash safety: a child process (helpers/crash-child.js) stores 5,000 frames, then migrates them
-// hot → warm, → cold and → hot while this process SIGKILLs it at random points (50-1500 ms after
-// it says "migrating"). After every kill a TierManager opened on the same file, key prefix and
-// schema must recover, and every frame must be claimed by exactly one tier and come back with its
-// content unchanged.
+// Crash safety: a child process (helpers/crash-child.js) generates and stores 5,000 frames, then
+// migrates them hot → warm, → cold and → hot while this process SIGKILLs it at random points
+// (50-1500 ms after it says "migrating"). After every kill a TierManager opened on the same file,
+// key prefix and schema must recover, and every frame must be claimed by exactly one tier and come
+// back with its content unchanged.
 
 import { spawn } from 'child_process'
 import * as fs from 'fs'
@@ -10,7 +10,8 @@ import * as path from 'path'
 
 import { TierManager } from '../index'
 import type { FrameBundle } from '../index'
-import { archiveRows, genBundles, makeEnv, normalized, openJournal, redisFrameIds, sqliteFrames, TestEnv } from './helpers/gen'
+import { archiveRows, counts, genBundles, makeEnv, normalized, openJournal, redisFrameIds, sqliteFrames, TestEnv } from './helpers/gen'
+import type { GenOptions } from './helpers/gen'
 
 const CHILD = path.join(__dirname, 'helpers', 'crash-child.js')
 const N = 5000
@@ -76,7 +77,7 @@ async function verify(label: string, want: Map<string, string>): Promise<{ hot: 
   if (process.env.SMT_DEBUG) console.log(label, 'recovery', JSON.stringify((await m.status()).lastRecovery), Date.now() - t0, 'ms')
   try {
     const s = await m.status()
-    const c = { hot: s.tiers.hot.frames, warm: s.tiers.warm.frames, cold: s.tiers.cold.frames }
+    const c = counts(s)
     expect({ label, total: c.hot + c.warm + c.cold }).toEqual({ label, total: N })
     expect({ label, lastRecovery: s.lastRecovery }).toEqual({ label, lastRecovery: expect.objectContaining({ pending: 0 }) })
     expect({ label, backlog: s.journalBacklog, open: openJournal(e.dbPath) }).toEqual({ label, backlog: 0, open: [] })
@@ -138,14 +139,14 @@ test(`SIGKILL at random points of hot → warm → cold → hot loses nothing an
   e = makeEnv({ policies: { batchSize: 100 } })
   const configPath = path.join(e.dir, 'config.json')
   fs.writeFileSync(configPath, JSON.stringify(e.config))
-  const gen = genBundles(N, { seed: 31, idPrefix: 'cr', large: 3 })
-  const bundlesPath = path.join(e.dir, 'bundles.json')
-  fs.writeFileSync(bundlesPath, JSON.stringify(gen.bundles))
+  // The child generates the same bundles from the same options (the base time included: the
+  // default is relative to now).
+  const genOptions: GenOptions = { seed: 31, idPrefix: 'cr', large: 3, baseSeconds: Math.floor(Date.now() / 1000) - 30 * 86400 }
+  const gen = genBundles(N, genOptions)
   const want = new Map<string, string>(gen.bundles.map((b: FrameBundle) => [b.frame.frame_id, JSON.stringify(normalized(b))]))
 
-  const stored = await runChild([configPath, 'store', bundlesPath])
+  const stored = await runChild([configPath, 'store', String(N), JSON.stringify(genOptions)])
   expect({ code: stored.code, stdout: stored.stdout, stderr: stored.stderr }).toEqual({ code: 0, stdout: `stored ${N}\n`, stderr: '' })
-  fs.rmSync(bundlesPath)
   expect(await verify('after store', want)).toEqual({ hot: N, warm: 0, cold: 0 })
 
   const runs: Array<ChildRun & { phase: string }> = []

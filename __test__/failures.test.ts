@@ -5,13 +5,16 @@
 // service back finishes the work.
 
 import { TierManager } from '../index'
-import type { FrameBundle, TierStatus } from '../index'
+import type { FrameBundle } from '../index'
 import {
   archiveRows,
   chunks,
   CLOSED_PORT,
+  counts,
+  fileRegistry,
   genBundles,
-  registry,
+  idOf,
+  mismatches,
   PG_URL,
   redisCli,
   redisDelPrefix,
@@ -23,34 +26,14 @@ import {
   TestEnv,
 } from './helpers/gen'
 
-const reg = registry()
-const env = reg.env
-const open = reg.open
-afterAll(() => reg.closeAll())
-
-const idOf = (b: FrameBundle) => b.frame.frame_id
-const counts = (s: TierStatus) => ({ hot: s.tiers.hot.frames, warm: s.tiers.warm.frames, cold: s.tiers.cold.frames })
+const reg = fileRegistry()
+const { env, open } = reg
 
 async function storeAll(m: TierManager, bundles: FrameBundle[]): Promise<Map<string, unknown>> {
   for (const c of chunks(bundles, 500)) await m.storeMany(c)
   const want = new Map<string, unknown>()
   for (const b of bundles) want.set(idOf(b), await m.retrieve(idOf(b), { promote: false }))
   return want
-}
-
-async function mismatches(m: TierManager, expected: Map<string, unknown>): Promise<string[]> {
-  const bad: string[] = []
-  for (const [id, want] of expected) {
-    let got: unknown
-    try {
-      got = await m.retrieve(id, { promote: false })
-    } catch (e: any) {
-      bad.push(`${id}: ${e.code} ${e.message}`)
-      continue
-    }
-    if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(id)
-  }
-  return bad
 }
 
 /** Every frame whose body left SQLite must have an archived copy with the same checksum. */

@@ -5,14 +5,13 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 
 import { TierManager, simulate } from '../index.js'
-import { registry, rejectionOf, simpleBundle, sleep, TestEnv } from './helpers/gen'
+import { fileRegistry, rejectionOf, simpleBundle, sleep, TestEnv } from './helpers/gen'
 
 // Frames go idle after one second, and a demotion needs the default three consecutive cycles.
 const FAST = { hotMaxAge: '1s', filters: { cooldown: { duration: '1s' } } } as any
 
-const reg = registry()
+const reg = fileRegistry()
 const env = (policies: any = FAST): TestEnv => reg.env({ policies })
-afterAll(() => reg.closeAll())
 
 async function tierOf(m: TierManager, id: string): Promise<string> {
   return (await m.explain(id)).tier

@@ -3,13 +3,15 @@
 // queries) and compact. Every test has its own SQLite file, Redis key prefix and PostgreSQL schema.
 
 import { TierManager } from '../index'
-import type { FrameBundle, TierStatus } from '../index'
 import {
   archiveRows,
   chunks,
+  counts,
+  fileRegistry,
   genBundles,
+  idOf,
   loadFixtures,
-  registry,
+  mismatches,
   normalized,
   redisCli,
   redisFrameIds,
@@ -20,26 +22,7 @@ import {
   sqliteIntegrity,
 } from './helpers/gen'
 
-const reg = registry()
-const env = reg.env
-const open = reg.open
-afterAll(() => reg.closeAll())
-
-const idOf = (b: FrameBundle) => b.frame.frame_id
-
-function counts(s: TierStatus) {
-  return { hot: s.tiers.hot.frames, warm: s.tiers.warm.frames, cold: s.tiers.cold.frames }
-}
-
-/** Retrieve every id (no promotion) and return the ids whose JSON differs from `expected`. */
-async function mismatches(m: TierManager, expected: Map<string, unknown>): Promise<string[]> {
-  const bad: string[] = []
-  for (const [id, want] of expected) {
-    const got = await m.retrieve(id, { promote: false })
-    if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(id)
-  }
-  return bad
-}
+const { env, open } = fileRegistry()
 
 describe('round trip hot → warm → cold → hot', () => {
   test('the three fixture bundles come back exactly as stored in every tier', async () => {

@@ -9,6 +9,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { TierManager, simulate } = require('../index.js')
+const { REDIS_URL, PG_URL, connectRedis, flushPrefix, connectPg, dropSchemas } = require('./clients')
 
 const arg = (k, d) => {
   const a = process.argv.find((x) => x.startsWith(`--${k}=`))
@@ -71,8 +72,8 @@ async function worker() {
     dbPath,
     tiers: {
       sqlite: { maxFrames: 10 * FRAMES, maxSize: '100GB' },
-      redis: { enabled: true, connectionString: process.env.REDIS_TEST_URL || 'redis://127.0.0.1:6379', keyPrefix: `${tag}:` },
-      postgres: { enabled: true, connectionString: process.env.TEST_DATABASE_URL || 'postgres://postgres:postgres@127.0.0.1:5432/test', schema: tag },
+      redis: { enabled: true, connectionString: REDIS_URL, keyPrefix: `${tag}:` },
+      postgres: { enabled: true, connectionString: PG_URL, schema: tag },
     },
     policies: { backgroundSync: true, syncInterval: INTERVAL_MS },
   })
@@ -83,11 +84,24 @@ async function worker() {
   const cycles = (await m.status()).policy.workerCycles
   await m.close()
   fs.rmSync(dir, { recursive: true, force: true })
-  try {
-    require('node:child_process').execFileSync('psql', [process.env.TEST_DATABASE_URL || 'postgres://postgres:postgres@127.0.0.1:5432/test', '-qc', `DROP SCHEMA IF EXISTS ${tag} CASCADE`], { stdio: 'ignore' })
-  } catch {}
+  await cleanup(tag)
   const perCycle = cycles > 0 ? (workerCpu - idleCpu) / cycles : cycleCpu
   return { storeS, decisions: rep.decisions.length, cycleCpu, cycleWall, idleCpu, workerCpu, cycles, perCycle }
+}
+
+/** The worker's remote state: its Redis keys (indexes and any copies) and its archive schema.
+ * A failed cleanup is reported, not fatal: the figures are already measured. */
+async function cleanup(tag) {
+  try {
+    const redis = await connectRedis()
+    await flushPrefix(redis, `${tag}:`)
+    await redis.close()
+    const pg = await connectPg()
+    await dropSchemas(pg, tag)
+    await pg.end()
+  } catch (e) {
+    console.error(`cleanup of ${tag}: ${e.message}`)
+  }
 }
 
 async function main() {

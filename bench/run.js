@@ -5,9 +5,9 @@
 // same run on the same bytes:
 //   * SQLite: better-sqlite3 on a *copy* of the hot file (never the file the TierManager has open:
 //     two SQLite copies in one process on one file is refused by design, see src/copy_guard.rs);
-//   * Redis: a plain pipeline over a minimal RESP client (bench/resp.js) of the same envelopes;
-//   * PostgreSQL: a plain binary COPY (bench/pg.js) of the same envelopes into a scratch table
-//     with the same tsvector + GIN index (and one without any tsvector).
+//   * Redis: a plain pipeline (node-redis, bench/clients.js) of the same envelopes;
+//   * PostgreSQL: a plain binary COPY (pg + pg-copy-streams, bench/pgcopy.js) of the same envelopes
+//     into a scratch table with the same tsvector + GIN index (and one without any tsvector).
 // Usage: `npm run bench` (bench/policy.js, then this: full, writes BENCHMARKS.md) or `node bench/run.js --quick` (small run,
 // prints the report; add --write to write BENCHMARKS.md anyway). Options: --frames=N,
 // --scale=N (second store size for the flatness check), --samples=N, --no-write.
@@ -21,12 +21,10 @@ const crypto = require('crypto')
 const ROOT = path.resolve(__dirname, '..')
 const { TierManager } = require(ROOT)
 const Database = require('better-sqlite3')
-const { Gen, searchText } = require('./gen')
-const { Resp, encodeCommand } = require('./resp')
-const { Pg, copyTuple, COPY_HEADER, COPY_TRAILER } = require('./pg')
-
-const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
-const PG_URL = process.env.DATABASE_URL || 'postgres://postgres:postgres@127.0.0.1:5432/test'
+const { Gen, searchText } = require('../testkit/frames')
+const { REDIS_URL, PG_URL, connectRedis, flushPrefix, connectPg, dropSchemas } = require('./clients')
+const { copyData, copyIn, copyOut } = require('./pgcopy')
+const { captureWarmRead } = require('./warm-read')
 
 // ---- options ---------------------------------------------------------------------------------
 
@@ -126,6 +124,27 @@ function tmConfig(dbPath, prefix, schema) {
   }
 }
 
+/** A node-redis pipeline (no MULTI) of raw commands, queued now, sent by `execAsPipeline()`. */
+function pipelineOf(redis, commands) {
+  const p = redis.multi()
+  for (const c of commands) p.addCommand(c)
+  return p
+}
+
+/** hot → warm in two calls, a fixed slice of SLICE frames then the rest (`closed` in all): the
+ * timing and count of each, and the second call's report. */
+async function hopToWarm(tm, closed, what) {
+  let t = now()
+  const first = await tm.migrate({ toTier: 'warm', limit: SLICE })
+  const slice = { ms: now() - t, moved: first.moved.length }
+  assertReport(first, `${what} slice`, SLICE)
+  t = now()
+  const rep = await tm.migrate({ toTier: 'warm' })
+  const rest = { ms: now() - t, moved: rep.moved.length }
+  assertReport(rep, what, closed - SLICE)
+  return { slice, rest, rep }
+}
+
 function assertReport(rep, what, expected) {
   if (rep.failed.length) throw new Error(`${what}: ${rep.failed.length} failed, first: ${JSON.stringify(rep.failed[0])}`)
   if (expected !== undefined && rep.moved.length !== expected) {
@@ -140,18 +159,18 @@ async function cleanup() {
   if (cleaned) return
   cleaned = true
   try {
-    const r = await Resp.connect(REDIS_URL)
+    const r = await connectRedis()
     let n = 0
-    for (const p of [PREFIX, SCALE_PREFIX, CEIL_PREFIX]) n += await r.flushPrefix(p)
-    r.close()
+    for (const p of [PREFIX, SCALE_PREFIX, CEIL_PREFIX]) n += await flushPrefix(r, p)
+    await r.close()
     log(`cleanup: ${n} Redis keys removed`)
   } catch (e) {
     log('cleanup: Redis:', e.message)
   }
   try {
-    const pg = await Pg.connect(PG_URL)
-    await pg.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE; DROP SCHEMA IF EXISTS "${SCALE_SCHEMA}" CASCADE`)
-    pg.close()
+    const pg = await connectPg()
+    await dropSchemas(pg, SCHEMA, SCALE_SCHEMA)
+    await pg.end()
     log('cleanup: PostgreSQL schemas dropped')
   } catch (e) {
     log('cleanup: PostgreSQL:', e.message)
@@ -199,20 +218,6 @@ const CEIL_TSV_DDL = (s) => `
     checksum TEXT, version BIGINT, tier SMALLINT, payload BYTEA NOT NULL);
   ALTER TABLE "${s}".ceil_plain ALTER COLUMN payload SET STORAGE EXTERNAL;`
 
-// Copied from src/warm.rs (GET_SCRIPT) to time the Redis side of a warm read on its own.
-const GET_SCRIPT = `
-local v = redis.call('GETEX', KEYS[1], 'EX', ARGV[1])
-if not v then return false end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], 'access_count', 1)
-  redis.call('HSET', KEYS[2], 'accessed_at', ARGV[3])
-  redis.call('EXPIRE', KEYS[2], ARGV[1])
-end
-redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[4])
-redis.call('ZADD', KEYS[4], 'XX', 'INCR', 1, ARGV[4])
-return v
-`
-
 const STAGE_COLS = 'frame_id, run_id, project_id, parent_id, frame_type, name, state, created_at, closed_at, size_bytes, compressed_size, checksum, version, tier, payload'
 function archiveFields(b, env) {
   const f = b.frame
@@ -227,8 +232,8 @@ async function main() {
   const started = new Date()
   const R = { frames: N, scaleFrames: SCALE_N, samples: SAMPLES, slice: SLICE, quick: QUICK }
   log(`stackmemory-tiers bench: ${N} frames, scale ${SCALE_N}, ${SAMPLES} samples; prefix ${PREFIX}, schema ${SCHEMA}, tmp ${TMP}`)
-  const redis = await Resp.connect(REDIS_URL)
-  const pg = await Pg.connect(PG_URL)
+  const redis = await connectRedis()
+  const pg = await connectPg()
 
   // ---- data ----
   const gen = new Gen({ seed: 7, prefix: 'fa' })
@@ -309,26 +314,24 @@ async function main() {
   }
 
   // ---- hop 1: hot → warm (archives to PostgreSQL first) ----
-  t = now()
-  let rep = await tm.migrate({ toTier: 'warm', limit: SLICE })
-  R.sliceN = { ms: now() - t, moved: rep.moved.length }
-  assertReport(rep, 'hot→warm slice', SLICE)
-  t = now()
-  rep = await tm.migrate({ toTier: 'warm' })
-  R.hotWarm = { ms: now() - t, moved: rep.moved.length, rawBytes: rep.bytesBefore, envBytes: rep.bytesAfter, reportMs: rep.durationMs }
-  assertReport(rep, 'hot→warm', closedIds.length - SLICE)
+  const hop1 = await hopToWarm(tm, closedIds.length, 'hot→warm')
+  R.sliceN = hop1.slice
+  R.hotWarm = { ...hop1.rest, rawBytes: hop1.rep.bytesBefore, envBytes: hop1.rep.bytesAfter, reportMs: hop1.rep.durationMs }
   log(`hot→warm: ${R.hotWarm.moved} frames in ${R.hotWarm.ms.toFixed(0)} ms (slice of ${SLICE}: ${R.sliceN.ms.toFixed(0)} ms)`)
 
   // ---- retrieve from warm ----
   const fkey = (p, id) => `${p}frame:{${id}}`
-  // The warm tier's own read script (src/warm.rs GET_SCRIPT), run from JS: the Redis share of ours.
-  const sha = (await redis.cmd('SCRIPT', 'LOAD', GET_SCRIPT)).toString()
+  // The warm tier's own read command (its Lua script, by SHA), captured from one of ours and
+  // replayed from JS: the Redis share of ours.
+  const warmScript = await captureWarmRead(redis, warmup[0], ours)
+  // sendCommand, not get(): node-redis's typed commands add a parse/transform step per call that
+  // a ceiling should not pay (the old hand-written client had none).
+  const rawGet = (key) => redis.sendCommand(['GET', key])
   ;[R.warm, R.warmCeilGet, R.warmCeil, R.warmScript] = await latencyMulti(sample, [
     ours,
-    (id) => redis.cmd('GET', fkey(PREFIX, id)),
-    async (id) => { await redis.cmd('GET', fkey(PREFIX, id)); JSON.parse(json.get(id)) },
-    (id) => redis.cmd('EVALSHA', sha, 4, fkey(PREFIX, id), `${PREFIX}meta:{${id}}`, `${PREFIX}idx:lru`, `${PREFIX}idx:lfu`,
-      86400, Date.now(), Math.floor(Date.now() / 1000), id),
+    (id) => rawGet(fkey(PREFIX, id)),
+    async (id) => { await rawGet(fkey(PREFIX, id)); JSON.parse(json.get(id)) },
+    warmScript,
   ], warmup)
   log(`warm retrieve p50 ${R.warm.p50.toFixed(0)} p99 ${R.warm.p99.toFixed(0)} µs (GET+parse ${R.warmCeil.p50.toFixed(0)}/${R.warmCeil.p99.toFixed(0)})`)
 
@@ -336,7 +339,7 @@ async function main() {
   const env = new Map()
   for (let i = 0; i < closedIds.length; i += 200) {
     const ids = closedIds.slice(i, i + 200)
-    const got = await redis.cmd('MGET', ...ids.map((id) => fkey(PREFIX, id)))
+    const got = await redis.mGet(ids.map((id) => fkey(PREFIX, id)))
     ids.forEach((id, k) => { if (got[k]) env.set(id, Buffer.from(got[k])) })
   }
   if (env.size !== closedIds.length) throw new Error(`only ${env.size} envelopes in Redis`)
@@ -344,19 +347,12 @@ async function main() {
 
   // ---- ceilings of hot → warm ----
   await pg.query(CEIL_TSV_DDL(SCHEMA))
-  const tsvRows = [COPY_HEADER]
-  const plainRows = [COPY_HEADER]
-  for (const id of closedIds) {
-    const b = byId.get(id)
-    const st = searchText(b)
-    const fields = archiveFields(b, env.get(id))
-    tsvRows.push(copyTuple([...fields, st.name, st.digest, st.anchors, st.events]))
-    plainRows.push(copyTuple(fields))
-  }
-  tsvRows.push(COPY_TRAILER)
-  plainRows.push(COPY_TRAILER)
-  const tsvCopy = Buffer.concat(tsvRows)
-  const plainCopy = Buffer.concat(plainRows)
+  const fields = closedIds.map((id) => archiveFields(byId.get(id), env.get(id)))
+  const tsvCopy = copyData(closedIds.map((id, k) => {
+    const st = searchText(byId.get(id))
+    return [...fields[k], st.name, st.digest, st.anchors, st.events]
+  }))
+  const plainCopy = copyData(fields)
   {
     // SQLite: read the rows of every closed frame (what the mover reads before encoding).
     t = now()
@@ -366,20 +362,20 @@ async function main() {
     // weighted tsvector into a table with the same indexes (GIN included); one transaction.
     t = now()
     await pg.query(`BEGIN; CREATE TEMP TABLE stage (${STAGE_COLS.split(', ').map((c) => `${c} ${/created_at|closed_at|size_bytes|compressed_size|version/.test(c) ? 'INT8' : c === 'tier' ? 'INT2' : c === 'payload' ? 'BYTEA' : 'TEXT'}`).join(', ')}, s_name TEXT, s_digest TEXT, s_anchors TEXT, s_events TEXT) ON COMMIT DROP; ALTER TABLE stage ALTER COLUMN payload SET STORAGE EXTERNAL`)
-    await pg.copyIn(`COPY stage (${STAGE_COLS}, s_name, s_digest, s_anchors, s_events) FROM STDIN (FORMAT binary)`, tsvCopy)
+    await copyIn(pg, `COPY stage (${STAGE_COLS}, s_name, s_digest, s_anchors, s_events) FROM STDIN (FORMAT binary)`, tsvCopy)
     await pg.query(`INSERT INTO "${SCHEMA}".ceil_tsv (${STAGE_COLS}, search) SELECT ${STAGE_COLS}, ` +
       `setweight(to_tsvector('english', s_name), 'A') || setweight(to_tsvector('english', s_digest), 'B') || ` +
       `setweight(to_tsvector('english', s_anchors), 'C') || setweight(to_tsvector('english', s_events), 'D') FROM stage; COMMIT`)
     R.ceilPgTsv = { ms: now() - t, bytes: tsvCopy.length }
     // PostgreSQL without tsvector: a plain COPY of the same envelopes and columns.
     t = now()
-    await pg.copyIn(`COPY "${SCHEMA}".ceil_plain (${STAGE_COLS}) FROM STDIN (FORMAT binary)`, plainCopy)
+    await copyIn(pg, `COPY "${SCHEMA}".ceil_plain (${STAGE_COLS}) FROM STDIN (FORMAT binary)`, plainCopy)
     R.ceilPgPlain = { ms: now() - t, bytes: plainCopy.length }
-    // Redis: one pipeline of SET EX of the same envelopes.
-    const setCmds = Buffer.concat(closedIds.map((id) => encodeCommand(['SET', fkey(CEIL_PREFIX, id), env.get(id), 'EX', 86400])))
+    // Redis: one pipeline of SET EX of the same envelopes (queued before the clock starts).
+    const setCmds = pipelineOf(redis, closedIds.map((id) => ['SET', fkey(CEIL_PREFIX, id), env.get(id), 'EX', '86400']))
     t = now()
-    await redis.raw(setCmds, closedIds.length)
-    R.ceilRedisSet = { ms: now() - t, bytes: setCmds.length }
+    await setCmds.execAsPipeline()
+    R.ceilRedisSet = { ms: now() - t }
     // SQLite: shrink the rows to stubs, as finish_demotions does (one transaction).
     const sE = cdb.prepare('DELETE FROM events WHERE frame_id = ?')
     const sA = cdb.prepare('DELETE FROM anchors WHERE frame_id = ?')
@@ -392,15 +388,15 @@ async function main() {
 
   // ---- hop 2: warm → cold ----
   t = now()
-  rep = await tm.migrate({ toTier: 'cold' })
+  let rep = await tm.migrate({ toTier: 'cold' })
   R.warmCold = { ms: now() - t, moved: rep.moved.length }
   assertReport(rep, 'warm→cold', closedIds.length)
   log(`warm→cold: ${R.warmCold.moved} frames in ${R.warmCold.ms.toFixed(0)} ms`)
   {
     // Ceiling: UNLINK the Redis copies (pipeline), mark the archive rows cold, mark the SQLite rows.
-    const delCmds = Buffer.concat(closedIds.map((id) => encodeCommand(['UNLINK', fkey(CEIL_PREFIX, id)])))
+    const delCmds = pipelineOf(redis, closedIds.map((id) => ['UNLINK', fkey(CEIL_PREFIX, id)]))
     t = now()
-    await redis.raw(delCmds, closedIds.length)
+    await delCmds.execAsPipeline()
     R.ceilRedisDel = { ms: now() - t }
     const arr = `'{${closedIds.join(',')}}'::text[]`
     t = now()
@@ -413,14 +409,16 @@ async function main() {
   }
 
   // ---- retrieve from cold ----
-  await pg.prepare('get', `SELECT payload FROM "${SCHEMA}".ceil_tsv WHERE frame_id = $1`)
+  // Named (prepared once, on first use) statements, results in binary as before.
+  const get = (id) => pg.query({ name: 'get', text: `SELECT payload FROM "${SCHEMA}".ceil_tsv WHERE frame_id = $1`, values: [id], binary: true, rowMode: 'array' })
   // Ours also counts the read in the archive (ColdTier::touch, an autocommitted UPDATE) on every cold read.
-  await pg.prepare('touch', `UPDATE "${SCHEMA}".ceil_tsv SET access_count = access_count + 1, last_accessed = $2 WHERE frame_id = $1`)
+  const touch = (id) => pg.query({ name: 'touch', text: `UPDATE "${SCHEMA}".ceil_tsv SET access_count = access_count + 1, last_accessed = $2 WHERE frame_id = $1`,
+    values: [id, Math.floor(Date.now() / 1000)], binary: true, rowMode: 'array' })
   ;[R.cold, R.coldCeilGet, R.coldCeil, R.coldCeilTouch] = await latencyMulti(sample, [
     ours,
-    (id) => pg.execute('get', [id]),
-    async (id) => { await pg.execute('get', [id]); JSON.parse(json.get(id)) },
-    async (id) => { await pg.execute('get', [id]); await pg.execute('touch', [id, Math.floor(Date.now() / 1000)]); JSON.parse(json.get(id)) },
+    get,
+    async (id) => { await get(id); JSON.parse(json.get(id)) },
+    async (id) => { await get(id); await touch(id); JSON.parse(json.get(id)) },
   ], warmup)
   log(`cold retrieve p50 ${R.cold.p50.toFixed(0)} p99 ${R.cold.p99.toFixed(0)} µs (SELECT+parse ${R.coldCeil.p50.toFixed(0)}/${R.coldCeil.p99.toFixed(0)})`)
 
@@ -434,7 +432,7 @@ async function main() {
     // Ceiling: read the envelopes back (binary COPY out), write the full rows into the SQLite copy
     // (one transaction), delete the archive rows.
     t = now()
-    R.ceilPgRead = { bytes: await pg.copyOut(`COPY (SELECT frame_id, payload FROM "${SCHEMA}".ceil_tsv) TO STDOUT (FORMAT binary)`) }
+    R.ceilPgRead = { bytes: await copyOut(pg, `COPY (SELECT frame_id, payload FROM "${SCHEMA}".ceil_tsv) TO STDOUT (FORMAT binary)`) }
     R.ceilPgRead.ms = now() - t
     const upd = cdb.prepare("UPDATE frames SET inputs = ?, outputs = ?, digest_text = ?, digest_json = ?, tier_status = 'hot' WHERE frame_id = ?")
     const delE = cdb.prepare('DELETE FROM events WHERE frame_id = ?')
@@ -462,9 +460,9 @@ async function main() {
   cdb.close()
   await tm.close()
   // Free this store's remote data before the scale run.
-  await redis.flushPrefix(PREFIX)
-  await redis.flushPrefix(CEIL_PREFIX)
-  await pg.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`)
+  await flushPrefix(redis, PREFIX)
+  await flushPrefix(redis, CEIL_PREFIX)
+  await dropSchemas(pg, SCHEMA)
 
   // ---- flatness: the same hop at SCALE_N frames ----
   {
@@ -480,20 +478,15 @@ async function main() {
     R.scaleStore = { ms: now() - t }
     R.dryScale = await medianMs(() => tm2.migrate({ toTier: 'warm', limit: 1, dryRun: true }))
     log(`scale: stored ${SCALE_N} frames in ${R.scaleStore.ms.toFixed(0)} ms`)
-    t = now()
-    let r2 = await tm2.migrate({ toTier: 'warm', limit: SLICE })
-    R.sliceScale = { ms: now() - t, moved: r2.moved.length }
-    assertReport(r2, 'scale slice', SLICE)
-    t = now()
-    r2 = await tm2.migrate({ toTier: 'warm' })
-    R.scaleHotWarm = { ms: now() - t, moved: r2.moved.length }
-    assertReport(r2, 'scale hot→warm', closed - SLICE)
-    log(`scale hot→warm: ${r2.moved.length} frames in ${R.scaleHotWarm.ms.toFixed(0)} ms (slice ${R.sliceScale.ms.toFixed(0)} ms)`)
+    const hop = await hopToWarm(tm2, closed, 'scale hot→warm')
+    R.sliceScale = hop.slice
+    R.scaleHotWarm = hop.rest
+    log(`scale hot→warm: ${R.scaleHotWarm.moved} frames in ${R.scaleHotWarm.ms.toFixed(0)} ms (slice ${R.sliceScale.ms.toFixed(0)} ms)`)
     await tm2.close()
   }
 
-  redis.close()
-  pg.close()
+  await redis.close()
+  await pg.end()
   R.started = started
   R.finished = new Date()
   return R
@@ -538,7 +531,7 @@ function render(R, M) {
   L.push(`* Machine: ${M.cores} cores (${M.model}), ${M.mem} RAM, ${M.os}; load average at the end ${M.load}. Shared with another engineer: absolute times are noisy, the ratios are what matter.`)
   L.push(`* Node ${M.node}, Redis ${M.redis}, PostgreSQL ${M.pg}, all on localhost.`)
   L.push(`* Command: \`${['node', 'bench/run.js', ...argv].join(' ')}\``)
-  L.push(`* Frames: ${R.frames} StackMemory-shaped bundles (bench/gen.js): ${R.shape.active} active (avg ${f0(R.shape.activeAvg)} B) and ${R.shape.closed} closed (avg ${f0(R.shape.closedAvg)} B, p50 ${f0(R.shape.closedP50)} B, p99 ${f0(R.shape.closedP99)} B, max ${f0(R.shape.closedMax)} B; digest stored twice, events embedded). Only closed frames move. zstd envelopes: ${f0(R.envBytes / nc)} B on average (${f1(R.shape.closedBytes / R.envBytes)}x).`)
+  L.push(`* Frames: ${R.frames} StackMemory-shaped bundles (testkit/frames.js): ${R.shape.active} active (avg ${f0(R.shape.activeAvg)} B) and ${R.shape.closed} closed (avg ${f0(R.shape.closedAvg)} B, p50 ${f0(R.shape.closedP50)} B, p99 ${f0(R.shape.closedP99)} B, max ${f0(R.shape.closedMax)} B; digest stored twice, events embedded). Only closed frames move. zstd envelopes: ${f0(R.envBytes / nc)} B on average (${f1(R.shape.closedBytes / R.envBytes)}x).`)
   L.push(`* Latency: ${R.samples} retrieves of random closed frames, one at a time, \`retrieve(id, { promote: false })\` through the JS API, after 100 warm-up calls. Ceilings use the same ids and run interleaved with ours, id by id (rotating the order), so load bursts from the machine's other tenant hit both alike.`)
   L.push('')
   L.push('## Hop throughput (`migrate`)', '')
@@ -563,9 +556,9 @@ function render(R, M) {
   const row = (name, o, what, c) => L.push(`| ${name} | ${f0(o.p50)} | ${f0(o.p99)} | ${what} | ${f0(c.p50)} | ${f0(c.p99)} | ${f1(o.p50 / c.p50)}x | ${f1(o.p99 / c.p99)}x |`)
   row('hot', R.hot, 'better-sqlite3 on a copy: frame + events + anchors, JSON columns parsed', R.hotCeil)
   row('hot, active frames (~0.4 KB)', R.hotActive, 'same, on the active frames', R.hotActiveCeil)
-  row('warm', R.warm, 'plain GET (RESP client in the same process) + JSON.parse of the frame', R.warmCeil)
+  row('warm', R.warm, 'plain GET (node-redis in the same process) + JSON.parse of the frame', R.warmCeil)
   row('', R.warm, 'plain GET only', R.warmCeilGet)
-  row('', R.warm, 'EVALSHA of the warm tier\'s own GET script (Redis share of ours)', R.warmScript)
+  row('', R.warm, 'the warm tier\'s own EVALSHA, captured from ours and replayed (Redis share of ours)', R.warmScript)
   row('cold', R.cold, 'plain prepared SELECT payload (binary) + JSON.parse of the frame', R.coldCeil)
   row('', R.cold, 'plain prepared SELECT only', R.coldCeilGet)
   row('', R.cold, 'SELECT + the same access-count UPDATE (autocommit) + JSON.parse', R.coldCeilTouch)

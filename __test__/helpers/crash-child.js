@@ -1,19 +1,22 @@
 'use strict'
 // A child process for crash.test.ts: it is SIGKILLed by its parent at random points of a
 // migration. Usage:
-//   node crash-child.js <config.json> store <bundles.json>   store every bundle, print "stored N"
-//   node crash-child.js <config.json> migrate <tier>         print "migrating", migrate, print "done {...}"
-// It loads the built package exactly as a user would.
+//   node crash-child.js <config.json> store <n> <genOptions JSON>   generate n bundles (testkit's
+//                                                                    genBundles), store them, print "stored N"
+//   node crash-child.js <config.json> migrate <tier>                print "migrating", migrate, print "done {...}"
+// It loads the built package exactly as a user would. The bundles are regenerated from the
+// parent's seed and options: the generator is deterministic, so both processes hold the same set.
 
 const fs = require('fs')
 const { TierManager } = require('../../index.js')
+const { genBundles } = require('../../testkit/frames.js')
 
 async function main() {
-  const [configPath, mode, arg] = process.argv.slice(2)
+  const [configPath, mode, arg, genOptions] = process.argv.slice(2)
   const config = JSON.parse(fs.readFileSync(configPath, 'utf8'))
   const m = await TierManager.open(config)
   if (mode === 'store') {
-    const bundles = JSON.parse(fs.readFileSync(arg, 'utf8'))
+    const { bundles } = genBundles(Number(arg), JSON.parse(genOptions))
     let n = 0
     for (let i = 0; i < bundles.length; i += 500) n += await m.storeMany(bundles.slice(i, i + 500))
     process.stdout.write(`stored ${n}\n`)

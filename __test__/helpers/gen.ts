@@ -1,5 +1,5 @@
-// Shared helpers for the tier tests: a deterministic StackMemory-shaped bundle generator, a
-// per-test config maker (own SQLite file, Redis key prefix, PostgreSQL schema) with cleanup,
+// Shared helpers for the tier tests: the frame generator (testkit/frames.js, shared with the
+// bench), a per-test config maker (own SQLite file, Redis key prefix, PostgreSQL schema) with cleanup,
 // direct access to the services (redis-cli, psql) to look behind the addon's back, a throwaway
 // redis-server and a killable TCP proxy. No mocks: everything talks to the real services.
 
@@ -11,257 +11,41 @@ import * as path from 'path'
 import * as crypto from 'crypto'
 
 import { TierManager } from '../../index'
-import type { FrameBundle, TierConfig } from '../../index'
+import type { FrameBundle, TierConfig, TierStatus } from '../../index'
 
 export const REDIS_URL = process.env.REDIS_TEST_URL || 'redis://127.0.0.1:6379'
 export const PG_URL = process.env.TEST_DATABASE_URL || 'postgres://postgres:postgres@127.0.0.1:5432/test'
 export const ROOT = path.resolve(__dirname, '..', '..')
 
-// ---------------------------------------------------------------------------------------------
-// Deterministic randomness
-
-/** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { genBundles, normalized, simpleBundle } from '../../testkit/frames'
+export type { GenOptions, GenResult } from '../../testkit/frames'
 
 export function randomTag(n = 10): string {
   return crypto.randomBytes(16).toString('hex').slice(0, n)
 }
 
-function uuidFrom(r: () => number): string {
-  const h = () => Math.floor(r() * 0x10000).toString(16).padStart(4, '0')
-  return `${h()}${h()}-${h()}-4${h().slice(1)}-a${h().slice(1)}-${h()}${h()}${h()}`
+export const idOf = (b: FrameBundle): string => b.frame.frame_id
+
+/** Frames per tier, as a status reports them. */
+export function counts(s: TierStatus): { hot: number; warm: number; cold: number } {
+  return { hot: s.tiers.hot.frames, warm: s.tiers.warm.frames, cold: s.tiers.cold.frames }
 }
 
-const WORDS = (
-  'session token refresh backoff retry limiter cache redis postgres sqlite frame anchor event digest ' +
-  'decision constraint risk fact todo build test jest rust napi tokio async await promise module ' +
-  'handler request response header cookie login logout user admin config schema migrate index query ' +
-  'vacuum journal checksum compress zstd archive promote demote tier hot warm cold stub tree parent ' +
-  'child subtask task debug review deploy rollback release patch merge branch commit diff lint format ' +
-  'timeout deadline latency throughput memory leak pointer buffer stream socket proxy server client ' +
-  'widget service gateway router endpoint payload metadata priority project run depth state closed'
-).split(' ')
-
-function words(r: () => number, n: number): string {
-  const out: string[] = []
-  for (let i = 0; i < n; i++) out.push(WORDS[Math.floor(r() * WORDS.length)])
-  return out.join(' ')
-}
-
-/** Text of about `bytes` characters. */
-function textOf(r: () => number, bytes: number): string {
-  let s = ''
-  while (s.length < bytes) s += words(r, 12) + '. '
-  return s.slice(0, bytes)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Bundle generator
-
-export interface GenOptions {
-  /** Seed: the same seed and count give the same bundles (the crash child relies on it). */
-  seed?: number
-  /** Prefix of every id, so runs never collide. */
-  idPrefix?: string
-  /** How many bundles of ~100 KB (default 4). */
-  large?: number
-  /** Base time in seconds (default: 30 days ago) — frames are this old or older. */
-  baseSeconds?: number
-  projectId?: string
-}
-
-export interface GenResult {
-  bundles: FrameBundle[]
-  active: Set<string>
-  closed: Set<string>
-  large: Set<string>
-  /** A unique word planted in each frame's digest_text. */
-  digestWord: Map<string, string>
-}
-
-/**
- * `n` StackMemory-shaped bundles in parent-first order: tasks (depth 0), some active, each with
- * 0-4 closed subtasks (depth 1). Active frames are ~0.4 KB, closed ones 4-8 KB, `large` of them
- * ~100 KB. Times are mixed: seconds, milliseconds and ISO-8601 strings; some JSON columns are
- * given as JSON text (StackMemory's own column format).
- */
-export function genBundles(n: number, opts: GenOptions = {}): GenResult {
-  const r = rng(opts.seed ?? 1)
-  const idp = opts.idPrefix ?? 'g'
-  const base = opts.baseSeconds ?? Math.floor(Date.now() / 1000) - 30 * 86400
-  const project = opts.projectId ?? 'git-github-com-acme-widget-service'
-  const largeWanted = opts.large ?? 4
-  const bundles: FrameBundle[] = []
-  const active = new Set<string>()
-  const closed = new Set<string>()
-  const large = new Set<string>()
-  const digestWord = new Map<string, string>()
-  let largeLeft = largeWanted
-  let i = 0
-  const largeEvery = largeWanted > 0 ? Math.max(1, Math.floor(n / (largeWanted + 1))) : Infinity
-
-  const make = (opt: { parent?: string; depth: number; isActive: boolean; runId: string }): FrameBundle => {
-    const idx = i++
-    const frameId = `${idp}-${idx}-${uuidFrom(r)}`
-    const created = base + idx * 7 + Math.floor(r() * 5)
-    const closedAt = created + 30 + Math.floor(r() * 3000)
-    const timeStyle = idx % 5 // 0,1: seconds; 2: ms; 3: ISO; 4: seconds created, ms closed
-    const t = (s: number, style: number): number | string =>
-      style === 2 ? s * 1000 + (idx % 1000) : style === 3 ? new Date(s * 1000).toISOString() : s
-    const word = `dw${idp.replace(/[^a-z0-9]/gi, '')}x${idx}`
-    digestWord.set(frameId, word)
-    const isLarge = !opt.isActive && largeLeft > 0 && idx > 0 && idx % largeEvery === 0
-    if (isLarge) largeLeft--
-    const targetBytes = opt.isActive ? 0 : isLarge ? 100_000 : 4000 + Math.floor(r() * 4000)
-    const name = `${opt.depth === 0 ? 'Task' : 'Subtask'} ${words(r, 4)} ${idx}`
-    const events: any[] = []
-    const anchors: any[] = []
-    const nEvents = opt.isActive ? (idx % 2) : 3 + Math.floor(r() * 4)
-    // Event sizes share the frame's budget; given out of seq order sometimes (normalised by seq).
-    const per = opt.isActive ? 16 : Math.max(50, Math.floor((targetBytes - 1500) / nEvents) - 180)
-    for (let e = 0; e < nEvents; e++) {
-      const tsSec = created + 5 + e * 10
-      const tsStyle = (idx + e) % 4
-      const ts: number | string = tsStyle === 3 ? new Date(tsSec * 1000 + 250).toISOString() : tsSec * 1000 + 250
-      const payload = opt.isActive
-        ? { content: textOf(r, per) }
-        : e % 2 === 0
-          ? { tool_name: 'Read', arguments: { file_path: `src/${words(r, 1)}.ts` }, content: textOf(r, per) }
-          : { tool_name: 'Bash', status: 'ok', result: textOf(r, per) }
-      events.push({
-        event_id: `${frameId}-e${e}`,
-        frame_id: frameId,
-        run_id: opt.runId,
-        seq: e + 1,
-        event_type: e % 2 === 0 ? 'tool_call' : 'tool_result',
-        // Some payloads as JSON text, as StackMemory's column holds them.
-        payload: (idx + e) % 7 === 0 ? JSON.stringify(payload) : payload,
-        ts,
-      })
+/** Retrieve every id (no promotion) and return those whose JSON differs from `expected`, or
+ * whose retrieve failed (with the error's code and message). */
+export async function mismatches(m: TierManager, expected: Map<string, unknown>): Promise<string[]> {
+  const bad: string[] = []
+  for (const [id, want] of expected) {
+    let got: unknown
+    try {
+      got = await m.retrieve(id, { promote: false })
+    } catch (e: any) {
+      bad.push(`${id}: ${e.code} ${e.message}`)
+      continue
     }
-    if (!opt.isActive && nEvents > 2 && idx % 3 === 0) {
-      // Out of order: the store puts events in seq order.
-      const x = events[0]
-      events[0] = events[1]
-      events[1] = x
-    }
-    const nAnchors = opt.isActive ? 0 : 1 + Math.floor(r() * 2)
-    for (let a = 0; a < nAnchors; a++) {
-      anchors.push({
-        anchor_id: `${frameId}-a${a}`,
-        frame_id: frameId,
-        project_id: '',
-        type: ['DECISION', 'FACT', 'CONSTRAINT', 'RISK'][a % 4],
-        text: words(r, 8),
-        priority: Math.floor(r() * 10),
-        created_at: (idx + a) % 4 === 3 ? new Date((created + 20) * 1000).toISOString() : created + 20,
-        metadata: a % 2 ? { source: 'mcp:add_decision' } : {},
-      })
-    }
-    const inputs = opt.isActive ? { goals: words(r, 2) } : { goals: words(r, 5), constraints: [words(r, 3)] }
-    const digestText = opt.isActive
-      ? null
-      : `Frame: ${name} (${opt.depth === 0 ? 'task' : 'subtask'})\nKey word ${word}\nGoals: ${words(r, 6)}\n`
-    const frame: any = {
-      frame_id: frameId,
-      run_id: opt.runId,
-      project_id: project,
-      ...(opt.parent ? { parent_frame_id: opt.parent } : {}),
-      depth: opt.depth,
-      type: opt.depth === 0 ? 'task' : 'subtask',
-      name,
-      state: opt.isActive ? 'active' : 'closed',
-      inputs: idx % 6 === 0 ? JSON.stringify(inputs) : inputs,
-      outputs: opt.isActive ? {} : { summary: words(r, 10), files_changed: Math.floor(r() * 5) },
-      digest_text: opt.isActive ? `active ${word}` : digestText,
-      digest_json: opt.isActive ? {} : { frameName: name, activity: { totalEvents: nEvents } },
-      created_at: t(created, timeStyle === 4 ? 0 : timeStyle),
-      closed_at: opt.isActive ? null : t(closedAt, timeStyle === 4 ? 2 : timeStyle),
-      retention_policy: 'default',
-    }
-    const b: FrameBundle = { frame, events, anchors }
-    ;(opt.isActive ? active : closed).add(frameId)
-    if (isLarge) large.add(frameId)
-    return b
+    if (JSON.stringify(got) !== JSON.stringify(want)) bad.push(id)
   }
-
-  while (bundles.length < n) {
-    const runId = uuidFrom(r)
-    const taskActive = r() < 0.2
-    const task = make({ depth: 0, isActive: taskActive, runId })
-    bundles.push(task)
-    const subs = Math.floor(r() * 5)
-    for (let s = 0; s < subs && bundles.length < n; s++) {
-      bundles.push(make({ parent: task.frame.frame_id, depth: 1, isActive: false, runId }))
-    }
-  }
-  return { bundles, active, closed, large, digestWord }
-}
-
-/** What `normalize_bundle` makes of a bundle (JS mirror, for checking the hot tier independently). */
-export function normalized(b: FrameBundle): FrameBundle {
-  const c: any = JSON.parse(JSON.stringify(b))
-  const parse = (o: any, k: string) => {
-    if (typeof o[k] === 'string') o[k] = JSON.parse(o[k])
-  }
-  const secs = (o: any, k: string) => {
-    if (typeof o[k] === 'string') o[k] = Math.floor(Date.parse(o[k]) / 1000)
-  }
-  for (const k of ['inputs', 'outputs', 'digest_json']) parse(c.frame, k)
-  secs(c.frame, 'created_at')
-  secs(c.frame, 'closed_at')
-  c.events = (c.events ?? []).map((e: any) => {
-    parse(e, 'payload')
-    if (typeof e.ts === 'string') e.ts = Date.parse(e.ts)
-    return e
-  })
-  c.events.sort((x: any, y: any) => (x.seq ?? Infinity) - (y.seq ?? Infinity))
-  c.anchors = (c.anchors ?? []).map((a: any) => {
-    secs(a, 'created_at')
-    parse(a, 'metadata')
-    return a
-  })
-  return c
-}
-
-/** A small hand-made bundle (no children), for tests that need exact control over one frame. */
-export function simpleBundle(
-  id: string,
-  o: { state?: 'active' | 'closed'; createdAt?: number | string | null; closedAt?: number | string | null; digest?: string; name?: string; parent?: string } = {},
-): FrameBundle {
-  const now = Math.floor(Date.now() / 1000)
-  const frame: any = {
-    frame_id: id,
-    run_id: 'run-' + id,
-    project_id: 'proj-simple',
-    depth: o.parent ? 1 : 0,
-    type: 'task',
-    name: o.name ?? `simple frame ${id}`,
-    state: o.state ?? 'closed',
-    inputs: { goals: 'g' },
-    outputs: { summary: 's' },
-    digest_text: o.digest ?? `digest of ${id}`,
-    digest_json: {},
-  }
-  if (o.parent) frame.parent_frame_id = o.parent
-  if (o.createdAt !== null) frame.created_at = o.createdAt ?? now - 10 * 86400
-  if (o.closedAt !== null && (o.state ?? 'closed') === 'closed') frame.closed_at = o.closedAt ?? now - 9 * 86400
-  return {
-    frame,
-    events: [
-      { event_id: id + '-e1', frame_id: id, run_id: 'run-' + id, seq: 1, event_type: 'tool_call', payload: { content: 'hello ' + id }, ts: now * 1000 },
-    ],
-    anchors: [{ anchor_id: id + '-a1', frame_id: id, project_id: '', type: 'FACT', text: 'fact of ' + id, priority: 1, created_at: now, metadata: {} }],
-  }
+  return bad
 }
 
 export interface SqliteRow {
@@ -398,6 +182,13 @@ export function registry() {
       for (const e of envs) e.cleanup()
     },
   }
+}
+
+/** The calling test file's registry, closed in its afterAll. */
+export function fileRegistry(): ReturnType<typeof registry> {
+  const reg = registry()
+  afterAll(() => reg.closeAll())
+  return reg
 }
 
 // ---------------------------------------------------------------------------------------------
