@@ -63,7 +63,7 @@ function runChild(args: string[], killAfterMs?: number): Promise<ChildRun> {
 /**
  * Open on the same file / prefix / schema and check that every frame is whole and claimed once.
  *
- * (Was a bug in src/copy_guard.rs, fixed there:) this process opens and closes one TierManager per
+ * (Was a bug in src/tiers/hot/copy_guard.rs, fixed there:) this process opens and closes one TierManager per
  * check. When the garbage collector drops a closed manager while a newer one is open, SQLite keeps
  * the old connection's descriptor open on purpose (it may not close() a file while another
  * connection of the process holds POSIX locks on it), the copy guard counts that descriptor as

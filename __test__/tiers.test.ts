@@ -197,7 +197,7 @@ describe('round trip hot → warm → cold → hot', () => {
 })
 
 describe('reopening in one process', () => {
-  // Regression test (was a bug in src/copy_guard.rs, fixed there). A TierManager closed and garbage-collected
+  // Regression test (was a bug in src/tiers/hot/copy_guard.rs, fixed there). A TierManager closed and garbage-collected
   // while another TierManager on the same file is open makes the live one refuse every call with
   // ERR_STORAGE "... is also open through another SQLite library in this process (N descriptors on
   // the file, M of them ours)". SQLite's unix VFS defers close() of a closed connection's
@@ -432,7 +432,7 @@ describe('search', () => {
 })
 
 describe('search tiers option', () => {
-  // Regression test (was a bug in src/manager.rs search(), fixed there): a PostgreSQL hit was skipped
+  // Regression test (was a bug in src/manager/search.rs, fixed there): a PostgreSQL hit was skipped
   // only when `!want(t) && !want(Tier::Hot)`, so tiers ['hot', 'warm'] also returned cold frames.
   test('a hot+warm search does not return cold frames, a hot+cold one no warm frames', async () => {
     const e = env()

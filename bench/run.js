@@ -4,7 +4,7 @@
 // latency per tier (through JS, `{ promote: false }`), each next to a raw ceiling measured in the
 // same run on the same bytes:
 //   * SQLite: better-sqlite3 on a *copy* of the hot file (never the file the TierManager has open:
-//     two SQLite copies in one process on one file is refused by design, see src/copy_guard.rs);
+//     two SQLite copies in one process on one file is refused by design, see src/tiers/hot/copy_guard.rs);
 //   * Redis: a plain pipeline (node-redis, bench/clients.js) of the same envelopes;
 //   * PostgreSQL: a plain binary COPY (pg + pg-copy-streams, bench/pgcopy.js) of the same envelopes
 //     into a scratch table with the same tsvector + GIN index (and one without any tsvector).
@@ -280,7 +280,7 @@ async function main() {
   R.dryN = await medianMs(() => tm.migrate({ toTier: 'warm', limit: 1, dryRun: true }))
   log(`hot retrieve p50 ${R.hot.p50.toFixed(0)} µs (ceiling ${R.hotCeil.p50.toFixed(0)} µs)`)
 
-  // The copy guard (src/copy_guard.rs) reads /proc/self/fd and readlinks every descriptor on each
+  // The copy guard (src/tiers/hot/copy_guard.rs) reads /proc/self/fd and readlinks every descriptor on each
   // SQLite use. Its cost: the hot p50 again with 1000 more descriptors open gives the cost per
   // descriptor; times the descriptors normally open gives the guard's share of the p50.
   {
@@ -565,7 +565,7 @@ function render(R, M) {
   L.push('')
   L.push(`Warm retrieve p99 goal (< 400 µs through JS): ${goal(R.warm.p99 < 400)} (p99 ${f0(R.warm.p99)} µs).`, '')
   L.push(`Hot retrieves count accesses in memory (flushed to SQLite every 256 reads or every second), so the hot p50 above includes that counting. ` +
-    `The copy guard (src/copy_guard.rs) lists \`/proc/self/fd\` and readlinks every descriptor on each SQLite use: with 1000 extra descriptors open the hot p50 (active frames, median of 6 interleaved blocks) was ${f0(R.guard.p50With1000More)} µs against ${f0(R.guard.p50Again)} µs without, ` +
+    `The copy guard (src/tiers/hot/copy_guard.rs) lists \`/proc/self/fd\` and readlinks every descriptor on each SQLite use: with 1000 extra descriptors open the hot p50 (active frames, median of 6 interleaved blocks) was ${f0(R.guard.p50With1000More)} µs against ${f0(R.guard.p50Again)} µs without, ` +
     `i.e. ${f2(R.guard.perFdUs)} µs per descriptor; the bench process normally has ${R.guard.baseFds} descriptors, so the check costs about ${f0(Math.max(0, R.guard.estUs))} µs per SQLite use: ${pc(Math.max(0, R.guard.estUs) / R.hot.p50)} of the ${f0(R.hot.p50)} µs hot p50 (${pc(Math.max(0, R.guard.estUs) / R.hotActive.p50)} of the ${f0(R.hotActive.p50)} µs p50 on active frames). ` +
     `(The same scan done from JS with fs.readdirSync/readlinkSync takes ${f0(R.guard.jsScanUs)} µs.) The cost grows linearly with the host process's open descriptors (sockets, files, watchers).`, '')
   L.push('## Per-frame cost of hot → warm vs store size', '')
