@@ -49,6 +49,9 @@ struct Inner {
     access: std::sync::Mutex<AccessBuffer>,
     counters: Counters,
     shutdown: Arc<Notify>,
+    /// Held by the background worker through a cycle; `close()` takes it, so nothing the worker
+    /// started is still running when `close()` returns.
+    background: AsyncMutex<()>,
     /// Serialises migrations: two overlapping moves of one frame would race on its journal.
     move_lock: AsyncMutex<()>,
     last_recovery: std::sync::Mutex<Option<RecoveryReport>>,
@@ -96,6 +99,7 @@ impl TierManager {
             counters: Counters::default(),
             shutdown: Arc::new(Notify::new()),
             move_lock: AsyncMutex::new(()),
+            background: AsyncMutex::new(()),
             last_recovery: std::sync::Mutex::new(None),
         });
         let mgr = TierManager { inner };
@@ -140,6 +144,8 @@ impl TierManager {
             return Ok(());
         }
         self.inner.shutdown.notify_waiters();
+        // A cycle the worker started finishes first (its moves are journaled either way).
+        let _idle = self.inner.background.lock().await;
         self.flush_accesses().await?;
         self.flush_trace();
         self.save_snapshot(true).await

@@ -11,6 +11,7 @@ use super::requests::RetrieveOptions;
 use super::TierManager;
 use crate::model::units::{now_millis, now_seconds};
 use crate::model::{Result, Tier};
+use crate::moves::Fetched;
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -81,7 +82,7 @@ impl TierManager {
             return Ok(Some(b.to_value()));
         } else {
             let remotes = self.remotes().await;
-            let (b, _sum, served_by, corrupt) =
+            let (b, sum, served_by, corrupt) =
                 self.inner.mover.fetch_remote(frame_id, tier, &remotes, rec.meta.checksum.as_deref()).await?;
             if corrupt {
                 c.corrupt_warm.fetch_add(1, Ordering::Relaxed);
@@ -107,7 +108,8 @@ impl TierManager {
             };
             if promote {
                 let _guard = self.inner.move_lock.lock().await;
-                match self.inner.mover.promote_one(frame_id, tier, &remotes).await {
+                let fetched = Fetched { id: frame_id.to_string(), bundle: b.clone(), sum, version: rec.meta.version };
+                match self.inner.mover.promote_fetched(fetched, tier, &remotes).await {
                     Ok(_) => {
                         c.promotions.fetch_add(1, Ordering::Relaxed);
                         self.policy_moved(frame_id, tier, Tier::Hot, true, None);

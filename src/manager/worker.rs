@@ -3,10 +3,12 @@
 //! the manager, or the Node process, alive.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::TierManager;
+use tokio::time::Instant;
+
+use super::{Inner, TierManager};
 
 #[derive(Default)]
 pub(super) struct WorkerRuns {
@@ -16,84 +18,76 @@ pub(super) struct WorkerRuns {
     pub(super) last_error: Option<String>,
 }
 
+/// Sleeps until `until` or until the manager closes; then the manager if it is still open. Holding
+/// only a weak reference while asleep is what lets the Node process exit.
+async fn wake(weak: &Weak<Inner>, until: Instant) -> Option<TierManager> {
+    let shutdown = weak.upgrade()?.shutdown.clone();
+    tokio::select! {
+        _ = tokio::time::sleep_until(until) => {}
+        _ = shutdown.notified() => return None,
+    }
+    let inner = weak.upgrade()?;
+    (!inner.closed.load(Ordering::SeqCst)).then_some(TierManager { inner })
+}
+
 impl TierManager {
     pub(super) fn spawn_flusher(&self) {
         let weak = Arc::downgrade(&self.inner);
         let every = Duration::from_millis(self.inner.config.access_flush_ms.max(10));
         tokio::spawn(async move {
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                let shutdown = inner.shutdown.clone();
-                drop(inner);
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = shutdown.notified() => return,
-                }
-                let Some(inner) = weak.upgrade() else { return };
-                if inner.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let _ = TierManager { inner }.flush_accesses().await;
+            while let Some(mgr) = wake(&weak, Instant::now() + every).await {
+                let _ = mgr.flush_accesses().await;
             }
         });
     }
 
-    /// The background worker: one cycle every `syncInterval` while open. It holds only a weak
-    /// reference, so it never keeps the manager (or the Node process) alive.
+    /// The background worker: one cycle every `syncInterval` while open, and one at once when a
+    /// pressure check between cycles finds a higher level. `close()` waits for a cycle under way
+    /// (the `background` lock), so nothing moves after it returns.
     pub(super) fn spawn_policy_worker(&self) {
         let cfg = &self.inner.config;
         // Local-only, every move would be deferred: no worker.
-        if !cfg.policies.background_sync || !(cfg.redis.enabled || cfg.postgres.enabled) {
+        if !cfg.policies.background_sync || !cfg.has_remote() {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
-        let every = Duration::from_millis(self.inner.config.policies.sync_interval_ms.max(10));
-        let check = Duration::from_millis(self.engine().options().pressure_check_ms.max(10)).min(every);
+        let every = Duration::from_millis(cfg.policies.sync_interval_ms.max(10));
+        let check = Duration::from_millis(cfg.policies.pressure_check_ms.max(10)).min(every);
         tokio::spawn(async move {
-            let mut last_cycle = tokio::time::Instant::now();
+            let mut last_cycle = Instant::now();
             let mut last_level = crate::policy::PressureLevel::Normal;
             loop {
-                let Some(inner) = weak.upgrade() else { return };
-                let shutdown = inner.shutdown.clone();
-                drop(inner);
                 let due = last_cycle + every;
-                let wake = (tokio::time::Instant::now() + check).min(due);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(wake) => {}
-                    _ = shutdown.notified() => return,
-                }
-                let Some(inner) = weak.upgrade() else { return };
-                if inner.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let mgr = TierManager { inner };
-                let trigger = if tokio::time::Instant::now() >= due {
-                    Some("interval")
+                let Some(mgr) = wake(&weak, (Instant::now() + check).min(due)).await else { return };
+                let trigger = if Instant::now() >= due {
+                    "interval"
                 } else {
                     // Between cycles: a rising pressure level starts one now.
                     match mgr.pressure_level().await {
-                        Ok(level) if level > last_level => Some("pressure"),
+                        Ok(level) if level > last_level => "pressure",
                         Ok(level) => {
                             last_level = level;
-                            None
+                            continue;
                         }
-                        Err(_) => None,
+                        Err(_) => continue,
                     }
                 };
-                let Some(trigger) = trigger else { continue };
-                last_cycle = tokio::time::Instant::now();
+                let _busy = mgr.inner.background.lock().await;
+                if mgr.inner.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                last_cycle = Instant::now();
                 let r = mgr.run_cycle(false).await;
                 if let Ok(level) = mgr.pressure_level().await {
                     last_level = level;
                 }
-                let err = r.err().map(|e| e.to_string());
-                let lock = mgr.inner.worker_runs.lock();
-                if let Ok(mut s) = lock {
+                let runs = mgr.inner.worker_runs.lock();
+                if let Ok(mut s) = runs {
                     s.cycles += 1;
                     if trigger == "pressure" {
                         s.pressure_cycles += 1;
                     }
-                    s.last_error = err;
+                    s.last_error = r.err().map(|e| e.to_string());
                 }
             }
         });

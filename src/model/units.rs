@@ -111,13 +111,24 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
 pub const MB: u64 = 1024 * 1024;
 pub const GB: u64 = 1024 * MB;
 
-/// `"500MB"`, `"1GB"`, `"64 KiB"`, `"1024"`.
-pub fn parse_size(s: &str) -> Option<u64> {
+/// `"12.5 kb"` → `(12.5, "kb")`: the number and its unit, lowercased.
+fn number_and_unit(s: &str) -> Option<(f64, String)> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+    Some((num.parse().ok()?, unit.trim().to_ascii_lowercase()))
+}
+
+/// A whole number from `n * mult`, if it is one a u64 can hold.
+fn scaled(n: f64, mult: f64) -> Option<u64> {
+    let v = n * mult;
+    (v.is_finite() && v >= 0.0 && v < u64::MAX as f64).then_some(v as u64)
+}
+
+/// `"500MB"`, `"1GB"`, `"64 KiB"`, `"1024"`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (n, unit) = number_and_unit(s)?;
+    let mult = match unit.as_str() {
         "" | "b" => 1u64,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => MB,
@@ -125,17 +136,13 @@ pub fn parse_size(s: &str) -> Option<u64> {
         "t" | "tb" | "tib" => 1024 * GB,
         _ => return None,
     };
-    let v = n * mult as f64;
-    (v.is_finite() && v >= 0.0 && v < u64::MAX as f64).then_some(v as u64)
+    scaled(n, mult as f64)
 }
 
 /// `"24h"`, `"7d"`, `"30m"`, `"45s"`, `"250ms"`, `"1w"`; a bare number is milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+    let (n, unit) = number_and_unit(s)?;
+    let mult = match unit.as_str() {
         "" | "ms" => 1.0,
         "s" | "sec" => 1000.0,
         "m" | "min" => 60_000.0,
@@ -144,8 +151,7 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
         "w" => 7.0 * 86_400_000.0,
         _ => return None,
     };
-    let v = n * mult;
-    (v.is_finite() && v >= 0.0 && v < u64::MAX as f64).then_some(v as u64)
+    scaled(n, mult)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::report::{MigrateReport, Moved, Skipped};
-use super::{Mover, Remotes};
+use super::{Hop, Mover, Remotes};
 use crate::model::codec::{self, Encoded};
 use crate::model::units::to_seconds;
 use crate::model::{Result, Tier, TierError};
@@ -15,14 +15,8 @@ use crate::tiers::warm::{WarmItem, WarmTier};
 
 impl Mover {
     /// Frames whose full rows are in SQLite (hot, or warm held back) go to `to`.
-    pub(super) async fn demote_local(
-        &self,
-        ids: &[String],
-        from: Tier,
-        to: Tier,
-        rm: &Remotes,
-        rep: &mut MigrateReport,
-    ) -> Result<()> {
+    pub(super) async fn demote_local(&self, hop: &Hop<'_>, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
+        let Hop { ids, from, to } = *hop;
         if to == Tier::Hot {
             // A held-back warm frame comes home: its body never left; drop the Redis copy.
             if let Some(w) = &rm.warm {
@@ -35,31 +29,18 @@ impl Mover {
             }
             return Ok(());
         }
-        let warm = if to == Tier::Warm {
-            match &rm.warm {
-                Some(w) => Some(w),
-                None => {
-                    let why = rm.warm_down.clone().unwrap_or_else(|| "the warm tier is not enabled".into());
-                    for id in ids {
-                        rep.skip(id, format!("deferred: warm tier unreachable ({why})"));
-                    }
-                    return Ok(());
-                }
-            }
-        } else {
-            None
-        };
-        let cold = match (&rm.cold, to) {
-            (Some(c), _) => Some(c),
-            (None, Tier::Cold) => {
-                let why = rm.cold_down.clone().unwrap_or_else(|| "the cold tier is not enabled".into());
-                for id in ids {
-                    rep.skip(id, format!("deferred: cold tier unreachable ({why})"));
-                }
-                return Ok(());
-            }
-            (None, _) => None,
-        };
+        // Warm needs Redis; cold needs PostgreSQL. Without PostgreSQL a warm copy is made and the
+        // body stays in SQLite (held back): Redis is never the last copy.
+        let warm = if to == Tier::Warm { rm.warm.as_ref() } else { None };
+        if to == Tier::Warm && warm.is_none() {
+            rep.defer(ids, Tier::Warm, &rm.down(Tier::Warm));
+            return Ok(());
+        }
+        let cold = rm.cold.as_ref();
+        if to == Tier::Cold && cold.is_none() {
+            rep.defer(ids, Tier::Cold, &rm.down(Tier::Cold));
+            return Ok(());
+        }
         // Read and encode off the async threads.
         let ids_v = ids.to_vec();
         let level = self.compression_level;
@@ -151,16 +132,14 @@ impl Mover {
             // Source untouched: undo partial copies where we can; recovery retries the rest.
             let undone = self.undo_copies(&moved_ids, warm, cold).await;
             let step = if undone { journal::ROLLED_BACK } else { journal::STARTED };
-            let steps: Vec<(i64, &'static str, Option<String>)> =
-                move_ids.iter().map(|m| (*m, step, Some(e.to_string()))).collect();
-            self.hot.call(move |hot| hot.journal_set(&steps)).await?;
+            let (note, ids) = (e.to_string(), move_ids.clone());
+            self.hot.call(move |hot| hot.journal_mark(&ids, step, Some(&note))).await?;
             return Err(e);
         }
         let bytes_before: u64 = encoded.iter().map(|(_, e)| e.raw_size as u64).sum();
         let bytes_after: u64 = encoded.iter().map(|(_, e)| e.bytes.len() as u64).sum();
         if cold.is_some() {
-            let steps: Vec<(i64, &'static str, Option<String>)> =
-                move_ids.iter().map(|m| (*m, journal::VERIFIED, None)).collect();
+            let verified = move_ids.clone();
             let finish: Vec<(i64, String, i64)> = move_ids
                 .iter()
                 .zip(&encoded)
@@ -169,7 +148,7 @@ impl Mover {
             let done = self
                 .hot
                 .call(move |hot| {
-                    hot.journal_set(&steps)?;
+                    hot.journal_mark(&verified, journal::VERIFIED, None)?;
                     hot.finish_demotions(&finish, to)
                 })
                 .await?;

@@ -24,6 +24,7 @@ mod report;
 mod select;
 mod shift;
 
+pub use promote::Fetched;
 pub use report::{Failed, MigrateReport, MigrateRequest, Moved, RecoveryReport, Skipped};
 
 /// Remote tiers as the manager currently has them (either may be absent: disabled or down).
@@ -34,6 +35,25 @@ pub struct Remotes {
     /// Why a configured tier is absent, for reports (`"redis tier unavailable: ..."`).
     pub warm_down: Option<String>,
     pub cold_down: Option<String>,
+}
+
+impl Remotes {
+    /// Why `tier` cannot be used now (down, or not enabled), for reports.
+    pub fn down(&self, tier: Tier) -> String {
+        let why = match tier {
+            Tier::Warm => &self.warm_down,
+            Tier::Cold => &self.cold_down,
+            Tier::Hot => &None,
+        };
+        why.clone().unwrap_or_else(|| format!("the {} tier is not enabled", tier.as_str()))
+    }
+}
+
+/// One batch of a move: frames that all take the same path from `from` to `to`.
+pub(super) struct Hop<'a> {
+    pub ids: &'a [String],
+    pub from: Tier,
+    pub to: Tier,
 }
 
 pub struct Mover {
@@ -79,12 +99,13 @@ impl Mover {
             for chunk in cands.chunks(self.batch_size) {
                 let ids: Vec<String> = chunk.iter().map(|c| c.frame_id.clone()).collect();
                 let from = Tier::from_level(chunk[0].tier).unwrap_or(Tier::Hot);
+                let hop = Hop { ids: &ids, from, to };
                 let r = if body_local {
-                    self.demote_local(&ids, from, to, remotes, &mut report).await
+                    self.demote_local(&hop, remotes, &mut report).await
                 } else if to == Tier::Hot {
-                    self.promote(&ids, from, remotes, &mut report).await
+                    self.promote(&hop, remotes, &mut report).await
                 } else {
-                    self.shift_remote(&ids, from, to, remotes, &mut report).await
+                    self.shift_remote(&hop, remotes, &mut report).await
                 };
                 if let Err(e) = r {
                     report.fail(&ids, &e);

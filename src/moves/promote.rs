@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::report::{MigrateReport, Moved};
-use super::{Mover, Remotes};
+use super::{Hop, Mover, Remotes};
 use crate::model::codec;
 use crate::model::{Bundle, Result, Tier, TierError};
 use crate::tiers::hot::journal;
@@ -49,26 +49,18 @@ impl Mover {
         Ok((b, sum, Tier::Cold, corrupt_warm))
     }
 
-    /// Stubbed frames (warm or cold) come back to SQLite; then their remote copies go.
-    pub(super) async fn promote(
-        &self,
-        ids: &[String],
-        from: Tier,
-        rm: &Remotes,
-        rep: &mut MigrateReport,
-    ) -> Result<()> {
-        // Batched: one metadata read, one Redis MGET and one archive SELECT for the batch, the
-        // restores in one blocking call, one delete per remote tier. Per frame, the steps are
-        // those of `promote_one` (journal → restore → delete remote copies → done).
+    /// Stubbed frames (warm or cold) come back to SQLite; then their remote copies go. Batched:
+    /// one metadata read, one Redis MGET and one archive SELECT for the batch, then
+    /// `restore_fetched`.
+    pub(super) async fn promote(&self, hop: &Hop<'_>, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
+        let Hop { ids, from, .. } = *hop;
         let idv = ids.to_vec();
         let metas = self.hot.call(move |hot| idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
         let mut todo: Vec<(String, Option<String>, i64)> = vec![];
         for (id, meta) in ids.iter().zip(metas) {
             match meta {
                 None => rep.fail(std::slice::from_ref(id), &TierError::NotFound { frame_id: id.clone() }),
-                Some(m) if m.body_local => {
-                    rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" })
-                }
+                Some(m) if m.body_local => rep.moved.push(Moved::new(id, from, Tier::Hot)),
                 Some(m) => todo.push((id.clone(), m.checksum, m.version)),
             }
         }
@@ -117,35 +109,65 @@ impl Mover {
                         }
                     }
                 },
-                None => {
-                    let why = rm.cold_down.clone().unwrap_or_else(|| "the cold tier is not enabled".into());
-                    for id in &missing {
-                        rep.skip(id, format!("deferred: cold tier unreachable ({why})"));
-                    }
-                }
+                None => rep.defer(&missing, Tier::Cold, &rm.down(Tier::Cold)),
             }
         }
-        let batch: Vec<(String, Bundle, String, i64)> = todo
+        let batch: Vec<Fetched> = todo
             .into_iter()
-            .filter_map(|(id, _, version)| found.remove(&id).map(|(b, sum)| (id, b, sum, version)))
+            .filter_map(|(id, _, version)| found.remove(&id).map(|(bundle, sum)| Fetched { id, bundle, sum, version }))
             .collect();
+        self.restore_fetched(batch, from, rm, rep).await
+    }
+
+    /// One frame whose body the caller already fetched (and verified) comes back hot: the read path's
+    /// promotion, without reading the remote copy twice. Returns the restored size.
+    /// If the frame moved since it was fetched (another promotion, a new version), the fetched body
+    /// is stale: nothing is restored from it.
+    pub async fn promote_fetched(&self, f: Fetched, from: Tier, rm: &Remotes) -> Result<u64> {
+        let id = f.id.clone();
+        let meta = self.hot.call(move |hot| hot.meta(&id)).await?;
+        match meta {
+            None => return Err(TierError::NotFound { frame_id: f.id }),
+            Some(m) if m.body_local || m.version != f.version => return Ok(0),
+            Some(_) => {}
+        }
+        let mut rep = MigrateReport::default();
+        self.restore_fetched(vec![f], from, rm, &mut rep).await?;
+        match rep.failed.pop() {
+            Some(failed) => Err(TierError::storage("promotion", format!("{}: {}", failed.code, failed.error))),
+            None => Ok(rep.bytes_after),
+        }
+    }
+
+    /// Journal → restore (the rows and the journal's `verified` in one transaction, 100 frames per
+    /// transaction) → delete the remote copies → `done`. If a tier is unreachable the entries stay
+    /// `verified` and recovery deletes the stale copies later.
+    async fn restore_fetched(
+        &self,
+        batch: Vec<Fetched>,
+        from: Tier,
+        rm: &Remotes,
+        rep: &mut MigrateReport,
+    ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let restored: Vec<(String, i64, u64, std::result::Result<(), TierError>)> = self
+        let restored: Vec<(String, i64, u64, Result<()>)> = self
             .hot
             .call(move |hot| {
-                let entries: Vec<(String, i64, i64, Option<String>, i64)> =
-                    batch.iter().map(|(id, _, sum, v)| (id.clone(), from.level(), 1, Some(sum.clone()), *v)).collect();
+                let entries: Vec<(String, i64, i64, Option<String>, i64)> = batch
+                    .iter()
+                    .map(|f| (f.id.clone(), from.level(), Tier::Hot.level(), Some(f.sum.clone()), f.version))
+                    .collect();
                 let move_ids = hot.journal_begin(&entries)?;
                 let items: Vec<(&Bundle, &str, i64, i64)> =
-                    batch.iter().zip(&move_ids).map(|((_, b, sum, v), m)| (b, sum.as_str(), *v, *m)).collect();
+                    batch.iter().zip(&move_ids).map(|(f, m)| (&f.bundle, f.sum.as_str(), f.version, *m)).collect();
                 let results = hot.restore_many(&items)?;
                 Ok(batch
                     .iter()
                     .zip(move_ids)
                     .zip(results)
-                    .map(|(((id, b, _, _), m), r)| (id.clone(), m, b.canonical_bytes().len() as u64, r))
+                    .map(|((f, m), r)| (f.id.clone(), m, f.bundle.canonical_bytes().len() as u64, r))
                     .collect())
             })
             .await?;
@@ -154,7 +176,7 @@ impl Mover {
         for (id, m, size, r) in restored {
             match r {
                 Ok(()) => {
-                    rep.moved.push(Moved { frame_id: id.clone(), from: from.as_str(), to: "hot" });
+                    rep.moved.push(Moved::new(&id, from, Tier::Hot));
                     rep.bytes_after += size;
                     done_ids.push(id);
                     done_moves.push(m);
@@ -162,58 +184,17 @@ impl Mover {
                 Err(e) => rep.fail(std::slice::from_ref(&id), &e),
             }
         }
-        // The frames are hot and durable in SQLite; the remote copies are now stale. If a tier
-        // is unreachable the journal entries stay open and recovery deletes the copies later.
-        let warm_ok = match &rm.warm {
-            Some(w) => w.delete_many(&done_ids).await.is_ok(),
-            None => false,
-        };
-        let cold_ok = match &rm.cold {
-            Some(c) => c.delete_many(&done_ids).await.is_ok(),
-            None => false,
-        };
-        if warm_ok && cold_ok && !done_moves.is_empty() {
-            let steps: Vec<(i64, &'static str, Option<String>)> =
-                done_moves.iter().map(|m| (*m, journal::DONE, None)).collect();
-            self.hot.call(move |hot| hot.journal_set(&steps)).await?;
+        if !done_moves.is_empty() && self.delete_remote(&done_ids, rm).await {
+            self.hot.call(move |hot| hot.journal_mark(&done_moves, journal::DONE, None)).await?;
         }
         Ok(())
     }
+}
 
-    pub async fn promote_one(&self, id: &str, from: Tier, rm: &Remotes) -> Result<u64> {
-        let idc = id.to_string();
-        let meta = self
-            .hot
-            .call(move |hot| hot.meta(&idc))
-            .await?
-            .ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
-        if meta.body_local {
-            return Ok(0);
-        }
-        let (bundle, sum, _, _) = self.fetch_remote(id, from, rm, meta.checksum.as_deref()).await?;
-        let size = bundle.canonical_bytes().len() as u64;
-        let (idc, sumc, version) = (id.to_string(), sum.clone(), meta.version);
-        let move_id = self
-            .hot
-            .call(move |hot| {
-                let m = hot.journal_begin(&[(idc, from.level(), 1, Some(sumc.clone()), version)])?[0];
-                hot.restore(&bundle, &sumc, version, m)?;
-                Ok(m)
-            })
-            .await?;
-        // The frame is hot and durable in SQLite; the remote copies are now stale.
-        let ids = [id.to_string()];
-        let warm_ok = match &rm.warm {
-            Some(w) => w.delete_many(&ids).await.is_ok(),
-            None => false,
-        };
-        let cold_ok = match &rm.cold {
-            Some(c) => c.delete_many(&ids).await.is_ok(),
-            None => false,
-        };
-        if warm_ok && cold_ok {
-            self.hot.call(move |hot| hot.journal_set(&[(move_id, journal::DONE, None)])).await?;
-        }
-        Ok(size)
-    }
+/// A body fetched from a remote tier and verified, ready to be restored.
+pub struct Fetched {
+    pub id: String,
+    pub bundle: Bundle,
+    pub sum: String,
+    pub version: i64,
 }

@@ -126,7 +126,7 @@ impl Mover {
     }
 
     /// Delete a frame's copies from every configured remote tier; false when a tier was unreachable.
-    async fn delete_remote(&self, ids: &[String], rm: &Remotes) -> bool {
+    pub(super) async fn delete_remote(&self, ids: &[String], rm: &Remotes) -> bool {
         let mut ok = true;
         if let Some(w) = &rm.warm {
             ok &= w.delete_many(ids).await.is_ok();

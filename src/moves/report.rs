@@ -78,6 +78,12 @@ pub struct Moved {
     pub to: &'static str,
 }
 
+impl Moved {
+    pub fn new(frame_id: &str, from: Tier, to: Tier) -> Moved {
+        Moved { frame_id: frame_id.to_string(), from: from.as_str(), to: to.as_str() }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Skipped {
@@ -119,6 +125,13 @@ impl MigrateReport {
             self.skipped.push(Skipped { frame_id: frame_id.to_string(), reason: reason.into() });
         }
     }
+    /// Frames that wait for `tier` (down or not enabled): a later move takes them.
+    pub(super) fn defer(&mut self, ids: &[String], tier: Tier, why: &str) {
+        for id in ids {
+            self.skip(id, format!("deferred: {} tier unreachable ({why})", tier.as_str()));
+        }
+    }
+
     pub(super) fn fail(&mut self, ids: &[String], e: &TierError) {
         for id in ids {
             self.failed.push(Failed { frame_id: id.clone(), code: e.code().into(), error: e.to_string() });

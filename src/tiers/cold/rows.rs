@@ -9,17 +9,24 @@ use crate::model::{Result, TierError};
 impl ColdTier {
     /// `frame_id -> checksum` for the ids that exist.
     pub async fn checksums(&self, ids: &[String]) -> Result<HashMap<String, String>> {
+        let sums: HashMap<String, Option<String>> = self.by_id(&self.sql.checksums, ids, "checksums").await?;
+        Ok(sums.into_iter().map(|(id, s)| (id, s.unwrap_or_default())).collect())
+    }
+
+    /// Runs `sql` (`SELECT frame_id, <value> ... WHERE frame_id = ANY($1)`) for `ids`.
+    async fn by_id<T>(&self, sql: &str, ids: &[String], what: &str) -> Result<HashMap<String, T>>
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
         let client = self.client().await?;
-        let st = client.prepare_cached(&self.sql.checksums).await.map_err(|e| pg_err("checksums", e))?;
-        let rows = client.query(&st, &[&ids]).await.map_err(|e| pg_err("checksums", e))?;
+        let st = client.prepare_cached(sql).await.map_err(|e| pg_err(what, e))?;
+        let rows = client.query(&st, &[&ids]).await.map_err(|e| pg_err(what, e))?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in rows {
-            let id: String = r.try_get(0).map_err(|e| pg_err("checksums", e))?;
-            let sum: Option<String> = r.try_get(1).map_err(|e| pg_err("checksums", e))?;
-            out.insert(id, sum.unwrap_or_default());
+            out.insert(r.try_get(0).map_err(|e| pg_err(what, e))?, r.try_get(1).map_err(|e| pg_err(what, e))?);
         }
         Ok(out)
     }
@@ -37,19 +44,7 @@ impl ColdTier {
 
     /// The stored envelopes of the ids that exist.
     pub async fn get_many(&self, ids: &[String]) -> Result<HashMap<String, Vec<u8>>> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let client = self.client().await?;
-        let st = client.prepare_cached(&self.sql.get_many).await.map_err(|e| pg_err("get_many", e))?;
-        let rows = client.query(&st, &[&ids]).await.map_err(|e| pg_err("get_many", e))?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for r in rows {
-            let id: String = r.try_get(0).map_err(|e| pg_err("get_many", e))?;
-            let payload: Vec<u8> = r.try_get(1).map_err(|e| pg_err("get_many", e))?;
-            out.insert(id, payload);
-        }
-        Ok(out)
+        self.by_id(&self.sql.get_many, ids, "get_many").await
     }
 
     /// Mark frames as warm (2) or cold (3); returns how many rows exist for those ids.

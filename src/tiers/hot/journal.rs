@@ -166,6 +166,17 @@ impl HotTier {
         Ok(())
     }
 
+    /// The same step (and note) for several moves, in one transaction.
+    pub fn journal_mark(&self, move_ids: &[i64], step: &str, note: Option<&str>) -> Result<()> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for id in move_ids {
+            set_step(&tx, *id, step, note)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn journal_open(&self) -> Result<Vec<JournalEntry>> {
         let c = self.lock()?;
         open_entries(&c)
