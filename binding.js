@@ -838,3 +838,4 @@ module.exports = nativeBinding
 module.exports.TierManager = nativeBinding.TierManager
 module.exports.JsTierManager = nativeBinding.JsTierManager
 module.exports.simulate = nativeBinding.simulate
+module.exports.sqliteLibrary = nativeBinding.sqliteLibrary

@@ -5,6 +5,7 @@
 // `toTierError` moves it to `err.code`. No other logic lives here.
 
 const native = require('./binding.js')
+const { prepareOpen } = require('./lib/sqlite-host.js')
 
 const CODE_PREFIX = /^(ERR_[A-Z_]+): ([\s\S]*)$/
 // Statuses napi itself uses when an argument has the wrong JS type.
@@ -49,8 +50,10 @@ class TierManager {
     this.#inner = inner
   }
 
+  /** `config.database`: StackMemory's better-sqlite3 `Database`, whose SQLite library the addon then uses. */
   static async open(config) {
-    return new TierManager(await call(() => native.TierManager.open(config)))
+    const prepared = await call(async () => prepareOpen(native, config))
+    return new TierManager(await call(() => native.TierManager.open(prepared)))
   }
 
   close() { return call(() => this.#inner.close()) }
@@ -76,4 +79,9 @@ function simulate(trace, options) {
   return call(() => native.simulate(trace, options))
 }
 
-module.exports = { TierManager, simulate, __napiBindingTarget: native.__napiBindingTarget }
+/** The SQLite library the addon runs on (`{ version, origin }`), or null before the first open. */
+function sqliteLibrary() {
+  return native.sqliteLibrary()
+}
+
+module.exports = { TierManager, simulate, sqliteLibrary, __napiBindingTarget: native.__napiBindingTarget }

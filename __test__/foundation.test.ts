@@ -7,6 +7,9 @@ import * as path from 'node:path'
 import Database from 'better-sqlite3'
 
 import { TierManager } from '../index.js'
+import { foreignBetterSqlite3 } from './helpers/gen'
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const native = require('../binding.js')
 import type { FrameBundle } from '../index.js'
 
 const FIXTURES: FrameBundle[] = JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures/frames.json'), 'utf8'))
@@ -250,25 +253,27 @@ describe("StackMemory's own database", () => {
     db.close()
   })
 
-  test('refuses to share the file with another SQLite copy in the same process, before any damage', async () => {
-    // Two SQLite libraries in one process cannot see each other's locks and corrupt the file.
+  test('a foreign SQLite library in the same process is refused, before any damage', async () => {
+    // Two SQLite libraries in one process cannot see each other's locks and corrupt the file. The
+    // addon runs on better-sqlite3's library; a second copy of better-sqlite3 is a foreign one.
+    const Foreign = foreignBetterSqlite3()
     const file = dbFile()
-    const first = await TierManager.open({ dbPath: file })
-    await first.store(bundle('before-sm'))
-    await first.close()
-    const sm = new Database(file)
-    sm.pragma('journal_mode = WAL')
-    const err = await expectCode(TierManager.open({ dbPath: file }), 'ERR_STORAGE', /another SQLite library in this process/)
-    expect(err.message).toMatch(/separate process/)
-    // Opened before StackMemory: the next call is refused once StackMemory's connection appears.
-    sm.close()
     const m = await TierManager.open({ dbPath: file })
-    const sm2 = new Database(file)
-    await expectCode(m.store(bundle('during-sm')), 'ERR_STORAGE', /another SQLite library/)
-    sm2.close()
-    await new Promise((r) => setTimeout(r, 30))
-    expect((await m.retrieve('before-sm'))!.frame.frame_id).toBe('before-sm')
+    await m.store(bundle('before-foreign'))
+    const foreign = new Foreign(file)
+    expect((foreign.prepare('SELECT count(*) AS n FROM frames').get() as any).n).toBe(1)
+    const err = await expectCode(m.store(bundle('during-foreign')), 'ERR_STORAGE', /another SQLite library in this process/)
+    expect(err.message).toMatch(/same better-sqlite3/)
+    // A foreign library cannot bind the addon either.
+    expect(() => (foreign as any).loadExtension(native.addonPath(), 'sqlite3_stackmemorytiers_init')).toThrow(/already bound to another SQLite library/)
     await m.close()
+    // Open before us: refused at open.
+    await expectCode(TierManager.open({ dbPath: file }), 'ERR_STORAGE', /another SQLite library/)
+    foreign.close()
+    const again = await TierManager.open({ dbPath: file })
+    expect((await again.retrieve('before-foreign'))!.frame.frame_id).toBe('before-foreign')
+    expect(await again.retrieve('during-foreign')).toBeNull()
+    await again.close()
     const check = new Database(file, { readonly: true })
     expect(check.pragma('integrity_check', { simple: true })).toBe('ok')
     check.close()

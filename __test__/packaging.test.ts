@@ -13,7 +13,7 @@ test('npm pack tarball installs into a fresh project and loads both ways', () =>
     const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], { cwd: root, encoding: 'utf8' }))
     const tarball = path.join(work, packed[0].filename)
     const files: string[] = packed[0].files.map((f: { path: string }) => f.path)
-    for (const f of ['index.js', 'index.mjs', 'index.d.ts', 'binding.js', 'cli/stackmemory-storage.js', 'stackmemory-tiers.linux-x64-gnu.node']) {
+    for (const f of ['index.js', 'index.mjs', 'index.d.ts', 'binding.js', 'lib/sqlite-host.js', 'cli/stackmemory-storage.js', 'stackmemory-tiers.linux-x64-gnu.node']) {
       expect(files).toContain(f)
     }
     expect(files.some((f) => f.startsWith('src/') || f.startsWith('__test__/') || f.startsWith('target/'))).toBe(false)
@@ -21,7 +21,10 @@ test('npm pack tarball installs into a fresh project and loads both ways', () =>
     const app = path.join(work, 'consumer')
     fs.mkdirSync(app)
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], { cwd: app, encoding: 'utf8' })
+    // better-sqlite3 is a peer dependency (the addon runs on its SQLite library): the consumer has
+    // its own; here a link to ours, already compiled, stands for it.
+    const bs3 = path.dirname(require.resolve('better-sqlite3/package.json'))
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball, bs3], { cwd: app, encoding: 'utf8' })
 
     const db = path.join(app, 'ctx.db')
     const bundle = { frame: { frame_id: 'pkg-1', run_id: 'r', project_id: 'p', type: 'task', name: 'packaged', state: 'closed', created_at: 1767960000 }, events: [], anchors: [] }

@@ -5,7 +5,8 @@
 # tests and jest without the slow crash and failure suites) for the edit loop.
 #
 # The Rust tests build in the napi build's target directory (same triple, same profile), so the
-# dependencies compile once for both.
+# dependencies compile once for both; only rusqlite differs (`bundled` for the tests, the host's
+# library for the addon).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +26,9 @@ echo "== cargo fmt --check =="
 cargo fmt --check
 
 if [ "$FAST" = 0 ]; then
-  echo "== cargo clippy (every target, the glue included) =="
-  cargo clippy --release --target "$TARGET" --all-targets --features node -- -D warnings
+  echo "== cargo clippy (the core and its tests; then the shipped glue) =="
+  cargo clippy --release --target "$TARGET" --all-targets -- -D warnings
+  cargo clippy --release --target "$TARGET" --no-default-features --features node -- -D warnings
 fi
 
 echo "== cargo test (Rust core) =="

@@ -14,3 +14,11 @@ pub mod tiers;
 
 #[cfg(feature = "node")]
 mod node;
+
+#[cfg(all(feature = "bundled", feature = "node"))]
+compile_error!(
+    "features `bundled` (cargo test: a SQLite of our own) and `node` (the shipped addon, on the host's \
+     SQLite) exclude each other: build the addon with --no-default-features --features node"
+);
+#[cfg(not(any(feature = "bundled", feature = "node")))]
+compile_error!("enable `bundled` (the default, for cargo test) or `node` (the shipped addon)");

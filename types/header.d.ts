@@ -25,8 +25,22 @@ export type TierRef = TierName | 1 | 2 | 3
 export type Size = number | string
 export type Duration = number | string
 
+/** The parts of a better-sqlite3 `Database` the addon uses (StackMemory's own connection). */
+export interface HostDatabase {
+  readonly name: string
+  readonly open: boolean
+  readonly memory: boolean
+  loadExtension(path: string, entryPoint?: string): unknown
+  prepare(sql: string): unknown
+}
+
 export interface TierConfig {
-  /** The hot tier's SQLite file: StackMemory's `.stackmemory/context.db`, or a file of your own. Default `.stackmemory/context.db`. */
+  /**
+   * StackMemory's own better-sqlite3 `Database`: the addon runs on its SQLite library (one library
+   * per process) and opens its own connections to the same file. `dbPath` defaults to its file.
+   */
+  database?: HostDatabase
+  /** The hot tier's SQLite file: StackMemory's `.stackmemory/context.db`, or a file of your own. Default `.stackmemory/context.db` (or the file of `database`). */
   dbPath?: string
   tiers?: {
     sqlite?: { maxSize?: Size; maxFrames?: number; maxAge?: Duration }

@@ -365,6 +365,22 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
   }
 }
 
+/**
+ * A second, foreign SQLite library in this process: a copy of better-sqlite3 (with its compiled
+ * `.node`, which links its own SQLite) loaded from another directory. The addon must never share
+ * a file with it.
+ */
+export function foreignBetterSqlite3(): typeof import('better-sqlite3') {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'smt-foreign-'))
+  const modules = path.join(home, 'node_modules')
+  fs.mkdirSync(modules)
+  for (const dep of ['better-sqlite3', 'bindings', 'file-uri-to-path']) {
+    const from = path.dirname(require.resolve(`${dep}/package.json`, { paths: [path.dirname(require.resolve('better-sqlite3'))] }))
+    fs.cpSync(from, path.join(modules, dep), { recursive: true })
+  }
+  return require(path.join(modules, 'better-sqlite3'))
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
 }

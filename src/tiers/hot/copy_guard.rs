@@ -2,104 +2,77 @@
 //!
 //! SQLite's locks are POSIX advisory locks, which belong to the process, not to the connection.
 //! One copy of the library coordinates its own connections in memory; two copies in one process
-//! (our bundled SQLite and, say, the one inside better-sqlite3 that StackMemory uses) cannot see
-//! each other's locks at all, so both write at once and the file is corrupted
+//! (say, a bundled one and the one inside better-sqlite3) cannot see each other's locks at all, and
+//! one copy closing a descriptor drops the other's locks, so the file gets corrupted
 //! (<https://www.sqlite.org/howtocorrupt.html>, "multiple copies of SQLite linked into the same
-//! application"; reproduced here within a second of concurrent writes). Across processes the
-//! locks work, and sharing the file with StackMemory is safe.
+//! application"). The shipped addon runs on the host's library (`library.rs`), so StackMemory's
+//! better-sqlite3 and the addon are one library; this guard is the net for a *foreign* one (another
+//! copy of better-sqlite3, another addon with SQLite inside, `node:sqlite`).
 //!
-//! So before using the file we count the descriptors this process holds on it: more than our
-//! own connections hold means another library opened it, and we stop with `ERR_STORAGE` instead
-//! of corrupting it. Linux only (`/proc/self/fd`); elsewhere the check is skipped.
+//! How a foreign library is seen: in WAL mode every library that has a database open maps its
+//! `-shm` file once, shared by all of that library's connections to it (SQLite's `unixShmNode` is
+//! per file per library). So the mappings of `<db>-shm` at offset 0 in `/proc/self/maps` count the
+//! libraries that use the file; more than one means a foreign library is in. Linux only; elsewhere
+//! the check is skipped. It runs when the file is opened and before every write transaction, never
+//! on reads: a read racing a foreign writer can fail, but reads never damage the file.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::model::{Result, TierError};
 
-/// Our connections per canonical file path: (open now, most open at once since the count was
-/// last zero). Each connection holds one descriptor on the file, but SQLite keeps a closed
-/// connection's descriptor open while another connection of the same library holds a lock on
-/// the file (closing it would drop that lock), and reuses it later; it closes them all when the
-/// last connection goes. So our library may hold up to the peak, not just the open count.
-static OURS: LazyLock<Mutex<HashMap<PathBuf, (usize, usize)>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// One of our connections on a file; unregisters itself when dropped.
+/// One of our connections on a file.
 pub struct CopyGuard {
-    path: PathBuf,
-    last_ok: Mutex<Option<Instant>>,
+    /// `<canonical db path>-shm`, as `/proc/self/maps` names it.
+    shm: PathBuf,
+    db: PathBuf,
 }
 
-/// How long a passed check stands for reads (see `check_recent`).
-const READ_RECHECK: Duration = Duration::from_millis(50);
-
 impl CopyGuard {
-    /// Registers a connection we are about to open on `path` (which must exist).
+    /// For a connection we opened on `path` (which must exist).
     pub fn register(path: &Path) -> CopyGuard {
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        if let Ok(mut m) = OURS.lock() {
-            let e = m.entry(path.clone()).or_insert((0, 0));
-            e.0 += 1;
-            e.1 = e.1.max(e.0);
-        }
-        CopyGuard { path, last_ok: Mutex::new(None) }
+        let db = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut shm = db.clone().into_os_string();
+        shm.push("-shm");
+        CopyGuard { shm: PathBuf::from(shm), db }
     }
 
-    /// Checks now: before every write transaction. Not rate-limited, because a foreign
-    /// connection that appeared a millisecond ago can already be writing. It costs one `readlink`
-    /// per open descriptor of the process (about 5 µs each; see BENCHMARKS.md).
+    /// Fails when more than one SQLite library in this process uses the file.
     pub fn check(&self) -> Result<()> {
-        let ours = OURS.lock().map(|m| m.get(&self.path).map(|e| e.1).unwrap_or(0)).unwrap_or(0);
-        let Some(held) = descriptors_on(&self.path) else { return Ok(()) };
-        if held > ours {
+        let Some(libraries) = libraries_using(&self.shm) else { return Ok(()) };
+        if libraries > 1 {
             return Err(TierError::storage(
                 format!(
-                    "{} is also open through another SQLite library in this process (for example \
-                     better-sqlite3); two SQLite copies in one process do not see each other's locks \
-                     and corrupt the file, so the tier manager will not touch it. Use it from a \
-                     separate process (the stackmemory-storage CLI, or a child process)",
-                    self.path.display()
+                    "{} is also open through another SQLite library in this process; two SQLite copies \
+                     in one process do not see each other's locks and corrupt the file, so the tier \
+                     manager will not write to it. Open it through the same better-sqlite3 (pass \
+                     StackMemory's Database as `database`), or use it from a separate process",
+                    self.db.display()
                 ),
-                format!("{held} descriptors on the file, {ours} of them ours"),
+                format!("{libraries} SQLite libraries map {}", self.shm.display()),
             ));
-        }
-        if let Ok(mut l) = self.last_ok.lock() {
-            *l = Some(Instant::now());
         }
         Ok(())
     }
-
-    /// For reads: a check that passed within `READ_RECHECK` stands. A read racing a foreign
-    /// writer can see a torn page and fail, but reads never write, so the file stays intact.
-    pub fn check_recent(&self) -> Result<()> {
-        let fresh = self.last_ok.lock().ok().and_then(|l| *l).is_some_and(|t| t.elapsed() < READ_RECHECK);
-        if fresh {
-            Ok(())
-        } else {
-            self.check()
-        }
-    }
 }
 
-impl Drop for CopyGuard {
-    fn drop(&mut self) {
-        if let Ok(mut m) = OURS.lock() {
-            if let Some(e) = m.get_mut(&self.path) {
-                e.0 = e.0.saturating_sub(1);
-                if e.0 == 0 {
-                    m.remove(&self.path);
-                }
-            }
-        }
-    }
+/// How many distinct mappings of `shm` at offset 0 this process has (one per SQLite library with
+/// the database open in WAL mode); `None` where `/proc` is unavailable.
+fn libraries_using(shm: &Path) -> Option<usize> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let want = shm.to_str()?;
+    Some(maps.lines().filter(|l| maps_line_offset_zero_of(l, want)).count())
 }
 
-/// How many descriptors of this process point at `path`; `None` where `/proc` is unavailable.
-fn descriptors_on(path: &Path) -> Option<usize> {
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
-    Some(dir.filter_map(|e| e.ok()).filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == path)).count())
+/// `addr perms offset dev inode   path`: the mapping of `path` at file offset 0.
+fn maps_line_offset_zero_of(line: &str, path: &str) -> bool {
+    let mut fields = line.split_ascii_whitespace();
+    let (Some(_addr), Some(_perms), Some(offset), Some(_dev), Some(_inode)) =
+        (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    let rest: Vec<&str> = fields.collect();
+    offset.bytes().all(|b| b == b'0') && rest.join(" ") == path
 }
 
 #[cfg(test)]
@@ -107,21 +80,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_foreign_descriptors() {
+    fn one_shm_mapping_per_library() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("x.db");
-        std::fs::write(&p, b"").expect("write");
+        // Our own library's connection: WAL mode maps the -shm file once.
+        let ours = rusqlite::Connection::open(&p).expect("open");
+        ours.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        ours.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").expect("write");
         let g = CopyGuard::register(&p);
-        let _ours = std::fs::File::open(&p).expect("open"); // stands for our connection's descriptor
-        g.check().expect("only ours");
-        let foreign = std::fs::File::open(&p).expect("open");
-        let err = g.check().expect_err("a foreign descriptor");
+        g.check().expect("only our library");
+        // A second connection of the same library shares that mapping.
+        let again = rusqlite::Connection::open(&p).expect("open");
+        let _: i64 = again.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("read");
+        g.check().expect("still one library");
+        assert_eq!(libraries_using(&g.shm), Some(1));
+        // Another library maps the same file again (stood in for by a mapping of our own).
+        let shm = std::fs::OpenOptions::new().read(true).write(true).open(&g.shm).expect("shm");
+        let foreign = memmap(&shm);
+        let err = g.check().expect_err("a foreign library");
         assert_eq!(err.code(), "ERR_STORAGE");
         drop(foreign);
-        g.check().expect("foreign one closed");
-        let g2 = CopyGuard::register(&p);
-        let _ours2 = std::fs::File::open(&p).expect("open");
-        g.check().expect("two connections of ours");
-        drop(g2);
+        g.check().expect("the foreign library is gone");
+    }
+
+    /// A read-only mapping of the first 32 KB of `f` (what a second SQLite library would map).
+    fn memmap(f: &std::fs::File) -> Mapping {
+        use std::os::fd::AsRawFd;
+        extern "C" {
+            fn mmap(addr: *mut u8, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut u8;
+        }
+        const PROT_READ: i32 = 1;
+        const MAP_SHARED: i32 = 1;
+        // SAFETY: a fresh shared read-only mapping of a file we hold open; unmapped on drop.
+        let ptr = unsafe { mmap(std::ptr::null_mut(), 32768, PROT_READ, MAP_SHARED, f.as_raw_fd(), 0) };
+        assert!(!ptr.is_null() && ptr as isize != -1, "mmap failed");
+        Mapping(ptr)
+    }
+
+    struct Mapping(*mut u8);
+
+    impl Drop for Mapping {
+        fn drop(&mut self) {
+            extern "C" {
+                fn munmap(addr: *mut u8, len: usize) -> i32;
+            }
+            // SAFETY: the mapping made in `memmap`, unmapped once.
+            unsafe { munmap(self.0, 32768) };
+        }
+    }
+
+    #[test]
+    fn maps_lines() {
+        let l = "7f00-7f08 rw-s 00000000 fd:01 1234                       /tmp/a b/x.db-shm";
+        assert!(maps_line_offset_zero_of(l, "/tmp/a b/x.db-shm"));
+        assert!(!maps_line_offset_zero_of(&l.replace("00000000", "00008000"), "/tmp/a b/x.db-shm"));
+        assert!(!maps_line_offset_zero_of("7f00-7f08 r-xp 00000000 00:00 0", "/x"));
     }
 }

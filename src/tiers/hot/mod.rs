@@ -27,6 +27,7 @@ mod bookkeeping;
 pub mod config;
 pub mod copy_guard;
 pub mod journal;
+pub mod library;
 mod read;
 mod rows;
 mod schema;
@@ -52,6 +53,7 @@ pub struct HotTier {
 
 impl HotTier {
     pub fn open(path: &Path) -> Result<HotTier> {
+        library::ensure_ready()?;
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
                 std::fs::create_dir_all(dir)
@@ -64,10 +66,11 @@ impl HotTier {
         )
         .map_err(|e| TierError::storage(format!("cannot open {}", path.display()), e))?;
         let guard = copy_guard::CopyGuard::register(path);
-        guard.check()?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // Same settings as StackMemory's own connection.
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Now our library maps the WAL index: any other mapping is a foreign library's.
+        guard.check()?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -96,10 +99,9 @@ impl HotTier {
         in_background(move || f(&me)).await
     }
 
-    /// For reads: the foreign-SQLite check runs at most every few milliseconds (a read racing a
-    /// foreign writer can fail, but cannot damage the file).
+    /// For reads: no foreign-library check (a read racing a foreign writer can fail, but cannot
+    /// damage the file), so reads cost nothing for it.
     fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
-        self.guard.check_recent()?;
         self.lock_unchecked()
     }
 
