@@ -100,6 +100,14 @@ impl TierManager {
                     });
                 }
             }
+            // A stub StackMemory wrote to since it was archived: its body is the archived one
+            // merged with those rows (read before a promotion, which merges them for good).
+            let body = if rec.meta.is_dirty_stub() {
+                let (id, archived) = (frame_id.to_string(), b.clone());
+                self.inner.hot.call(move |hot| hot.merge_local(&id, archived)).await?
+            } else {
+                b.clone()
+            };
             self.note_access(frame_id);
             let wanted = self.policy_access(frame_id, tier, rec.meta.size_bytes, false);
             let promote = match opts.promote {
@@ -108,7 +116,7 @@ impl TierManager {
             };
             if promote {
                 let _guard = self.inner.move_lock.lock().await;
-                let fetched = Fetched { id: frame_id.to_string(), bundle: b.clone(), sum, version: rec.meta.version };
+                let fetched = Fetched { id: frame_id.to_string(), bundle: b, sum, version: rec.meta.version };
                 match self.inner.mover.promote_fetched(fetched, tier, &remotes).await {
                     Ok(_) => {
                         c.promotions.fetch_add(1, Ordering::Relaxed);
@@ -120,7 +128,7 @@ impl TierManager {
                 // The caller said `promote: false`: release the engine's pending promotion.
                 self.policy_moved(frame_id, tier, Tier::Hot, false, Some("promote: false".into()));
             }
-            b.to_value()
+            body.to_value()
         };
         Ok(Some(value))
     }

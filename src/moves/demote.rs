@@ -10,7 +10,7 @@ use crate::model::units::to_seconds;
 use crate::model::{Result, Tier, TierError};
 use crate::tiers::cold::{archive_row, ColdTier};
 use crate::tiers::hot::journal;
-use crate::tiers::hot::HotRecord;
+use crate::tiers::hot::{Demotion, HotRecord, NewMove};
 use crate::tiers::warm::{WarmItem, WarmTier};
 
 impl Mover {
@@ -61,9 +61,16 @@ impl Mover {
         if encoded.is_empty() {
             return Ok(());
         }
-        let entries: Vec<(String, i64, i64, Option<String>, i64)> = encoded
+        let entries: Vec<NewMove> = encoded
             .iter()
-            .map(|(r, e)| (r.meta.frame_id.clone(), from.level(), to.level(), Some(e.checksum.clone()), r.meta.version))
+            .map(|(r, e)| NewMove {
+                frame_id: r.meta.frame_id.clone(),
+                from: from.level(),
+                to: to.level(),
+                checksum: Some(e.checksum.clone()),
+                version: r.meta.version,
+                change_seq: r.meta.change_seq,
+            })
             .collect();
         let move_ids = self.hot.call(move |hot| hot.journal_begin(&entries)).await?;
         let moved_ids: Vec<String> = encoded.iter().map(|(r, _)| r.meta.frame_id.clone()).collect();
@@ -140,10 +147,15 @@ impl Mover {
         let bytes_after: u64 = encoded.iter().map(|(_, e)| e.bytes.len() as u64).sum();
         if cold.is_some() {
             let verified = move_ids.clone();
-            let finish: Vec<(i64, String, i64)> = move_ids
+            let finish: Vec<Demotion> = move_ids
                 .iter()
                 .zip(&encoded)
-                .map(|(m, (r, _))| (*m, r.meta.frame_id.clone(), r.meta.version))
+                .map(|(m, (r, _))| Demotion {
+                    move_id: *m,
+                    frame_id: r.meta.frame_id.clone(),
+                    version: r.meta.version,
+                    change_seq: r.meta.change_seq,
+                })
                 .collect();
             let done = self
                 .hot

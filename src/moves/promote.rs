@@ -7,7 +7,7 @@ use super::report::{MigrateReport, Moved};
 use super::{Hop, Mover, Remotes};
 use crate::model::codec;
 use crate::model::{Bundle, Result, Tier, TierError};
-use crate::tiers::hot::journal;
+use crate::tiers::hot::{journal, NewMove, Restore};
 
 impl Mover {
     /// Fetch a stubbed frame's body from Redis (when warm) or PostgreSQL, verified.
@@ -152,32 +152,37 @@ impl Mover {
         if batch.is_empty() {
             return Ok(());
         }
-        let restored: Vec<(String, i64, u64, Result<()>)> = self
+        let restored: Vec<(String, i64, Result<i64>)> = self
             .hot
             .call(move |hot| {
-                let entries: Vec<(String, i64, i64, Option<String>, i64)> = batch
+                let entries: Vec<NewMove> = batch
                     .iter()
-                    .map(|f| (f.id.clone(), from.level(), Tier::Hot.level(), Some(f.sum.clone()), f.version))
+                    .map(|f| NewMove {
+                        frame_id: f.id.clone(),
+                        from: from.level(),
+                        to: Tier::Hot.level(),
+                        checksum: Some(f.sum.clone()),
+                        version: f.version,
+                        change_seq: 0,
+                    })
                     .collect();
                 let move_ids = hot.journal_begin(&entries)?;
-                let items: Vec<(&Bundle, &str, i64, i64)> =
-                    batch.iter().zip(&move_ids).map(|(f, m)| (&f.bundle, f.sum.as_str(), f.version, *m)).collect();
-                let results = hot.restore_many(&items)?;
-                Ok(batch
+                let items: Vec<Restore<'_>> = batch
                     .iter()
-                    .zip(move_ids)
-                    .zip(results)
-                    .map(|((f, m), r)| (f.id.clone(), m, f.bundle.canonical_bytes().len() as u64, r))
-                    .collect())
+                    .zip(&move_ids)
+                    .map(|(f, m)| Restore { bundle: &f.bundle, checksum: &f.sum, version: f.version, move_id: *m })
+                    .collect();
+                let results = hot.restore_many(&items)?;
+                Ok(batch.iter().zip(move_ids).zip(results).map(|((f, m), r)| (f.id.clone(), m, r)).collect())
             })
             .await?;
         let mut done_ids = vec![];
         let mut done_moves = vec![];
-        for (id, m, size, r) in restored {
+        for (id, m, r) in restored {
             match r {
-                Ok(()) => {
+                Ok(size) => {
                     rep.moved.push(Moved::new(&id, from, Tier::Hot));
-                    rep.bytes_after += size;
+                    rep.bytes_after += size.max(0) as u64;
                     done_ids.push(id);
                     done_moves.push(m);
                 }

@@ -5,6 +5,7 @@ use super::report::RecoveryReport;
 use super::{Mover, Remotes};
 use crate::model::{Result, Tier};
 use crate::tiers::hot::journal::{self, JournalEntry};
+use crate::tiers::hot::Demotion;
 
 impl Mover {
     /// Finish or undo every open journal entry. Entries that need an unreachable tier stay open.
@@ -44,9 +45,14 @@ impl Mover {
                 }
             } else if copy_of_local && e.step == journal::VERIFIED {
                 match &meta {
-                    Some(m) if m.body_local && m.version == e.version => {
+                    Some(m) if m.body_local && m.version == e.version && m.change_seq == e.change_seq => {
                         let to = Tier::from_level(e.to_tier).unwrap_or(Tier::Cold);
-                        let fin = vec![(e.move_id, e.frame_id.clone(), e.version)];
+                        let fin = vec![Demotion {
+                            move_id: e.move_id,
+                            frame_id: e.frame_id.clone(),
+                            version: e.version,
+                            change_seq: e.change_seq,
+                        }];
                         self.hot.call(move |hot| hot.finish_demotions(&fin, to)).await?;
                         rep.finished += 1;
                         continue;

@@ -4,12 +4,27 @@ use super::report::{MigrateReport, Moved};
 use super::{Hop, Mover, Remotes};
 use crate::model::units::now_seconds;
 use crate::model::{Result, Tier};
+use crate::tiers::hot::NewMove;
 use crate::tiers::warm::WarmItem;
 
 impl Mover {
     /// Warm ↔ cold for stubbed frames: the archive copy stays; only the Redis copy changes.
     pub(super) async fn shift_remote(&self, hop: &Hop<'_>, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
         let Hop { ids, from, to } = *hop;
+        // A stub StackMemory wrote to since it was archived is re-archived whole: merged back into
+        // SQLite, then demoted like any local body (its archived copy lacks the new rows).
+        let idv = ids.to_vec();
+        let metas = self.hot.call(move |hot| idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+        let dirty: Vec<String> =
+            metas.into_iter().flatten().filter(|m| m.is_dirty_stub()).map(|m| m.frame_id).collect();
+        if !dirty.is_empty() {
+            self.rearchive(&dirty, from, to, rm, rep).await?;
+        }
+        let clean: Vec<String> = ids.iter().filter(|i| !dirty.contains(i)).cloned().collect();
+        let ids = &clean[..];
+        if ids.is_empty() {
+            return Ok(());
+        }
         let Some(cold) = &rm.cold else {
             rep.defer(ids, Tier::Cold, &rm.down(Tier::Cold));
             return Ok(());
@@ -18,8 +33,7 @@ impl Mover {
             rep.defer(ids, Tier::Warm, &rm.down(Tier::Warm));
             return Ok(());
         }
-        let entries: Vec<(String, i64, i64, Option<String>, i64)> =
-            ids.iter().map(|i| (i.clone(), from.level(), to.level(), None, 0)).collect();
+        let entries: Vec<NewMove> = ids.iter().map(|i| NewMove::shift(i, from.level(), to.level())).collect();
         let move_ids = self.hot.call(move |hot| hot.journal_begin(&entries)).await?;
         if to == Tier::Cold {
             if let Some(w) = &rm.warm {
@@ -47,6 +61,29 @@ impl Mover {
         self.hot.call(move |hot| hot.set_tier(&moves, to, None)).await?;
         for id in ids {
             rep.moved.push(Moved::new(id, from, to));
+        }
+        Ok(())
+    }
+
+    /// Dirty stubs to `to` through hot: the merge (`promote`) then a demotion of the whole body.
+    async fn rearchive(
+        &self,
+        ids: &[String],
+        from: Tier,
+        to: Tier,
+        rm: &Remotes,
+        rep: &mut MigrateReport,
+    ) -> Result<()> {
+        let mut merged = MigrateReport::default();
+        self.promote(&Hop { ids, from, to: Tier::Hot }, rm, &mut merged).await?;
+        rep.failed.append(&mut merged.failed);
+        rep.skipped.append(&mut merged.skipped);
+        rep.skipped_count += merged.skipped_count;
+        let back: Vec<String> = merged.moved.into_iter().map(|m| m.frame_id).collect();
+        let start = rep.moved.len();
+        self.demote_local(&Hop { ids: &back, from: Tier::Hot, to }, rm, rep).await?;
+        for m in &mut rep.moved[start..] {
+            m.from = from.as_str();
         }
         Ok(())
     }

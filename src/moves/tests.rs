@@ -5,6 +5,7 @@ use super::*;
 use crate::model::EvictionStrategy;
 use crate::model::{normalize_bundle, Bundle};
 use crate::tiers::cold::PostgresConfig;
+use crate::tiers::hot::NewMove;
 use crate::tiers::warm::RedisConfig;
 use crate::tiers::warm::WarmItem;
 use serde_json::json;
@@ -59,7 +60,7 @@ async fn interrupted_warm_cold_shifts_are_realigned_with_sqlite() {
     // before SQLite committed.
     let ids_a = ["a".to_string()];
     let ids_b = ["b".to_string()];
-    hot.journal_begin(&[("a".into(), 2, 3, None, 0)]).expect("journal");
+    hot.journal_begin(&[NewMove::shift("a", 2, 3)]).expect("journal");
     warm.delete_many(&ids_a).await.expect("del");
     cold.set_tier(&ids_a, 3).await.expect("tier");
     let rep = mover.recover(&rm).await.expect("recover");
@@ -69,7 +70,7 @@ async fn interrupted_warm_cold_shifts_are_realigned_with_sqlite() {
     assert_eq!((st.warm_frames, st.cold_frames), (1, 1), "the archive's tier column follows SQLite");
 
     // A cold → warm shift of "b" killed after the Redis put and the archive's update.
-    hot.journal_begin(&[("b".into(), 3, 2, None, 0)]).expect("journal");
+    hot.journal_begin(&[NewMove::shift("b", 3, 2)]).expect("journal");
     let bytes = cold.get("b").await.expect("get").expect("archived");
     warm.put_many(&[WarmItem { frame_id: "b".into(), bytes, created_s: 0, access_count: 0 }]).await.expect("put");
     cold.set_tier(&ids_b, 2).await.expect("tier");
@@ -87,7 +88,7 @@ async fn interrupted_warm_cold_shifts_are_realigned_with_sqlite() {
     }
 
     // With the archive unreachable the entry stays open rather than being closed unaligned.
-    hot.journal_begin(&[("a".into(), 2, 3, None, 0)]).expect("journal");
+    hot.journal_begin(&[NewMove::shift("a", 2, 3)]).expect("journal");
     cold.set_tier(&ids_a, 3).await.expect("tier");
     let down = Remotes { warm: rm.warm.clone(), cold: None, warm_down: None, cold_down: Some("down".into()) };
     assert_eq!(mover.recover(&down).await.expect("recover").pending, 1);

@@ -11,7 +11,7 @@
 //!   still hot; nothing to undo for restores, which are atomic) and mark `rolled_back`;
 //! - `verified`: finish the move (stub the source or delete the remote copies) and mark `done`.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use crate::model::units::now_seconds;
@@ -36,9 +36,31 @@ pub struct JournalEntry {
     pub step: String,
     pub checksum: Option<String>,
     pub version: i64,
+    /// The frame's `tier_changes.seq` when its copy was taken (moves of a local body): finishing
+    /// the move is only allowed while it is unchanged.
+    pub change_seq: i64,
     pub started_at: i64,
     pub updated_at: i64,
     pub error: Option<String>,
+}
+
+/// A move about to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMove {
+    pub frame_id: String,
+    pub from: i64,
+    pub to: i64,
+    /// The checksum of the body being copied (a copy of a local body), if any.
+    pub checksum: Option<String>,
+    pub version: i64,
+    pub change_seq: i64,
+}
+
+impl NewMove {
+    /// A move with no copy of a local body (warm ↔ cold shifts of a stub).
+    pub fn shift(frame_id: &str, from: i64, to: i64) -> NewMove {
+        NewMove { frame_id: frame_id.to_string(), from, to, checksum: None, version: 0, change_seq: 0 }
+    }
 }
 
 pub fn create_schema(conn: &Connection) -> Result<()> {
@@ -61,19 +83,21 @@ pub fn create_schema(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-pub fn begin(
-    conn: &Connection,
-    frame_id: &str,
-    from: i64,
-    to: i64,
-    checksum: Option<&str>,
-    version: i64,
-) -> Result<i64> {
+/// Schema v2: the change counter a move saw (see `JournalEntry::change_seq`).
+pub fn add_change_seq(conn: &Connection) -> Result<()> {
+    let has = conn.prepare("SELECT change_seq FROM tier_journal LIMIT 0").is_ok();
+    if !has {
+        conn.execute_batch("ALTER TABLE tier_journal ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
+
+pub fn begin(conn: &Connection, m: &NewMove) -> Result<i64> {
     let now = now_seconds();
     conn.execute(
-        "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at)
-         VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?6)",
-        params![frame_id, from, to, checksum, version, now],
+        "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, change_seq, started_at, updated_at)
+         VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?7, ?7)",
+        params![m.frame_id, m.from, m.to, m.checksum, m.version, m.change_seq, now],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -99,7 +123,7 @@ pub fn set_step(conn: &Connection, move_id: i64, step: &str, error: Option<&str>
 
 pub fn open_entries(conn: &Connection) -> Result<Vec<JournalEntry>> {
     let mut st = conn.prepare_cached(
-        "SELECT move_id, frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at, error
+        "SELECT move_id, frame_id, from_tier, to_tier, step, checksum, version, change_seq, started_at, updated_at, error
          FROM tier_journal WHERE step IN ('started', 'verified') ORDER BY move_id",
     )?;
     let rows = st.query_map([], row_to_entry)?;
@@ -108,17 +132,6 @@ pub fn open_entries(conn: &Connection) -> Result<Vec<JournalEntry>> {
 
 pub fn backlog(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT count(*) FROM tier_journal WHERE step IN ('started', 'verified')", [], |r| r.get(0))?)
-}
-
-pub fn get(conn: &Connection, move_id: i64) -> Result<Option<JournalEntry>> {
-    Ok(conn
-        .query_row(
-            "SELECT move_id, frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at, error
-             FROM tier_journal WHERE move_id = ?1",
-            [move_id],
-            row_to_entry,
-        )
-        .optional()?)
 }
 
 /// Finished entries older than `keep_secs` are deleted so the journal does not grow forever.
@@ -138,19 +151,20 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalEntry> {
         step: r.get(4)?,
         checksum: r.get(5)?,
         version: r.get(6)?,
-        started_at: r.get(7)?,
-        updated_at: r.get(8)?,
-        error: r.get(9)?,
+        change_seq: r.get(7)?,
+        started_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        error: r.get(10)?,
     })
 }
 
 impl HotTier {
-    pub fn journal_begin(&self, frames: &[(String, i64, i64, Option<String>, i64)]) -> Result<Vec<i64>> {
+    pub fn journal_begin(&self, moves: &[NewMove]) -> Result<Vec<i64>> {
         let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut ids = Vec::with_capacity(frames.len());
-        for (frame_id, from, to, sum, version) in frames {
-            ids.push(begin(&tx, frame_id, *from, *to, sum.as_deref(), *version)?);
+        let mut ids = Vec::with_capacity(moves.len());
+        for m in moves {
+            ids.push(begin(&tx, m)?);
         }
         tx.commit()?;
         Ok(ids)

@@ -28,6 +28,7 @@ pub mod config;
 pub mod copy_guard;
 pub mod journal;
 pub mod library;
+mod merge;
 mod read;
 mod rows;
 mod schema;
@@ -38,10 +39,13 @@ mod write;
 
 pub use bookkeeping::{HotCounts, TierCount};
 pub use config::SqliteConfig;
+pub use journal::NewMove;
 pub use read::{FrameMeta, HotRecord};
 pub use schema::SCHEMA_VERSION;
 pub use search::HotHit;
 pub use select::{Candidate, CandidateFilter};
+pub use stubs::Demotion;
+pub use write::Restore;
 
 pub struct HotTier {
     conn: Mutex<Connection>,

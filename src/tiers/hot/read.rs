@@ -24,6 +24,20 @@ pub struct FrameMeta {
     pub last_accessed: Option<i64>,
     pub held_back: Option<String>,
     pub pinned: bool,
+    /// How many writes of the frame's rows there have been, by anyone (`tier_changes.seq`): a move
+    /// whose source changed after its copy was taken sees it differ.
+    pub change_seq: i64,
+    /// What others wrote since our own last write of the frame (`tier_changes.cols`, see
+    /// `schema.rs`): on a stub, rows and column writes its archived body lacks.
+    pub changes: i64,
+}
+
+impl FrameMeta {
+    /// A stub that gained rows or column writes since it was stubbed: its body is the archived one
+    /// merged with them (`merge.rs`).
+    pub fn is_dirty_stub(&self) -> bool {
+        !self.body_local && self.changes != 0
+    }
 }
 
 /// What `load` finds for an id.
@@ -76,8 +90,11 @@ pub(super) fn load_meta(c: &Connection, frame_id: &str) -> Result<Option<FrameMe
     Ok(c
         .prepare_cached(
             "SELECT f.frame_id, COALESCE(f.tier_status, 'hot'), COALESCE(m.body_local, 1), COALESCE(m.version, 0), m.checksum,
-                    COALESCE(m.size_bytes, 0), COALESCE(f.access_count, 0), f.last_accessed, m.held_back, COALESCE(m.pinned, 0)
-             FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id WHERE f.frame_id = ?1",
+                    COALESCE(m.size_bytes, 0), COALESCE(f.access_count, 0), f.last_accessed, m.held_back, COALESCE(m.pinned, 0),
+                    COALESCE(ch.seq, 0), COALESCE(ch.cols, 0)
+             FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id
+               LEFT JOIN tier_changes ch ON ch.frame_id = f.frame_id
+             WHERE f.frame_id = ?1",
         )?
         .query_row(
             [frame_id],
@@ -94,6 +111,8 @@ pub(super) fn load_meta(c: &Connection, frame_id: &str) -> Result<Option<FrameMe
                     last_accessed: int_or_none(r.get_ref(7)?),
                     held_back: r.get(8)?,
                     pinned: r.get::<_, i64>(9)? != 0,
+                    change_seq: r.get(10)?,
+                    changes: r.get(11)?,
                 })
             },
         )

@@ -4,11 +4,12 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::journal;
+use crate::model::frame::FRAME_COLS;
 use crate::model::units::now_seconds;
 use crate::model::Result;
 
 /// Version of our own additions to the file (not StackMemory's schema).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const STACKMEMORY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS frames (
@@ -76,6 +77,59 @@ CREATE TRIGGER IF NOT EXISTS frames_au AFTER UPDATE ON frames BEGIN
 END;
 ";
 
+/// `tier_changes.cols` bits: bit `i` for `FRAME_COLS[i]`, and these for the frame's other rows.
+pub const CHANGED_EVENTS: i64 = 1 << 20;
+pub const CHANGED_ANCHORS: i64 = 1 << 21;
+
+/// The change triggers: whoever writes a frame's rows (StackMemory's own connection, another
+/// process, or us), `tier_changes.seq` counts it and `cols` records which parts were written.
+/// `seq` is what tells a move that its source changed while its copy was in flight; `cols` (reset
+/// by our own writes of the frame) is what tells that a stub gained rows or column writes that its
+/// archived body lacks. They only add a row to `tier_changes`: StackMemory's statements and its
+/// FTS triggers behave exactly as before. `CREATE ... IF NOT EXISTS` on every open, because a table
+/// StackMemory rebuilds drops its triggers.
+fn change_triggers(c: &Connection) -> Result<String> {
+    let bump = |id: &str, cols: &str| {
+        format!(
+            "INSERT INTO tier_changes (frame_id, seq, cols) VALUES ({id}, 1, {cols})
+               ON CONFLICT(frame_id) DO UPDATE SET seq = seq + 1, cols = cols | excluded.cols;"
+        )
+    };
+    // Only columns the table has: a trigger naming a missing column would fail StackMemory's writes.
+    let mut mask: Vec<String> = vec![];
+    for (i, col) in FRAME_COLS.iter().enumerate() {
+        if column_exists(c, "frames", col)? {
+            mask.push(format!("((old.{col} IS NOT new.{col}) << {i})"));
+        }
+    }
+    let mask = mask.join(" | ");
+    let mut sql = format!(
+        "CREATE TRIGGER IF NOT EXISTS tier_frames_ai AFTER INSERT ON frames BEGIN {} END;
+         CREATE TRIGGER IF NOT EXISTS tier_frames_au AFTER UPDATE ON frames WHEN ({mask}) <> 0 BEGIN {} END;
+         CREATE TRIGGER IF NOT EXISTS tier_frames_ad AFTER DELETE ON frames BEGIN {} END;",
+        bump("new.frame_id", "0"),
+        bump("new.frame_id", &format!("({mask})")),
+        bump("old.frame_id", "0"),
+    );
+    for (table, bit) in [("events", CHANGED_EVENTS), ("anchors", CHANGED_ANCHORS)] {
+        sql.push_str(&format!(
+            "CREATE TRIGGER IF NOT EXISTS tier_{table}_ai AFTER INSERT ON {table} BEGIN {} END;
+             CREATE TRIGGER IF NOT EXISTS tier_{table}_ad AFTER DELETE ON {table} BEGIN {} END;
+             CREATE TRIGGER IF NOT EXISTS tier_{table}_au AFTER UPDATE ON {table} BEGIN {} {} END;",
+            bump("new.frame_id", &bit.to_string()),
+            bump("old.frame_id", &bit.to_string()),
+            bump("new.frame_id", &bit.to_string()),
+            // An update that moves a row to another frame changes the old frame too.
+            format!(
+                "INSERT INTO tier_changes (frame_id, seq, cols) SELECT old.frame_id, 1, {bit}
+                   WHERE old.frame_id IS NOT new.frame_id
+                   ON CONFLICT(frame_id) DO UPDATE SET seq = seq + 1, cols = cols | excluded.cols;"
+            ),
+        ));
+    }
+    Ok(sql)
+}
+
 pub(super) fn table_exists(c: &Connection, name: &str) -> Result<bool> {
     Ok(c.query_row("SELECT 1 FROM sqlite_master WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some())
 }
@@ -139,6 +193,18 @@ pub(super) fn upgrade(c: &Connection) -> Result<()> {
             journal::create_schema(c)?;
             c.execute("INSERT INTO tier_schema (version, applied_at) VALUES (1, ?1)", [now_seconds()])?;
         }
+        if current < 2 {
+            c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS tier_changes (
+                    frame_id TEXT PRIMARY KEY,
+                    seq INTEGER NOT NULL DEFAULT 0,
+                    cols INTEGER NOT NULL DEFAULT 0
+                 ) WITHOUT ROWID;",
+            )?;
+            journal::add_change_seq(c)?;
+            c.execute("INSERT INTO tier_schema (version, applied_at) VALUES (2, ?1)", [now_seconds()])?;
+        }
+        c.execute_batch(&change_triggers(c)?)?;
         Ok(())
     })();
     match r {

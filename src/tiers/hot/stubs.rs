@@ -1,13 +1,22 @@
 //! Where a frame's body is: shrinking rows to stubs once a verified copy is elsewhere, changing the
 //! recorded tier of a stub, deleting frames, and dropping stubs whose archived body expired.
 
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Transaction, TransactionBehavior};
 
 use super::journal;
 use super::read::{load_meta, FrameMeta};
 use super::HotTier;
 use crate::model::units::now_seconds;
 use crate::model::{Result, Tier, TierError};
+
+/// A demotion whose copy is verified: the frame as it was when copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Demotion {
+    pub move_id: i64,
+    pub frame_id: String,
+    pub version: i64,
+    pub change_seq: i64,
+}
 
 impl HotTier {
     /// Delete a frame's rows. Refuses when child frames still point at it.
@@ -39,24 +48,26 @@ impl HotTier {
     }
 
     /// Shrink frames to stubs after their body was verified elsewhere, atomically with the journal.
-    /// A frame whose version changed since the copy (re-stored meanwhile) is left alone and its move
-    /// rolled back; returns the ids that were stubbed.
-    pub fn finish_demotions(&self, moves: &[(i64, String, i64)], to: Tier) -> Result<Vec<String>> {
+    /// A frame written since its copy was taken (by us or by any other connection: its version or
+    /// its change counter differs) is left alone and its move rolled back, so the write is never
+    /// lost; a later move takes the frame. Returns the ids that were stubbed.
+    pub fn finish_demotions(&self, moves: &[Demotion], to: Tier) -> Result<Vec<String>> {
         let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut done = Vec::with_capacity(moves.len());
-        for (move_id, frame_id, version) in moves {
-            let current: Option<i64> = tx
-                .query_row("SELECT version FROM tier_metadata WHERE frame_id = ?1", [frame_id], |r| r.get(0))
-                .optional()?;
-            if current != Some(*version) {
-                journal::set_step(&tx, *move_id, journal::ROLLED_BACK, Some("frame changed during the move"))?;
-                journal::begin_discard(&tx, frame_id, to.level(), *version)?;
+        for d in moves {
+            let current = load_meta(&tx, &d.frame_id)?;
+            let unchanged = current
+                .as_ref()
+                .is_some_and(|m| m.body_local && m.version == d.version && m.change_seq == d.change_seq);
+            if !unchanged {
+                journal::set_step(&tx, d.move_id, journal::ROLLED_BACK, Some("frame changed during the move"))?;
+                journal::begin_discard(&tx, &d.frame_id, to.level(), d.version)?;
                 continue;
             }
-            stub_frame(&tx, frame_id, to)?;
-            journal::set_step(&tx, *move_id, journal::DONE, None)?;
-            done.push(frame_id.clone());
+            stub_frame(&tx, &d.frame_id, to)?;
+            journal::set_step(&tx, d.move_id, journal::DONE, None)?;
+            done.push(d.frame_id.clone());
         }
         tx.commit()?;
         Ok(done)
@@ -89,8 +100,8 @@ impl HotTier {
         for id in ids {
             let meta = load_meta(&tx, id)?;
             let Some(meta) = meta else { continue };
-            if meta.body_local {
-                continue; // a local body is data: never dropped for a remote retention
+            if meta.body_local || meta.is_dirty_stub() {
+                continue; // local rows are data: never dropped for a remote retention
             }
             let children: i64 =
                 tx.query_row("SELECT count(*) FROM frames WHERE parent_frame_id = ?1", [id], |r| r.get(0))?;
@@ -118,5 +129,12 @@ fn stub_frame(tx: &Transaction<'_>, frame_id: &str, to: Tier) -> Result<()> {
         "UPDATE tier_metadata SET tier_level = ?2, body_local = 0, held_back = NULL, demoted_at = ?3 WHERE frame_id = ?1",
         params![frame_id, to.level(), now_seconds()],
     )?;
+    mark_written_by_us(tx, frame_id)
+}
+
+/// After our own write of a frame's rows (a store, a restore, a stub): what the change triggers
+/// recorded is ours, not a change the stub's archived body lacks.
+pub(super) fn mark_written_by_us(c: &rusqlite::Connection, frame_id: &str) -> Result<()> {
+    c.prepare_cached("UPDATE tier_changes SET cols = 0 WHERE frame_id = ?1")?.execute([frame_id])?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use serde_json::Value;
 use super::*;
 use crate::model::normalize_bundle;
 use crate::model::{Bundle, Tier};
+use crate::tiers::hot::{Demotion, FrameMeta, NewMove, Restore};
 
 fn fixtures() -> Vec<Bundle> {
     let v: Value = serde_json::from_str(include_str!("../../../__test__/fixtures/frames.json")).expect("json");
@@ -30,6 +31,43 @@ fn round_trip_is_exact_and_reopen_is_idempotent() {
     assert_eq!(counts.hot.frames, 3);
 }
 
+/// Stubs `frame` (as a demotion whose copy was verified would) and returns its metadata from before.
+fn stub(hot: &HotTier, frame: &Bundle) -> FrameMeta {
+    let meta = hot.meta(frame.frame_id()).expect("meta").expect("some");
+    let m = NewMove {
+        frame_id: frame.frame_id().into(),
+        from: 1,
+        to: 3,
+        checksum: meta.checksum.clone(),
+        version: meta.version,
+        change_seq: meta.change_seq,
+    };
+    let mid = hot.journal_begin(&[m]).expect("j")[0];
+    let d = Demotion {
+        move_id: mid,
+        frame_id: frame.frame_id().into(),
+        version: meta.version,
+        change_seq: meta.change_seq,
+    };
+    assert_eq!(hot.finish_demotions(&[d], Tier::Cold).expect("stub").len(), 1);
+    meta
+}
+
+fn restore(hot: &HotTier, frame: &Bundle, meta: &FrameMeta) -> i64 {
+    let sum = meta.checksum.clone().unwrap_or_default();
+    let m = NewMove {
+        frame_id: frame.frame_id().into(),
+        from: 3,
+        to: 1,
+        checksum: Some(sum.clone()),
+        version: meta.version,
+        change_seq: 0,
+    };
+    let mid = hot.journal_begin(&[m]).expect("j")[0];
+    let r = Restore { bundle: frame, checksum: &sum, version: meta.version, move_id: mid };
+    hot.restore_many(&[r]).expect("restore").pop().expect("one").expect("restored")
+}
+
 #[test]
 fn stub_keeps_tree_and_restore_brings_body_back() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -37,19 +75,66 @@ fn stub_keeps_tree_and_restore_brings_body_back() {
     let fx = fixtures();
     hot.store_many(&fx, 1 << 22).expect("store");
     let child = &fx[1];
-    let meta = hot.meta(child.frame_id()).expect("meta").expect("some");
-    let mid = hot.journal_begin(&[(child.frame_id().into(), 1, 3, meta.checksum.clone(), meta.version)]).expect("j")[0];
-    let done = hot.finish_demotions(&[(mid, child.frame_id().into(), meta.version)], Tier::Cold).expect("stub");
-    assert_eq!(done.len(), 1);
+    let meta = stub(&hot, child);
     let rec = hot.load(child.frame_id()).expect("load").expect("found");
     assert!(rec.bundle.is_none());
+    assert!(!rec.meta.is_dirty_stub(), "our own stub write is no change");
     assert_eq!(rec.stub["name"], child.frame["name"]);
     assert_eq!(rec.meta.tier, 3);
-    let mid2 =
-        hot.journal_begin(&[(child.frame_id().into(), 3, 1, meta.checksum.clone(), meta.version)]).expect("j")[0];
-    hot.restore(child, meta.checksum.as_deref().unwrap_or(""), meta.version, mid2).expect("restore");
+    restore(&hot, child, &meta);
     let rec = hot.load(child.frame_id()).expect("load").expect("found");
     assert_eq!(rec.bundle.map(|b| b.to_value()), Some(child.to_value()));
+}
+
+#[test]
+fn writes_of_another_connection_are_seen_and_merged_into_a_stub() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("c.db");
+    let hot = HotTier::open(&path).expect("open");
+    let fx = fixtures();
+    hot.store_many(&fx, 1 << 22).expect("store");
+    let child = &fx[1];
+    // A copy is taken; StackMemory writes the frame before the source is removed: no stub.
+    let before = hot.meta(child.frame_id()).expect("meta").expect("some");
+    let sm = rusqlite::Connection::open(&path).expect("StackMemory's connection");
+    sm.execute("UPDATE frames SET name = 'renamed' WHERE frame_id = ?1", [child.frame_id()]).expect("rename");
+    let d = Demotion {
+        move_id: 0,
+        frame_id: child.frame_id().into(),
+        version: before.version,
+        change_seq: before.change_seq,
+    };
+    assert!(hot.finish_demotions(&[d], Tier::Cold).expect("finish").is_empty(), "a changed frame stays hot");
+    let renamed = hot.load(child.frame_id()).expect("load").expect("found").bundle.expect("body");
+    // Stubbed, then StackMemory appends an event (seq counted from the empty stub), rewrites the
+    // digest and adds an anchor.
+    let meta = stub(&hot, &renamed);
+    let fid = child.frame_id();
+    sm.execute(
+        "INSERT INTO events (event_id, run_id, frame_id, seq, event_type, payload, ts) VALUES ('late', 'r', ?1, 1, 'decision', '{\"x\":1}', 5)",
+        [fid],
+    )
+    .expect("event");
+    sm.execute("UPDATE frames SET digest_text = 'rewritten' WHERE frame_id = ?1", [fid]).expect("digest");
+    sm.execute(
+        "INSERT INTO anchors (anchor_id, frame_id, project_id, type, text) VALUES ('late-a', ?1, '', 'FACT', 'new fact')",
+        [fid],
+    )
+    .expect("anchor");
+    assert!(hot.meta(fid).expect("meta").expect("some").is_dirty_stub());
+    let merged = hot.merge_local(fid, renamed.clone()).expect("merge");
+    assert_eq!(merged.frame["digest_text"], Value::from("rewritten"));
+    assert_eq!(merged.events.len(), renamed.events.len() + 1);
+    let last = merged.events.last().expect("event");
+    assert_eq!(last["event_id"], Value::from("late"));
+    let max_archived = renamed.events.iter().filter_map(|e| e["seq"].as_i64()).max().unwrap_or(0);
+    assert_eq!(last["seq"].as_i64(), Some(max_archived + 1));
+    assert_eq!(merged.anchors.len(), renamed.anchors.len() + 1);
+    // Promotion restores the merged body: the late rows are there, nothing lost.
+    restore(&hot, &renamed, &meta);
+    let back = hot.load(fid).expect("load").expect("found");
+    assert_eq!(back.bundle.map(|b| b.to_value()), Some(merged.to_value()));
+    assert!(back.meta.version > meta.version, "a merged body is a new version");
 }
 
 #[test]

@@ -8,8 +8,10 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use serde_json::Value;
 
 use super::journal;
+use super::merge::merged;
 use super::read::load_meta;
 use super::rows::{bundle_shape, sql_of};
+use super::stubs::mark_written_by_us;
 use super::HotTier;
 use crate::model::frame::{ANCHOR_COLS, ANCHOR_JSON_COLS, EVENT_COLS, EVENT_JSON_COLS, FRAME_COLS, FRAME_JSON_COLS};
 use crate::model::units::now_seconds;
@@ -53,43 +55,21 @@ impl HotTier {
         Ok(out)
     }
 
-    /// Restore a bundle fetched from a remote tier as a hot frame, in the same transaction as the
-    /// journal's `verified` step for that move.
-    pub fn restore(&self, b: &Bundle, checksum: &str, version: i64, move_id: i64) -> Result<()> {
-        let mut c = self.lock_write()?;
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let size = b.canonical_bytes().len() as i64;
-        write_bundle(&tx, b, size, checksum, Some(version), false, 0)?;
-        tx.execute(
-            "UPDATE tier_metadata SET promoted_at = ?2, held_back = NULL WHERE frame_id = ?1",
-            params![b.frame_id(), now_seconds()],
-        )?;
-        journal::set_step(&tx, move_id, journal::VERIFIED, None)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// `restore` for a batch: 100 frames per transaction (short, for StackMemory's writer), each
-    /// in its own savepoint so one bad frame fails alone. One result per input, in order.
-    pub fn restore_many(&self, items: &[(&Bundle, &str, i64, i64)]) -> Result<Vec<Result<()>>> {
+    /// Restore bodies fetched from a remote tier as hot frames, each in the transaction of its
+    /// journal's `verified` step: 100 frames per transaction (short, for StackMemory's writer), each
+    /// in its own savepoint so one bad frame fails alone. A stub that gained rows or column writes
+    /// since it was stubbed is merged with them inside that transaction (`merge.rs`) and gets a new
+    /// version: nothing written to it is lost. One result per input, in order: the restored size.
+    pub fn restore_many(&self, items: &[Restore<'_>]) -> Result<Vec<Result<i64>>> {
         let mut out = Vec::with_capacity(items.len());
         for chunk in items.chunks(100) {
             let mut c = self.lock_write()?;
             let mut tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (b, checksum, version, move_id) in chunk {
+            for item in chunk {
                 let mut sp = tx.savepoint()?;
-                let r = (|| -> Result<()> {
-                    let size = b.canonical_bytes().len() as i64;
-                    write_bundle(&sp, b, size, checksum, Some(*version), false, 0)?;
-                    sp.execute(
-                        "UPDATE tier_metadata SET promoted_at = ?2, held_back = NULL WHERE frame_id = ?1",
-                        params![b.frame_id(), now_seconds()],
-                    )?;
-                    journal::set_step(&sp, *move_id, journal::VERIFIED, None)?;
-                    Ok(())
-                })();
+                let r = restore_one(&sp, item);
                 match r {
-                    Ok(()) => sp.commit()?,
+                    Ok(_) => sp.commit()?,
                     Err(_) => sp.rollback()?,
                 }
                 out.push(r);
@@ -98,6 +78,40 @@ impl HotTier {
         }
         Ok(out)
     }
+}
+
+/// A body fetched from a remote tier, verified, and the move that brings it back.
+pub struct Restore<'a> {
+    pub bundle: &'a Bundle,
+    pub checksum: &'a str,
+    pub version: i64,
+    pub move_id: i64,
+}
+
+fn restore_one(c: &Connection, item: &Restore<'_>) -> Result<i64> {
+    let id = item.bundle.frame_id();
+    let meta = load_meta(c, id)?;
+    let size = match meta.as_ref().filter(|m| m.is_dirty_stub()) {
+        Some(m) => {
+            let merged = merged(c, item.bundle.clone(), m)?;
+            let bytes = merged.canonical_bytes();
+            let sum = crate::model::frame::checksum(&bytes);
+            let v = item.version.max(m.version) + 1;
+            write_bundle(c, &merged, bytes.len() as i64, &sum, Some(v), false, 0)?;
+            bytes.len() as i64
+        }
+        None => {
+            let size = item.bundle.canonical_bytes().len() as i64;
+            write_bundle(c, item.bundle, size, item.checksum, Some(item.version), false, 0)?;
+            size
+        }
+    };
+    c.execute(
+        "UPDATE tier_metadata SET promoted_at = ?2, held_back = NULL WHERE frame_id = ?1",
+        params![id, now_seconds()],
+    )?;
+    journal::set_step(c, item.move_id, journal::VERIFIED, None)?;
+    Ok(size)
 }
 
 /// Order indexes so that a bundle whose parent is in the same batch comes after it.
@@ -268,5 +282,6 @@ fn write_bundle(
            version = excluded.version, body_local = 1, held_back = NULL, shape = excluded.shape, updated_at = excluded.updated_at",
         params![fid, size, checksum, new_version, bundle_shape(b), now_seconds()],
     )?;
+    mark_written_by_us(tx, fid)?;
     Ok(new_version)
 }
