@@ -274,8 +274,19 @@ export declare class TierManager {
   store(bundle: FrameBundle): Promise<number>
   /** Store many bundles in one transaction (all or nothing); resolves to how many were stored. */
   storeMany(bundles: FrameBundle[]): Promise<number>
-  /** The bundle from whichever tier holds it, or null. */
+  /** The bundle from whichever tier holds it, or null (it crosses as JSON text; index.js parses). */
   retrieve(frameId: string, options?: { promote?: boolean }): Promise<FrameBundle | null>
+  /**
+   * A hot frame's bundle, synchronously, for StackMemory's synchronous call sites; null when its
+   * body is not in SQLite: `locate(frameId)` then says `'warm'`/`'cold'` (use `retrieve`) or
+   * null (no such frame). Never waits on the network.
+   */
+  retrieveSync(frameId: string): FrameBundle | null
+  /**
+   * Which tier holds a frame's body (`'hot'`, `'warm'`, `'cold'`), or null when no tier knows
+   * it; synchronous, from SQLite's bookkeeping.
+   */
+  locate(frameId: string): TierName | null
   delete(frameId: string): Promise<boolean>
   status(): Promise<TierStatus>
   /** Move frames to a tier: `{ toTier, frameIds?, olderThan?, projectId?, limit?, dryRun? }`. */

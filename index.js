@@ -37,6 +37,16 @@ async function call(f) {
   }
 }
 
+function callSync(f) {
+  try {
+    return f()
+  } catch (e) {
+    throw toTierError(e)
+  }
+}
+
+const parsed = (text) => (text === null || text === undefined ? null : JSON.parse(text))
+
 class TierManager {
   #inner
 
@@ -59,7 +69,20 @@ class TierManager {
   close() { return call(() => this.#inner.close()) }
   store(bundle) { return call(() => this.#inner.store(bundle)) }
   storeMany(bundles) { return call(() => this.#inner.storeMany(bundles)) }
-  retrieve(frameId, options) { return call(() => this.#inner.retrieve(frameId, options)) }
+  // Bundles cross from Rust as JSON text. A hot frame is read on this thread (as better-sqlite3
+  // reads; no wait on the network, a write or a move); anything else in the background.
+  retrieve(frameId, options) {
+    let hot
+    try {
+      hot = this.#inner.readHot(frameId, options)
+    } catch (e) {
+      return Promise.reject(toTierError(e))
+    }
+    if (hot !== null) return Promise.resolve(JSON.parse(hot))
+    return call(() => this.#inner.retrieve(frameId, options)).then(parsed)
+  }
+  retrieveSync(frameId) { return parsed(callSync(() => this.#inner.retrieveSync(frameId))) }
+  locate(frameId) { return callSync(() => this.#inner.locate(frameId)) }
   delete(frameId) { return call(() => this.#inner.delete(frameId)) }
   status() { return call(() => this.#inner.status()) }
   // Large reports cross from Rust as JSON text (see src/node/tier_manager.rs).

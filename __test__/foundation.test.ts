@@ -447,9 +447,10 @@ describe('concurrency and the event loop', () => {
     for (let i = 0; i < 7; i++) await m.retrieve('acc-1')
     const count = () => {
       const db = new Database(file, { readonly: true })
-      const r: any = db.prepare("SELECT access_count FROM frames WHERE frame_id = 'acc-1'").get()
+      // Our own table: an UPDATE of frames would make StackMemory's FTS trigger reindex the frame.
+      const r: any = db.prepare("SELECT access_count FROM tier_access WHERE frame_id = 'acc-1'").get()
       db.close()
-      return r.access_count
+      return r ? r.access_count : 0
     }
     expect(count()).toBe(0) // no disk write per read
     await m.close()

@@ -35,7 +35,7 @@ use remotes::RemoteSlot;
 use requests::check_frame_id;
 pub use requests::{RetrieveOptions, SearchRequest};
 pub use retrieve::RetrieveStats;
-use retrieve::{AccessBuffer, Counters};
+use retrieve::{Counters, ReadLog};
 pub use trace::simulate;
 use worker::WorkerRuns;
 
@@ -46,9 +46,11 @@ struct Inner {
     warm: RemoteSlot<WarmTier>,
     cold: RemoteSlot<ColdTier>,
     closed: AtomicBool,
-    access: std::sync::Mutex<AccessBuffer>,
+    access: std::sync::Mutex<ReadLog>,
     counters: Counters,
     shutdown: Arc<Notify>,
+    /// Wakes the flusher early: the read log is full.
+    flush_soon: Arc<Notify>,
     /// Held by the background worker through a cycle; `close()` takes it, so nothing the worker
     /// started is still running when `close()` returns.
     background: AsyncMutex<()>,
@@ -95,9 +97,10 @@ impl TierManager {
             hot,
             mover,
             closed: AtomicBool::new(false),
-            access: std::sync::Mutex::new(AccessBuffer::default()),
+            access: std::sync::Mutex::new(ReadLog::default()),
             counters: Counters::default(),
             shutdown: Arc::new(Notify::new()),
+            flush_soon: Arc::new(Notify::new()),
             move_lock: AsyncMutex::new(()),
             background: AsyncMutex::new(()),
             last_recovery: std::sync::Mutex::new(None),

@@ -2,6 +2,8 @@
 //! memory and flushed to SQLite in batches, promotions the policy wants on the way.
 
 use std::collections::HashMap;
+
+use crate::tiers::hot::HotBody;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -34,11 +36,18 @@ pub(super) struct Counters {
     pub(super) corrupt_warm: AtomicU64,
 }
 
-/// Access counts kept in memory and flushed to SQLite in batches (no disk write per read).
+/// Reads not yet told to SQLite (access counts) and, for hot reads, to the policy engine: kept
+/// in memory and applied in batches by the flusher, so a read pays one push for its counting.
 #[derive(Default)]
-pub(super) struct AccessBuffer {
-    pub(super) pending: HashMap<String, (i64, i64)>,
-    pub(super) reads: usize,
+pub(super) struct ReadLog {
+    pub(super) reads: Vec<LoggedRead>,
+}
+
+pub(super) struct LoggedRead {
+    frame_id: String,
+    at_ms: i64,
+    /// The engine has seen it already (remote reads go to it at once: they may promote).
+    engine_told: bool,
 }
 
 impl Counters {
@@ -76,9 +85,7 @@ impl TierManager {
         };
         let tier = Tier::from_level(rec.meta.tier).unwrap_or(Tier::Hot);
         let value = if let Some(b) = rec.bundle {
-            c.hot.fetch_add(1, Ordering::Relaxed);
-            self.note_access(frame_id);
-            self.policy_access(frame_id, Tier::Hot, rec.meta.size_bytes, false);
+            self.hot_read(frame_id, rec.meta.size_bytes);
             return Ok(Some(b.to_value()));
         } else {
             let remotes = self.remotes().await;
@@ -108,7 +115,7 @@ impl TierManager {
             } else {
                 b.clone()
             };
-            self.note_access(frame_id);
+            self.note_access(frame_id, true);
             let wanted = self.policy_access(frame_id, tier, rec.meta.size_bytes, false);
             let promote = match opts.promote {
                 Some(p) => p,
@@ -133,35 +140,72 @@ impl TierManager {
         Ok(Some(value))
     }
 
-    /// Count a read in memory (flushed to SQLite in batches: no disk write per read).
-    fn note_access(&self, frame_id: &str) {
-        let mut flush = false;
-        if let Ok(mut a) = self.inner.access.lock() {
-            let e = a.pending.entry(frame_id.to_string()).or_insert((0, 0));
-            e.0 += 1;
-            e.1 = now_millis();
-            a.reads += 1;
-            flush = a.reads >= self.inner.config.access_flush_every;
+    /// The read path's fast lane, on the caller's thread (as better-sqlite3 reads): a hot frame's
+    /// bundle as JSON text, or where its body is. Nothing here waits on the network, a write or a
+    /// move; the read is counted in memory.
+    pub fn read_hot(&self, frame_id: &str) -> Result<HotBody> {
+        self.check_open()?;
+        super::requests::check_frame_id(frame_id)?;
+        let body = self.inner.hot.body_json(frame_id)?;
+        if let HotBody::Json(text) = &body {
+            self.hot_read(frame_id, text.len() as i64);
         }
-        if flush {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let _ = me.flush_accesses().await;
-            });
+        Ok(body)
+    }
+
+    /// Which tier holds a frame's body, or `None` when no tier knows it (without a round trip:
+    /// from SQLite's bookkeeping).
+    pub fn locate(&self, frame_id: &str) -> Result<Option<Tier>> {
+        self.check_open()?;
+        super::requests::check_frame_id(frame_id)?;
+        self.inner.hot.locate(frame_id)
+    }
+
+    fn hot_read(&self, frame_id: &str, size: i64) {
+        self.inner.counters.hot.fetch_add(1, Ordering::Relaxed);
+        self.trace(frame_id, size, now_millis(), false);
+        self.note_access(frame_id, false);
+    }
+
+    /// Logs a read (flushed to SQLite and the engine in batches: no disk write, no engine lock per
+    /// read); a full log wakes the flusher.
+    fn note_access(&self, frame_id: &str, engine_told: bool) {
+        let full = match self.inner.access.lock() {
+            Ok(mut log) => {
+                log.reads.push(LoggedRead { frame_id: frame_id.to_string(), at_ms: now_millis(), engine_told });
+                log.reads.len() >= self.inner.config.access_flush_every
+            }
+            Err(_) => false,
+        };
+        if full {
+            self.inner.flush_soon.notify_one();
         }
     }
 
+    /// Applies the logged reads: hot ones to the engine, all of them to SQLite's access counts.
     pub async fn flush_accesses(&self) -> Result<()> {
-        let batch: Vec<(String, i64, i64)> = match self.inner.access.lock() {
-            Ok(mut a) => {
-                a.reads = 0;
-                a.pending.drain().map(|(k, (n, t))| (k, n, t)).collect()
-            }
+        let reads = match self.inner.access.lock() {
+            Ok(mut log) => std::mem::take(&mut log.reads),
             Err(_) => vec![],
         };
-        if batch.is_empty() {
+        if reads.is_empty() {
             return Ok(());
         }
+        let mut counts: HashMap<String, (i64, i64)> = HashMap::new();
+        {
+            let mut engine = self.engine();
+            for r in &reads {
+                if !r.engine_told {
+                    engine.on_read(&r.frame_id, Tier::Hot, r.at_ms);
+                }
+            }
+        }
+        for r in reads {
+            let e = counts.entry(r.frame_id).or_insert((0, 0));
+            e.0 += 1;
+            e.1 = e.1.max(r.at_ms);
+        }
+        let batch: Vec<(String, i64, i64)> = counts.into_iter().map(|(k, (n, t))| (k, n, t)).collect();
         self.inner.hot.call(move |hot| hot.apply_accesses(&batch)).await
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Inner, TierManager};
@@ -20,10 +21,17 @@ pub(super) struct WorkerRuns {
 
 /// Sleeps until `until` or until the manager closes; then the manager if it is still open. Holding
 /// only a weak reference while asleep is what lets the Node process exit.
-async fn wake(weak: &Weak<Inner>, until: Instant) -> Option<TierManager> {
+async fn wake(weak: &Weak<Inner>, until: Instant, early: Option<Arc<Notify>>) -> Option<TierManager> {
     let shutdown = weak.upgrade()?.shutdown.clone();
+    let early = async {
+        match early {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = tokio::time::sleep_until(until) => {}
+        _ = early => {}
         _ = shutdown.notified() => return None,
     }
     let inner = weak.upgrade()?;
@@ -34,8 +42,9 @@ impl TierManager {
     pub(super) fn spawn_flusher(&self) {
         let weak = Arc::downgrade(&self.inner);
         let every = Duration::from_millis(self.inner.config.access_flush_ms.max(10));
+        let soon = self.inner.flush_soon.clone();
         tokio::spawn(async move {
-            while let Some(mgr) = wake(&weak, Instant::now() + every).await {
+            while let Some(mgr) = wake(&weak, Instant::now() + every, Some(soon.clone())).await {
                 let _ = mgr.flush_accesses().await;
             }
         });
@@ -58,7 +67,7 @@ impl TierManager {
             let mut last_level = crate::policy::PressureLevel::Normal;
             loop {
                 let due = last_cycle + every;
-                let Some(mgr) = wake(&weak, (Instant::now() + check).min(due)).await else { return };
+                let Some(mgr) = wake(&weak, (Instant::now() + check).min(due), None).await else { return };
                 let trigger = if Instant::now() >= due {
                     "interval"
                 } else {

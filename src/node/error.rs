@@ -8,6 +8,10 @@ use serde::Serialize;
 
 use crate::model::{Result, TierError};
 
+pub fn js_err(e: TierError) -> napi::Error {
+    to_js(e)
+}
+
 fn to_js(e: TierError) -> napi::Error {
     napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", e.code(), e))
 }
@@ -22,4 +26,13 @@ pub fn js<T>(r: Result<T>) -> napi::Result<T> {
 pub fn report_text<T: Serialize>(r: Result<T>) -> napi::Result<String> {
     let v = js(r)?;
     serde_json::to_string(&v).map_err(|e| to_js(TierError::storage("report", e)))
+}
+
+/// A synchronous entry (it runs on the JS thread): a panic inside becomes an `ERR_STORAGE` error
+/// instead of unwinding into Node.
+pub fn guarded<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => Err(to_js(TierError::storage("internal error", "a synchronous call panicked"))),
+    }
 }

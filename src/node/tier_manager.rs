@@ -5,14 +5,15 @@
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::error::{js, report_text};
+use super::error::{guarded, js, report_text};
 use crate::manager::config::TierConfig;
 use crate::manager::requests::{
     bundles_arg, demotion_tier_arg, frame_id_arg, CycleOptions, RetrieveOptions, SearchRequest,
 };
 use crate::manager::TierManager;
-use crate::model::Tier;
+use crate::model::{Tier, TierError};
 use crate::moves::MigrateRequest;
+use crate::tiers::hot::HotBody;
 
 #[napi(js_name = "TierManager")]
 pub struct JsTierManager {
@@ -45,14 +46,46 @@ impl JsTierManager {
         js(self.inner.store_many(js(bundles_arg(bundles))?).await.map(|n| n as u32))
     }
 
-    /// The bundle from whichever tier holds it, or null.
+    /// The bundle from whichever tier holds it, or null (it crosses as JSON text; index.js parses).
     #[napi(
         ts_args_type = "frameId: string, options?: { promote?: boolean }",
         ts_return_type = "Promise<FrameBundle | null>"
     )]
-    pub async fn retrieve(&self, frame_id: Value, options: Option<Value>) -> napi::Result<Option<Value>> {
+    pub async fn retrieve(&self, frame_id: Value, options: Option<Value>) -> napi::Result<Option<String>> {
         let (id, opts) = (js(frame_id_arg(&frame_id))?, js(RetrieveOptions::from_json(options.as_ref()))?);
-        js(self.inner.retrieve(&id, opts).await)
+        let found = js(self.inner.retrieve(&id, opts).await)?;
+        found
+            .map(|v| serde_json::to_string(&v))
+            .transpose()
+            .map_err(|e| super::error::js_err(TierError::storage("bundle", e)))
+    }
+
+    /// The read path's fast lane, synchronous: a hot frame's bundle as JSON text, or null when its
+    /// body is not in SQLite (remote, or no such frame). `options` are checked as `retrieve` does.
+    #[napi(skip_typescript)]
+    pub fn read_hot(&self, frame_id: Value, options: Option<Value>) -> napi::Result<Option<String>> {
+        guarded(|| {
+            js(RetrieveOptions::from_json(options.as_ref()))?;
+            match js(self.inner.read_hot(&js(frame_id_arg(&frame_id))?))? {
+                HotBody::Json(text) => Ok(Some(text)),
+                HotBody::Remote(_) | HotBody::Missing => Ok(None),
+            }
+        })
+    }
+
+    /// A hot frame's bundle, synchronously, for StackMemory's synchronous call sites; null when its
+    /// body is not in SQLite: `locate(frameId)` then says `'warm'`/`'cold'` (use `retrieve`) or
+    /// null (no such frame). Never waits on the network.
+    #[napi(ts_args_type = "frameId: string", ts_return_type = "FrameBundle | null")]
+    pub fn retrieve_sync(&self, frame_id: Value) -> napi::Result<Option<String>> {
+        self.read_hot(frame_id, None)
+    }
+
+    /// Which tier holds a frame's body (`'hot'`, `'warm'`, `'cold'`), or null when no tier knows
+    /// it; synchronous, from SQLite's bookkeeping.
+    #[napi(ts_args_type = "frameId: string", ts_return_type = "TierName | null")]
+    pub fn locate(&self, frame_id: Value) -> napi::Result<Option<String>> {
+        guarded(|| Ok(js(self.inner.locate(&js(frame_id_arg(&frame_id))?))?.map(|t| t.as_str().to_string())))
     }
 
     #[napi(ts_args_type = "frameId: string")]

@@ -87,8 +87,9 @@ impl HotTier {
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut st = tx.prepare_cached(
-                "UPDATE frames SET access_count = COALESCE(access_count, 0) + ?2,
-                 last_accessed = max(COALESCE(last_accessed, 0), ?3) WHERE frame_id = ?1",
+                "INSERT INTO tier_access (frame_id, access_count, last_accessed) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(frame_id) DO UPDATE SET access_count = access_count + excluded.access_count,
+                   last_accessed = max(COALESCE(last_accessed, 0), excluded.last_accessed)",
             )?;
             for (id, n, last_ms) in batch {
                 st.execute(params![id, n, last_ms])?;

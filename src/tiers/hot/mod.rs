@@ -4,7 +4,9 @@
 //! `BEGIN IMMEDIATE` transactions, and we never rewrite StackMemory's tables beyond rows of frames
 //! we were asked to store or move. Our bookkeeping is additive and versioned (`tier_schema`):
 //! three columns on `frames` (`tier_status`, `last_accessed`, `access_count`, as the seed design
-//! asks) and our own tables (`tier_metadata`, `tier_journal`, `tier_kv`).
+//! asks) and our own tables (`tier_metadata`, `tier_journal`, `tier_kv`, `tier_changes` with its
+//! change triggers, `tier_access`). Live access counts go to `tier_access`, not to the `frames`
+//! columns: any UPDATE of `frames` fires StackMemory's FTS trigger and reindexes the frame.
 //!
 //! A demoted frame keeps a *stub* row (ids, tree, name, state, times, tier) so StackMemory's stack
 //! tree, its foreign keys and FTS on names keep working; its events and anchors go with the body.
@@ -23,6 +25,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::model::{Result, TierError};
 
+mod body_json;
 mod bookkeeping;
 pub mod config;
 pub mod copy_guard;
@@ -37,6 +40,7 @@ mod select;
 mod stubs;
 mod write;
 
+pub use body_json::HotBody;
 pub use bookkeeping::{HotCounts, TierCount};
 pub use config::SqliteConfig;
 pub use journal::NewMove;
@@ -49,6 +53,9 @@ pub use write::Restore;
 
 pub struct HotTier {
     conn: Mutex<Connection>,
+    /// A second connection for the read path's fast lane (`body_json.rs`): WAL lets it read while
+    /// `conn` writes or moves.
+    reader: Mutex<Connection>,
     /// Stops us before a second SQLite copy in this process and we corrupt the file together.
     guard: copy_guard::CopyGuard,
     path: PathBuf,
@@ -80,7 +87,12 @@ impl HotTier {
         conn.set_prepared_statement_cache_capacity(64);
         schema::upgrade(&conn)?;
         let has_fts = schema::table_exists(&conn, "frames_fts")?;
-        Ok(HotTier { conn: Mutex::new(conn), guard, path: path.to_path_buf(), has_fts })
+        let reader =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| TierError::storage(format!("cannot open {}", path.display()), e))?;
+        reader.busy_timeout(Duration::from_secs(2))?;
+        reader.set_prepared_statement_cache_capacity(16);
+        Ok(HotTier { conn: Mutex::new(conn), reader: Mutex::new(reader), guard, path: path.to_path_buf(), has_fts })
     }
 
     /// `open` on tokio's blocking pool, shared: how the manager opens its hot tier.

@@ -90,10 +90,12 @@ pub(super) fn load_meta(c: &Connection, frame_id: &str) -> Result<Option<FrameMe
     Ok(c
         .prepare_cached(
             "SELECT f.frame_id, COALESCE(f.tier_status, 'hot'), COALESCE(m.body_local, 1), COALESCE(m.version, 0), m.checksum,
-                    COALESCE(m.size_bytes, 0), COALESCE(f.access_count, 0), f.last_accessed, m.held_back, COALESCE(m.pinned, 0),
+                    COALESCE(m.size_bytes, 0), COALESCE(ta.access_count, f.access_count, 0), COALESCE(ta.last_accessed, f.last_accessed),
+                    m.held_back, COALESCE(m.pinned, 0),
                     COALESCE(ch.seq, 0), COALESCE(ch.cols, 0)
              FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id
                LEFT JOIN tier_changes ch ON ch.frame_id = f.frame_id
+               LEFT JOIN tier_access ta ON ta.frame_id = f.frame_id
              WHERE f.frame_id = ?1",
         )?
         .query_row(

@@ -202,6 +202,15 @@ pub(super) fn upgrade(c: &Connection) -> Result<()> {
                  ) WITHOUT ROWID;",
             )?;
             journal::add_change_seq(c)?;
+            // Access counts in a table of our own: an UPDATE of `frames` (even of our own columns)
+            // fires StackMemory's FTS trigger, which reindexes the frame's text on every flush.
+            c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS tier_access (
+                    frame_id TEXT PRIMARY KEY,
+                    access_count INTEGER NOT NULL DEFAULT 0,
+                    last_accessed INTEGER
+                 ) WITHOUT ROWID;",
+            )?;
             c.execute("INSERT INTO tier_schema (version, applied_at) VALUES (2, ?1)", [now_seconds()])?;
         }
         c.execute_batch(&change_triggers(c)?)?;

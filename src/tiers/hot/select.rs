@@ -45,9 +45,10 @@ impl HotTier {
         let mut sql = String::from(
             "SELECT f.frame_id, f.parent_frame_id, f.project_id, COALESCE(f.tier_status, 'hot'),
                     COALESCE(m.body_local, 1), COALESCE(f.state, 'active'), f.created_at, f.closed_at,
-                    f.last_accessed, COALESCE(f.access_count, 0), m.size_bytes, COALESCE(f.retention_policy, 'default'),
-                    COALESCE(m.pinned, 0)
-             FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id WHERE 1 = 1",
+                    COALESCE(ta.last_accessed, f.last_accessed), COALESCE(ta.access_count, f.access_count, 0),
+                    m.size_bytes, COALESCE(f.retention_policy, 'default'), COALESCE(m.pinned, 0)
+             FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id
+               LEFT JOIN tier_access ta ON ta.frame_id = f.frame_id WHERE 1 = 1",
         );
         let mut args: Vec<SqlValue> = vec![];
         if let Some(p) = &filter.project_id {
