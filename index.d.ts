@@ -172,8 +172,13 @@ export interface SearchHit {
 
 export interface SearchResult {
   results: SearchHit[]
-  /** A tier that could not be searched (for example PostgreSQL unreachable). */
+  /** A tier that could not be searched (for example PostgreSQL unreachable): never a rejection. */
   warnings: string[]
+  /**
+   * The one scale every score is on: `ts_rank` (PostgreSQL's, over the same weighted text for hot
+   * hits and archived ones) when the archive answered, else `bm25` (SQLite's, scaled to 0..1).
+   */
+  scale: 'ts_rank' | 'bm25'
 }
 
 export interface CompactReport {
@@ -258,6 +263,16 @@ export interface SimulationReport {
   [key: string]: unknown
 }
 
+/** What `gc()` did: frames past their retention, archived for it, deleted (their archived copies stay), kept. */
+export interface GcReport {
+  dryRun: boolean
+  candidates: number
+  archived: number
+  deleted: string[]
+  kept: Array<{ frameId: string; reason: string }>
+  deletedWithoutArchive: number
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -292,6 +307,10 @@ export declare class TierManager {
   /** Move frames to a tier: `{ toTier, frameIds?, olderThan?, projectId?, limit?, dryRun? }`. */
   migrate(options: MigrateOptions): Promise<MigrateReport>
   search(query: string, options?: { projectId?: string, limit?: number, tiers?: Array<TierName | 1 | 2 | 3> }): Promise<SearchResult>
+  /** Bookkeeping after someone else wrote a frame (StackMemory's create and close hooks). */
+  refresh(frameId: string): Promise<boolean>
+  /** StackMemory's GC by its retention rules, each deleted frame first verified in the archive. */
+  gc(options?: { retentionDays?: number, batchSize?: number, dryRun?: boolean, force?: boolean, archiveOnly?: boolean }): Promise<GcReport>
   compact(): Promise<CompactReport>
   /** Pin a frame: never demoted automatically (the pinned total is capped by `policies.maxPinnedBytes`). */
   pin(frameId: string): Promise<PinResult>

@@ -89,6 +89,8 @@ class TierManager {
   async migrate(options) { return JSON.parse(await call(() => this.#inner.migrate(options))) }
   search(query, options) { return call(() => this.#inner.search(query, options)) }
   compact() { return call(() => this.#inner.compact()) }
+  refresh(frameId) { return call(() => this.#inner.refresh(frameId)) }
+  async gc(options) { return JSON.parse(await call(() => this.#inner.gc(options))) }
   pin(frameId) { return call(() => this.#inner.pin(frameId)) }
   unpin(frameId) { return call(() => this.#inner.unpin(frameId)) }
   forcePromote(frameId) { return call(() => this.#inner.forcePromote(frameId)) }

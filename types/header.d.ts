@@ -172,8 +172,13 @@ export interface SearchHit {
 
 export interface SearchResult {
   results: SearchHit[]
-  /** A tier that could not be searched (for example PostgreSQL unreachable). */
+  /** A tier that could not be searched (for example PostgreSQL unreachable): never a rejection. */
   warnings: string[]
+  /**
+   * The one scale every score is on: `ts_rank` (PostgreSQL's, over the same weighted text for hot
+   * hits and archived ones) when the archive answered, else `bm25` (SQLite's, scaled to 0..1).
+   */
+  scale: 'ts_rank' | 'bm25'
 }
 
 export interface CompactReport {
@@ -256,4 +261,14 @@ export interface SimulateOptions {
 
 export interface SimulationReport {
   [key: string]: unknown
+}
+
+/** What `gc()` did: frames past their retention, archived for it, deleted (their archived copies stay), kept. */
+export interface GcReport {
+  dryRun: boolean
+  candidates: number
+  archived: number
+  deleted: string[]
+  kept: Array<{ frameId: string; reason: string }>
+  deletedWithoutArchive: number
 }

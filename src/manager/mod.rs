@@ -21,6 +21,7 @@ use crate::tiers::hot::HotTier;
 use crate::tiers::warm::WarmTier;
 
 pub mod config;
+pub mod gc;
 mod policy_ops;
 mod remotes;
 pub mod requests;
@@ -202,6 +203,19 @@ impl TierManager {
             self.engine().forget(frame_id);
             let remotes = self.remotes().await;
             let _ = self.inner.mover.recover(&remotes).await;
+        }
+        Ok(meta.is_some())
+    }
+
+    /// A frame someone else wrote (StackMemory's frame hooks call it on create and close): its
+    /// bookkeeping follows its rows, and the write counts as an access. `false` when unknown.
+    pub async fn refresh(&self, frame_id: &str) -> Result<bool> {
+        self.check_open()?;
+        check_frame_id(frame_id)?;
+        let id = frame_id.to_string();
+        let meta = self.inner.hot.call(move |hot| hot.refresh_meta(&id)).await?;
+        if let Some(m) = &meta {
+            self.policy_access(frame_id, Tier::Hot, m.size_bytes, true);
         }
         Ok(meta.is_some())
     }

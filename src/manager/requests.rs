@@ -11,8 +11,7 @@ use crate::model::{Result, Tier, TierError};
 /// Most hits one search returns; `limit` defaults to `DEFAULT_SEARCH_LIMIT`.
 pub const MAX_SEARCH_LIMIT: u32 = 1000;
 pub const DEFAULT_SEARCH_LIMIT: u32 = 20;
-/// Longest query accepted, in bytes.
-pub const MAX_QUERY_BYTES: usize = 4096;
+pub use crate::model::frame::MAX_QUERY_BYTES;
 
 /// A frame id argument: a non-empty string of at most `MAX_ID_LEN` characters.
 pub fn frame_id_arg(v: &Value) -> Result<String> {
@@ -113,7 +112,7 @@ impl SearchRequest {
             return Err(TierError::invalid_argument("query", "must not be empty"));
         }
         if self.query.len() > MAX_QUERY_BYTES {
-            return Err(TierError::invalid_argument("query", format!("longer than {MAX_QUERY_BYTES} characters")));
+            return Err(TierError::invalid_argument("query", format!("longer than {MAX_QUERY_BYTES} bytes")));
         }
         if !(1..=MAX_SEARCH_LIMIT).contains(&self.limit) {
             return Err(TierError::invalid_argument("options.limit", format!("must be 1-{MAX_SEARCH_LIMIT}")));

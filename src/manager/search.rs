@@ -1,6 +1,8 @@
 //! Search across tiers: SQLite's FTS for hot rows and stubs, PostgreSQL's tsvector for the archive,
 //! merged (each frame once) and ranked.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{json, Value};
 
 use super::requests::SearchRequest;
@@ -8,59 +10,82 @@ use super::TierManager;
 use crate::model::{Result, Tier};
 
 impl TierManager {
+    /// Hits from SQLite's FTS (hot rows, and stubs by name) and from the archive's tsvector, each
+    /// frame once, on one scale: with the archive reachable every hit is scored by PostgreSQL's
+    /// `ts_rank` over the same weighted text (name A, digest B, anchors C, event text D; hot frames'
+    /// text is sent to it for the ranking); without it, hot hits by SQLite's bm25 (scaled to 0..1).
+    /// A tier that fails is a warning, never a rejection.
     pub async fn search(&self, req: SearchRequest) -> Result<Value> {
         self.check_open()?;
         req.check()?;
         let SearchRequest { ref query, ref project_id, limit, .. } = req;
-        let want = |t: Tier| req.wants(t);
         let tokens = tokenize(query);
         let pid = project_id.clone();
+        let mut warnings: Vec<String> = vec![];
         let hot_hits = self.inner.hot.call(move |hot| hot.search(&tokens, pid.as_deref(), limit)).await?;
+        let remotes = self.remotes().await;
+        let mut cold_hits = vec![];
+        match &remotes.cold {
+            Some(c) => match c.search(query, project_id.as_deref(), limit).await {
+                Ok(h) => cold_hits = h,
+                Err(e) => warnings.push(format!("archive not searched: {e}")),
+            },
+            None if self.inner.config.postgres.enabled => {
+                warnings.push(format!("archive not searched: {}", remotes.down(Tier::Cold)))
+            }
+            None => {}
+        }
+        // Hot bodies ranked by the archive's formula too, when it answers.
+        let bodies: Vec<String> =
+            hot_hits.iter().filter(|h| Tier::parse(&h.tier) == Some(Tier::Hot)).map(|h| h.frame_id.clone()).collect();
+        let mut ts_rank: Option<HashMap<String, f64>> = None;
+        if let (Some(c), false) = (&remotes.cold, warnings.iter().any(|w| w.starts_with("archive not searched"))) {
+            let ids = bodies.clone();
+            let texts = self.inner.hot.call(move |hot| hot.search_texts(&ids)).await?;
+            match c.rank_texts(query, &texts.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>()).await {
+                Ok(ranks) => {
+                    ts_rank = Some(texts.into_iter().map(|(id, _)| id).zip(ranks.into_iter().map(f64::from)).collect())
+                }
+                Err(e) => warnings.push(format!("hot hits ranked by SQLite only: {e}")),
+            }
+        }
+        let max_bm25 = hot_hits.iter().map(|h| h.rank).fold(f64::MIN_POSITIVE, f64::max);
         let mut merged: Vec<Value> = vec![];
-        let mut seen = std::collections::HashSet::new();
-        let max_hot = hot_hits.iter().map(|h| h.rank).fold(f64::MIN_POSITIVE, f64::max);
-        for h in hot_hits {
+        let mut seen = HashSet::new();
+        let archived: HashSet<&str> = cold_hits.iter().map(|h| h.frame_id.as_str()).collect();
+        for h in &hot_hits {
             let t = Tier::parse(&h.tier).unwrap_or(Tier::Hot);
-            if !want(t) || !seen.insert(h.frame_id.clone()) {
+            // A stub's archive hit (its whole text) stands for it when there is one.
+            if (t != Tier::Hot && archived.contains(h.frame_id.as_str()))
+                || !req.wants(t)
+                || !seen.insert(h.frame_id.clone())
+            {
                 continue;
             }
+            let score = match &ts_rank {
+                Some(r) => r.get(&h.frame_id).copied().unwrap_or(0.0).max(1e-6),
+                None => h.rank / max_bm25,
+            };
             merged.push(json!({"frameId": h.frame_id, "projectId": h.project_id, "name": h.name, "tier": h.tier,
-                "source": "sqlite", "score": h.rank / max_hot}));
+                "source": "sqlite", "score": score}));
         }
-        let mut warnings = vec![];
-        if want(Tier::Warm) || want(Tier::Cold) {
-            let remotes = self.remotes().await;
-            match &remotes.cold {
-                Some(c) => {
-                    let hits = c.search(query, project_id.as_deref(), limit).await?;
-                    let max_cold = hits.iter().map(|h| h.rank as f64).fold(f64::MIN_POSITIVE, f64::max);
-                    for h in hits {
-                        let t = if h.tier == 2 { Tier::Warm } else { Tier::Cold };
-                        if seen.contains(&h.frame_id) {
-                            continue;
-                        }
-                        // A frame archived and also hot (mid-move) is listed once.
-                        seen.insert(h.frame_id.clone());
-                        if !want(t) {
-                            continue;
-                        }
-                        merged.push(json!({"frameId": h.frame_id, "projectId": h.project_id, "name": h.name,
-                            "tier": t.as_str(), "source": "postgres", "score": h.rank as f64 / max_cold}));
-                    }
-                }
-                None => {
-                    if let Some(why) = remotes.cold_down {
-                        warnings.push(format!("archive not searched: {why}"));
-                    }
-                }
+        for h in cold_hits {
+            let t = if h.tier == 2 { Tier::Warm } else { Tier::Cold };
+            // A frame archived and also hot (mid-move) is listed once.
+            if !seen.insert(h.frame_id.clone()) || !req.wants(t) {
+                continue;
             }
+            merged.push(json!({"frameId": h.frame_id, "projectId": h.project_id, "name": h.name,
+                "tier": t.as_str(), "source": "postgres", "score": h.rank as f64}));
         }
         merged.sort_by(|a, b| {
             let (x, y) = (a["score"].as_f64().unwrap_or(0.0), b["score"].as_f64().unwrap_or(0.0));
             y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal)
         });
         merged.truncate(limit as usize);
-        Ok(json!({"results": merged, "warnings": warnings}))
+        let scale =
+            if ts_rank.is_some() || !merged.iter().any(|m| m["source"] == "sqlite") { "ts_rank" } else { "bm25" };
+        Ok(json!({"results": merged, "warnings": warnings, "scale": scale}))
     }
 }
 

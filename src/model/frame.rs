@@ -100,6 +100,10 @@ impl Bundle {
     }
 }
 
+/// Longest search query, in bytes, in every tier (one limit, checked once by the manager and again
+/// by each tier that parses it).
+pub const MAX_QUERY_BYTES: usize = 4096;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchText {
     pub name: String,

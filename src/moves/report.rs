@@ -18,12 +18,22 @@ pub struct MigrateRequest {
     pub project_id: Option<String>,
     pub limit: Option<usize>,
     pub dry_run: bool,
+    /// With `frame_ids`, a demotion takes each frame's closed subtree along (default true).
+    pub subtrees: bool,
 }
 
 impl MigrateRequest {
     /// All frames that may go to `to`.
     pub fn to(to: Tier) -> MigrateRequest {
-        MigrateRequest { to, frame_ids: None, older_than_ms: None, project_id: None, limit: None, dry_run: false }
+        MigrateRequest {
+            to,
+            frame_ids: None,
+            older_than_ms: None,
+            project_id: None,
+            limit: None,
+            dry_run: false,
+            subtrees: true,
+        }
     }
 
     /// These frames (and, for a demotion, their closed descendants) to `to`.
@@ -66,7 +76,15 @@ impl MigrateRequest {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(o.fail("projectId", "must be a string")),
         };
-        Ok(MigrateRequest { to, frame_ids: o.opt_strings("frameIds")?, older_than_ms, project_id, limit, dry_run })
+        Ok(MigrateRequest {
+            to,
+            frame_ids: o.opt_strings("frameIds")?,
+            older_than_ms,
+            project_id,
+            limit,
+            dry_run,
+            subtrees: true,
+        })
     }
 }
 

@@ -18,7 +18,7 @@ impl Mover {
         let explicit = req.frame_ids.is_some();
         let mut frame_ids = req.frame_ids.clone();
         if let Some(ids) = &mut frame_ids {
-            if to != Tier::Hot {
+            if to != Tier::Hot && req.subtrees {
                 // A closed frame and its closed descendants move together.
                 let asked = ids.clone();
                 *ids = self.hot.call(move |hot| hot.with_closed_descendants(&asked)).await?;

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::error::{guarded, js, report_text};
 use crate::manager::config::TierConfig;
+use crate::manager::gc::GcRequest;
 use crate::manager::requests::{
     bundles_arg, demotion_tier_arg, frame_id_arg, CycleOptions, RetrieveOptions, SearchRequest,
 };
@@ -110,6 +111,21 @@ impl JsTierManager {
     )]
     pub async fn search(&self, query: Value, options: Option<Value>) -> napi::Result<Value> {
         js(self.inner.search(js(SearchRequest::from_json(&query, options.as_ref()))?).await)
+    }
+
+    /// Bookkeeping after someone else wrote a frame (StackMemory's create and close hooks).
+    #[napi(ts_args_type = "frameId: string")]
+    pub async fn refresh(&self, frame_id: Value) -> napi::Result<bool> {
+        js(self.inner.refresh(&js(frame_id_arg(&frame_id))?).await)
+    }
+
+    /// StackMemory's GC by its retention rules, each deleted frame first verified in the archive.
+    #[napi(
+        ts_args_type = "options?: { retentionDays?: number, batchSize?: number, dryRun?: boolean, force?: boolean, archiveOnly?: boolean }",
+        ts_return_type = "Promise<GcReport>"
+    )]
+    pub async fn gc(&self, options: Option<Value>) -> napi::Result<String> {
+        report_text(self.inner.gc(js(GcRequest::from_json(options.as_ref()))?).await)
     }
 
     #[napi(ts_return_type = "Promise<CompactReport>")]

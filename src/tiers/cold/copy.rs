@@ -13,9 +13,9 @@ use crate::model::units::to_seconds;
 use crate::model::{Bundle, Result, SearchText, TierError};
 
 /// Bytes of each search-text part fed to `to_tsvector` (a tsvector is limited to 1 MB).
-const MAX_NAME_TEXT: usize = 8 * 1024;
+pub(super) const MAX_NAME_TEXT: usize = 8 * 1024;
 
-const MAX_PART_TEXT: usize = 128 * 1024;
+pub(super) const MAX_PART_TEXT: usize = 128 * 1024;
 
 /// Batches larger than this are split over several pooled connections, in parallel.
 const PARALLEL_MIN_ROWS: usize = 1_000;
@@ -243,7 +243,7 @@ pub(super) fn clean(s: &str) -> Cow<'_, str> {
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
-fn clip(s: &str, max: usize) -> &str {
+pub(super) fn clip(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -29,7 +29,7 @@ use config::valid_schema;
 pub use config::PostgresConfig;
 pub use copy::{archive_row, ArchiveRow};
 use schema::Sql;
-pub use search::{ColdHit, ColdStats, MAX_QUERY_CHARS, MAX_SEARCH_LIMIT};
+pub use search::{ColdHit, ColdStats, MAX_SEARCH_LIMIT};
 
 const TIER: &str = "postgres";
 /// Every archive write (upsert, tier change, delete) holds this shared advisory lock for its

@@ -1,10 +1,9 @@
 //! Full-text search over the archive's weighted tsvector, retention, and the archive's totals.
 
+use super::copy::{clean, clip, MAX_NAME_TEXT, MAX_PART_TEXT};
 use super::{pg_err, search_err, ColdTier};
-use crate::model::{Result, TierError};
-
-/// Longest search query accepted (characters).
-pub const MAX_QUERY_CHARS: usize = 10_000;
+use crate::model::frame::MAX_QUERY_BYTES;
+use crate::model::{Result, SearchText, TierError};
 
 /// Most hits one search returns.
 pub const MAX_SEARCH_LIMIT: u32 = 10_000;
@@ -33,6 +32,38 @@ pub struct ColdStats {
 }
 
 impl ColdTier {
+    /// `ts_rank` of `query` over texts that are not archived (hot frames' search text), weighted
+    /// and clipped exactly as archived rows are: so hits from every tier are ranked on one scale.
+    pub async fn rank_texts(&self, query: &str, texts: &[SearchText]) -> Result<Vec<f32>> {
+        if texts.is_empty() || query.trim().is_empty() || query.contains('\0') || query.len() > MAX_QUERY_BYTES {
+            return Ok(vec![0.0; texts.len()]);
+        }
+        let part = |f: &dyn Fn(&SearchText) -> &str, max: usize| -> Vec<String> {
+            texts.iter().map(|t| clean(clip(f(t), max)).into_owned()).collect()
+        };
+        let (n, d) = (part(&|t| &t.name, MAX_NAME_TEXT), part(&|t| &t.digest, MAX_PART_TEXT));
+        let (a, e) = (part(&|t| &t.anchors, MAX_PART_TEXT), part(&|t| &t.events, MAX_PART_TEXT));
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT i, ts_rank(setweight(to_tsvector('english', n), 'A') || setweight(to_tsvector('english', d), 'B')
+                                 || setweight(to_tsvector('english', a), 'C') || setweight(to_tsvector('english', e), 'D'),
+                                 websearch_to_tsquery('english', $1))
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(n, d, a, e, i)",
+                &[&query, &n, &d, &a, &e],
+            )
+            .await
+            .map_err(search_err)?;
+        let mut out = vec![0.0; texts.len()];
+        for r in rows {
+            let i: i64 = r.try_get(0).map_err(|e| pg_err("rank", e))?;
+            if let Some(slot) = out.get_mut((i - 1).max(0) as usize) {
+                *slot = r.try_get(1).map_err(|e| pg_err("rank", e))?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Full-text search (`websearch_to_tsquery` syntax), best `ts_rank` first. A name match
     /// outranks a digest match, which outranks anchors, which outrank event payloads.
     pub async fn search(&self, query: &str, project_id: Option<&str>, limit: u32) -> Result<Vec<ColdHit>> {
@@ -42,8 +73,8 @@ impl ColdTier {
         if query.contains('\0') {
             return Err(TierError::invalid_argument("query", "must not contain NUL characters"));
         }
-        if query.chars().count() > MAX_QUERY_CHARS {
-            return Err(TierError::invalid_argument("query", format!("longer than {MAX_QUERY_CHARS} characters")));
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(TierError::invalid_argument("query", format!("longer than {MAX_QUERY_BYTES} bytes")));
         }
         if project_id.is_some_and(|p| p.contains('\0')) {
             return Err(TierError::invalid_argument("projectId", "must not contain NUL characters"));

@@ -47,7 +47,7 @@ pub use journal::NewMove;
 pub use read::{FrameMeta, HotRecord};
 pub use schema::SCHEMA_VERSION;
 pub use search::HotHit;
-pub use select::{Candidate, CandidateFilter};
+pub use select::{Candidate, CandidateFilter, Expired};
 pub use stubs::Demotion;
 pub use write::Restore;
 

@@ -72,6 +72,30 @@ impl HotTier {
         load_meta(&c, frame_id)
     }
 
+    /// After someone else wrote a frame (StackMemory closing it, say): its bookkeeping follows its
+    /// rows again (size and checksum of a local body; a new version when they changed).
+    pub fn refresh_meta(&self, frame_id: &str) -> Result<Option<FrameMeta>> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(meta) = ensure_meta_row(&tx, frame_id)? else { return Ok(None) };
+        if meta.body_local {
+            if let Some(b) = load_record(&tx, frame_id)?.and_then(|r| r.bundle) {
+                let bytes = b.canonical_bytes();
+                let sum = crate::model::frame::checksum(&bytes);
+                if meta.checksum.as_deref() != Some(sum.as_str()) {
+                    tx.execute(
+                        "UPDATE tier_metadata SET size_bytes = ?2, checksum = ?3, version = version + 1, updated_at = ?4
+                         WHERE frame_id = ?1",
+                        params![frame_id, bytes.len() as i64, sum, now_seconds()],
+                    )?;
+                }
+            }
+        }
+        let meta = load_meta(&tx, frame_id)?;
+        tx.commit()?;
+        Ok(meta)
+    }
+
     /// Ensure every listed frame has a `tier_metadata` row with a size and checksum (frames written
     /// by StackMemory itself have none until we first look at them).
     pub fn ensure_meta(&self, ids: &[String]) -> Result<()> {

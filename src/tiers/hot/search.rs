@@ -75,3 +75,15 @@ impl HotTier {
         Ok(out)
     }
 }
+
+impl HotTier {
+    /// The weighted search text of hot bodies (`Bundle::search_text`), for ranking them on the
+    /// archive's scale; stubs and unknown ids are left out.
+    pub fn search_texts(&self, ids: &[String]) -> Result<Vec<(String, crate::model::SearchText)>> {
+        Ok(self
+            .load_many(ids)?
+            .into_iter()
+            .filter_map(|r| r.bundle.map(|b| (r.meta.frame_id.clone(), b.search_text())))
+            .collect())
+    }
+}

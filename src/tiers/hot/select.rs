@@ -127,3 +127,44 @@ impl HotTier {
         Ok(out)
     }
 }
+
+/// A frame StackMemory's GC would delete now, by its retention rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expired {
+    pub frame_id: String,
+    pub parent_id: Option<String>,
+    pub retention_policy: String,
+    pub tier: i64,
+    pub active: bool,
+    pub pinned: bool,
+}
+
+impl HotTier {
+    /// The frames StackMemory's `runGC` deletes at `now_s`: `default` and `archive` frames created
+    /// more than `retention_days` ago, `ttl_30d` after 30 days, `ttl_7d` after 7, never
+    /// `keep_forever` (times in seconds or ms, as StackMemory mixes them). Oldest first, at most
+    /// `limit`.
+    pub fn gc_candidates(&self, now_s: i64, retention_days: u32, limit: usize) -> Result<Vec<Expired>> {
+        let c = self.lock()?;
+        let mut st = c.prepare_cached(
+            "SELECT f.frame_id, f.parent_frame_id, COALESCE(f.retention_policy, 'default'), COALESCE(f.tier_status, 'hot'),
+                    COALESCE(f.state, 'active'), COALESCE(m.pinned, 0)
+             FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id
+             WHERE COALESCE(f.retention_policy, 'default') <> 'keep_forever'
+               AND (CASE WHEN f.created_at > 100000000000 THEN f.created_at / 1000 ELSE f.created_at END)
+                   < ?1 - 86400 * (CASE f.retention_policy WHEN 'ttl_7d' THEN 7 WHEN 'ttl_30d' THEN 30 ELSE ?2 END)
+             ORDER BY f.created_at, f.rowid LIMIT ?3",
+        )?;
+        let rows = st.query_map(rusqlite::params![now_s, retention_days, limit as i64], |r| {
+            Ok(Expired {
+                frame_id: r.get(0)?,
+                parent_id: r.get(1)?,
+                retention_policy: r.get(2)?,
+                tier: Tier::parse(&r.get::<_, String>(3)?).unwrap_or(Tier::Hot).level(),
+                active: r.get::<_, String>(4)? != "closed",
+                pinned: r.get::<_, i64>(5)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+}

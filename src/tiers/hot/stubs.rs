@@ -47,6 +47,50 @@ impl HotTier {
         Ok(Some(meta))
     }
 
+    /// StackMemory's GC for frames whose body the archive holds: their SQLite rows go (children
+    /// before parents), the archive copy stays (`retrieve` finds it there). A frame is only removed
+    /// while it is still an unchanged stub with exactly the checksum the archive verified
+    /// (`archived`: id → archived checksum); the others are returned with the reason they stay.
+    pub fn forget_archived(&self, archived: &[(String, String)]) -> Result<(Vec<String>, Vec<(String, String)>)> {
+        let mut c = self.lock_write()?;
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: std::collections::HashSet<&str> = archived.iter().map(|(i, _)| i.as_str()).collect();
+        // Deepest first, so a parent goes after the children that go with it.
+        let mut order: Vec<(i64, &String, &String)> = vec![];
+        for (id, sum) in archived {
+            let depth: i64 = tx
+                .query_row("SELECT COALESCE(depth, 0) FROM frames WHERE frame_id = ?1", [id], |r| r.get(0))
+                .unwrap_or(0);
+            order.push((depth, id, sum));
+        }
+        order.sort_by(|a, b| b.0.cmp(&a.0));
+        let (mut gone, mut kept) = (vec![], vec![]);
+        for (_, id, sum) in order {
+            let Some(meta) = load_meta(&tx, id)? else { continue };
+            let why = if meta.body_local || meta.is_dirty_stub() {
+                Some("its rows changed since it was archived")
+            } else if meta.checksum.as_deref() != Some(sum.as_str()) {
+                Some("the archived copy is not the one recorded")
+            } else {
+                let mut st = tx.prepare_cached("SELECT frame_id FROM frames WHERE parent_frame_id = ?1")?;
+                let children: Vec<String> = st.query_map([id], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
+                children
+                    .iter()
+                    .any(|c| !ids.contains(c.as_str()) || !gone.contains(c))
+                    .then_some("it has child frames that stay")
+            };
+            match why {
+                Some(w) => kept.push((id.clone(), w.to_string())),
+                None => {
+                    tx.execute("DELETE FROM frames WHERE frame_id = ?1", [id])?;
+                    gone.push(id.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        Ok((gone, kept))
+    }
+
     /// Shrink frames to stubs after their body was verified elsewhere, atomically with the journal.
     /// A frame written since its copy was taken (by us or by any other connection: its version or
     /// its change counter differs) is left alone and its move rolled back, so the write is never
