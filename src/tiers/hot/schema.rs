@@ -112,19 +112,18 @@ fn change_triggers(c: &Connection) -> Result<String> {
         bump("old.frame_id", "0"),
     );
     for (table, bit) in [("events", CHANGED_EVENTS), ("anchors", CHANGED_ANCHORS)] {
+        let bit = bit.to_string();
+        let (new, old) = (bump("new.frame_id", &bit), bump("old.frame_id", &bit));
+        // An update that moves a row to another frame changes the old frame too.
+        let moved = format!(
+            "INSERT INTO tier_changes (frame_id, seq, cols) SELECT old.frame_id, 1, {bit}
+               WHERE old.frame_id IS NOT new.frame_id
+               ON CONFLICT(frame_id) DO UPDATE SET seq = seq + 1, cols = cols | excluded.cols;"
+        );
         sql.push_str(&format!(
-            "CREATE TRIGGER IF NOT EXISTS tier_{table}_ai AFTER INSERT ON {table} BEGIN {} END;
-             CREATE TRIGGER IF NOT EXISTS tier_{table}_ad AFTER DELETE ON {table} BEGIN {} END;
-             CREATE TRIGGER IF NOT EXISTS tier_{table}_au AFTER UPDATE ON {table} BEGIN {} {} END;",
-            bump("new.frame_id", &bit.to_string()),
-            bump("old.frame_id", &bit.to_string()),
-            bump("new.frame_id", &bit.to_string()),
-            // An update that moves a row to another frame changes the old frame too.
-            format!(
-                "INSERT INTO tier_changes (frame_id, seq, cols) SELECT old.frame_id, 1, {bit}
-                   WHERE old.frame_id IS NOT new.frame_id
-                   ON CONFLICT(frame_id) DO UPDATE SET seq = seq + 1, cols = cols | excluded.cols;"
-            ),
+            "CREATE TRIGGER IF NOT EXISTS tier_{table}_ai AFTER INSERT ON {table} BEGIN {new} END;
+             CREATE TRIGGER IF NOT EXISTS tier_{table}_ad AFTER DELETE ON {table} BEGIN {old} END;
+             CREATE TRIGGER IF NOT EXISTS tier_{table}_au AFTER UPDATE ON {table} BEGIN {new} {moved} END;"
         ));
     }
     Ok(sql)

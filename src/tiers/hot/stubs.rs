@@ -9,6 +9,9 @@ use super::HotTier;
 use crate::model::units::now_seconds;
 use crate::model::{Result, Tier, TierError};
 
+/// What `forget_archived` removed, and what it kept with the reason.
+pub type Forgotten = (Vec<String>, Vec<(String, String)>);
+
 /// A demotion whose copy is verified: the frame as it was when copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Demotion {
@@ -51,7 +54,7 @@ impl HotTier {
     /// before parents), the archive copy stays (`retrieve` finds it there). A frame is only removed
     /// while it is still an unchanged stub with exactly the checksum the archive verified
     /// (`archived`: id → archived checksum); the others are returned with the reason they stay.
-    pub fn forget_archived(&self, archived: &[(String, String)]) -> Result<(Vec<String>, Vec<(String, String)>)> {
+    pub fn forget_archived(&self, archived: &[(String, String)]) -> Result<Forgotten> {
         let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ids: std::collections::HashSet<&str> = archived.iter().map(|(i, _)| i.as_str()).collect();
@@ -63,7 +66,7 @@ impl HotTier {
                 .unwrap_or(0);
             order.push((depth, id, sum));
         }
-        order.sort_by(|a, b| b.0.cmp(&a.0));
+        order.sort_by_key(|o| std::cmp::Reverse(o.0));
         let (mut gone, mut kept) = (vec![], vec![]);
         for (_, id, sum) in order {
             let Some(meta) = load_meta(&tx, id)? else { continue };
