@@ -55,8 +55,6 @@ struct Inner {
     /// Held by the background worker through a cycle; `close()` takes it, so nothing the worker
     /// started is still running when `close()` returns.
     background: AsyncMutex<()>,
-    /// Serialises migrations: two overlapping moves of one frame would race on its journal.
-    move_lock: AsyncMutex<()>,
     last_recovery: std::sync::Mutex<Option<RecoveryReport>>,
     /// The policy engine: advises moves; knows no backend.
     engine: std::sync::Mutex<PolicyEngine>,
@@ -102,7 +100,6 @@ impl TierManager {
             counters: Counters::default(),
             shutdown: Arc::new(Notify::new()),
             flush_soon: Arc::new(Notify::new()),
-            move_lock: AsyncMutex::new(()),
             background: AsyncMutex::new(()),
             last_recovery: std::sync::Mutex::new(None),
         });
@@ -194,7 +191,7 @@ impl TierManager {
     pub async fn delete(&self, frame_id: &str) -> Result<bool> {
         self.check_open()?;
         check_frame_id(frame_id)?;
-        let _guard = self.inner.move_lock.lock().await;
+        let _moving = self.inner.mover.moving.lock().await;
         let id = frame_id.to_string();
         let meta = self.inner.hot.call(move |hot| hot.delete(&id)).await?;
         if meta.is_some() {
@@ -233,9 +230,8 @@ impl TierManager {
         Ok(rep)
     }
 
-    /// A move through the mover, serialised with every other move.
+    /// A move through the mover (its batches are serialised with every other move).
     async fn migrate_inner(&self, req: MigrateRequest) -> Result<MigrateReport> {
-        let _guard = self.inner.move_lock.lock().await;
         let remotes = self.remotes().await;
         self.inner.mover.migrate(&req, &remotes).await
     }

@@ -122,7 +122,6 @@ impl TierManager {
                 None => wanted.is_some(),
             };
             if promote {
-                let _guard = self.inner.move_lock.lock().await;
                 let fetched = Fetched { id: frame_id.to_string(), bundle: b, sum, version: rec.meta.version };
                 match self.inner.mover.promote_fetched(fetched, tier, &remotes).await {
                     Ok(_) => {

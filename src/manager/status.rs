@@ -70,7 +70,7 @@ impl TierManager {
     /// Finish stale moves, drop orphan Redis index entries, apply retention, reclaim SQLite space.
     pub async fn compact(&self) -> Result<Value> {
         self.check_open()?;
-        let _guard = self.inner.move_lock.lock().await;
+        let _moving = self.inner.mover.moving.lock().await;
         self.flush_accesses().await?;
         let remotes = self.remotes().await;
         let recovery = self.inner.mover.recover(&remotes).await?;

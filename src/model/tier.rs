@@ -48,6 +48,14 @@ impl Tier {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Tier {
+    /// A tier as `Serialize` writes it (`"hot"`), or any spelling `from_json` takes.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tier, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Tier::from_json(&v).ok_or_else(|| serde::de::Error::custom(format!("unknown tier {v}")))
+    }
+}
+
 /// How the warm tier chooses what to evict when it is over its cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EvictionStrategy {

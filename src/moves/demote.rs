@@ -16,7 +16,7 @@ use crate::tiers::warm::{WarmItem, WarmTier};
 impl Mover {
     /// Frames whose full rows are in SQLite (hot, or warm held back) go to `to`.
     pub(super) async fn demote_local(&self, hop: &Hop<'_>, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
-        let Hop { ids, from, to } = *hop;
+        let Hop { ids, from, to, run } = *hop;
         if to == Tier::Hot {
             // A held-back warm frame comes home: its body never left; drop the Redis copy.
             if let Some(w) = &rm.warm {
@@ -70,6 +70,7 @@ impl Mover {
                 checksum: Some(e.checksum.clone()),
                 version: r.meta.version,
                 change_seq: r.meta.change_seq,
+                run_id: run.map(str::to_string),
             })
             .collect();
         let move_ids = self.hot.call(move |hot| hot.journal_begin(&entries)).await?;

@@ -10,22 +10,23 @@
 //! SQLite), `promote` (bodies back), `shift` (warm ↔ cold), `recovery`, `report`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::model::{Result, Tier};
 use crate::tiers::cold::ColdTier;
-use crate::tiers::hot::HotTier;
+use crate::tiers::hot::{HotTier, RunRecord};
 use crate::tiers::warm::WarmTier;
 
 mod demote;
 mod promote;
 mod recovery;
 mod report;
+pub mod run;
 mod select;
 mod shift;
 
 pub use promote::Fetched;
 pub use report::{Failed, MigrateReport, MigrateRequest, Moved, RecoveryReport, Skipped};
+pub use run::{Progress, RunControl, RunOptions};
 
 /// Remote tiers as the manager currently has them (either may be absent: disabled or down).
 #[derive(Clone, Default)]
@@ -54,66 +55,31 @@ pub(super) struct Hop<'a> {
     pub ids: &'a [String],
     pub from: Tier,
     pub to: Tier,
+    /// The bulk run the moves belong to (recorded in the journal).
+    pub run: Option<&'a str>,
 }
 
 pub struct Mover {
     pub hot: Arc<HotTier>,
     pub compression_level: i32,
     pub batch_size: usize,
+    /// Held by each batch of moves (and by recovery): two overlapping moves of one frame would race
+    /// on its journal. Held per batch, never for a whole run.
+    pub moving: tokio::sync::Mutex<()>,
 }
 
 impl Mover {
     pub fn new(hot: Arc<HotTier>, compression_level: i32, batch_size: usize) -> Mover {
-        Mover { hot, compression_level, batch_size: batch_size.max(1) }
+        Mover { hot, compression_level, batch_size: batch_size.max(1), moving: tokio::sync::Mutex::new(()) }
     }
 
-    /// Choose frames for a migration and move them in batches, each batch down the one path its
-    /// frames take (a body leaving SQLite, a body coming back, a stub shifting warm ↔ cold).
+    /// A migration not kept as a run (the policy's moves): every frame's id in the report.
     pub async fn migrate(&self, req: &MigrateRequest, remotes: &Remotes) -> Result<MigrateReport> {
-        let started = Instant::now();
-        let to = req.to;
-        let mut report = MigrateReport { to_tier: to.as_str(), dry_run: req.dry_run, ..Default::default() };
-        if !req.dry_run {
-            self.recover(remotes).await?;
-        }
-        let chosen = self.select(req, &mut report).await?;
-        if req.dry_run {
-            for c in &chosen {
-                let from = Tier::from_level(c.tier).unwrap_or(Tier::Hot);
-                report.moved.push(Moved { frame_id: c.frame_id.clone(), from: from.as_str(), to: to.as_str() });
-                report.bytes_before += c.size_bytes.max(0) as u64;
-            }
-            report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            return Ok(report);
-        }
-        // Group by (source tier, body local) so each batch takes one path.
-        let mut groups: Vec<((i64, bool), Vec<crate::tiers::hot::Candidate>)> = vec![];
-        for c in chosen {
-            let key = (c.tier, c.body_local);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(c),
-                None => groups.push((key, vec![c])),
-            }
-        }
-        for ((_, body_local), cands) in groups {
-            for chunk in cands.chunks(self.batch_size) {
-                let ids: Vec<String> = chunk.iter().map(|c| c.frame_id.clone()).collect();
-                let from = Tier::from_level(chunk[0].tier).unwrap_or(Tier::Hot);
-                let hop = Hop { ids: &ids, from, to };
-                let r = if body_local {
-                    self.demote_local(&hop, remotes, &mut report).await
-                } else if to == Tier::Hot {
-                    self.promote(&hop, remotes, &mut report).await
-                } else {
-                    self.shift_remote(&hop, remotes, &mut report).await
-                };
-                if let Err(e) = r {
-                    report.fail(&ids, &e);
-                }
-            }
-        }
-        report.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        Ok(report)
+        let mut rec = RunRecord::transient(req);
+        let opts = RunOptions { max_batch: self.batch_size, ..RunOptions::default() };
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let ctl = RunControl { cancel: &cancel, progress: None, collect: true, persist: false };
+        self.run(&mut rec, req, &opts, remotes, &ctl).await
     }
 }
 

@@ -53,7 +53,7 @@ impl Mover {
     /// one metadata read, one Redis MGET and one archive SELECT for the batch, then
     /// `restore_fetched`.
     pub(super) async fn promote(&self, hop: &Hop<'_>, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
-        let Hop { ids, from, .. } = *hop;
+        let Hop { ids, from, run, .. } = *hop;
         let idv = ids.to_vec();
         let metas = self.hot.call(move |hot| idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
         let mut todo: Vec<(String, Option<String>, i64)> = vec![];
@@ -116,7 +116,7 @@ impl Mover {
             .into_iter()
             .filter_map(|(id, _, version)| found.remove(&id).map(|(bundle, sum)| Fetched { id, bundle, sum, version }))
             .collect();
-        self.restore_fetched(batch, from, rm, rep).await
+        self.restore_fetched(batch, from, run, rm, rep).await
     }
 
     /// One frame whose body the caller already fetched (and verified) comes back hot: the read path's
@@ -124,6 +124,7 @@ impl Mover {
     /// If the frame moved since it was fetched (another promotion, a new version), the fetched body
     /// is stale: nothing is restored from it.
     pub async fn promote_fetched(&self, f: Fetched, from: Tier, rm: &Remotes) -> Result<u64> {
+        let _moving = self.moving.lock().await;
         let id = f.id.clone();
         let meta = self.hot.call(move |hot| hot.meta(&id)).await?;
         match meta {
@@ -132,7 +133,7 @@ impl Mover {
             Some(_) => {}
         }
         let mut rep = MigrateReport::default();
-        self.restore_fetched(vec![f], from, rm, &mut rep).await?;
+        self.restore_fetched(vec![f], from, None, rm, &mut rep).await?;
         match rep.failed.pop() {
             Some(failed) => Err(TierError::storage("promotion", format!("{}: {}", failed.code, failed.error))),
             None => Ok(rep.bytes_after),
@@ -146,9 +147,11 @@ impl Mover {
         &self,
         batch: Vec<Fetched>,
         from: Tier,
+        run: Option<&str>,
         rm: &Remotes,
         rep: &mut MigrateReport,
     ) -> Result<()> {
+        let run = run.map(str::to_string);
         if batch.is_empty() {
             return Ok(());
         }
@@ -164,6 +167,7 @@ impl Mover {
                         checksum: Some(f.sum.clone()),
                         version: f.version,
                         change_seq: 0,
+                        run_id: run.clone(),
                     })
                     .collect();
                 let move_ids = hot.journal_begin(&entries)?;

@@ -9,8 +9,9 @@ use crate::model::values::{Fields, Kind};
 use crate::model::{Result, Tier, TierError};
 
 /// A `migrate` call: where to, and which frames (all of the source tiers, or by id, project, age,
-/// with a limit).
-#[derive(Debug, Clone)]
+/// with a limit). Serialised into its run (`tier_runs.request`), which a resume runs again.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MigrateRequest {
     pub to: Tier,
     pub frame_ids: Option<Vec<String>>,
@@ -20,6 +21,8 @@ pub struct MigrateRequest {
     pub dry_run: bool,
     /// With `frame_ids`, a demotion takes each frame's closed subtree along (default true).
     pub subtrees: bool,
+    /// The bulk run this request is a batch of (its moves are journaled under it).
+    pub run_id: Option<String>,
 }
 
 impl MigrateRequest {
@@ -33,6 +36,7 @@ impl MigrateRequest {
             limit: None,
             dry_run: false,
             subtrees: true,
+            run_id: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl MigrateRequest {
             limit,
             dry_run,
             subtrees: true,
+            run_id: None,
         })
     }
 }
@@ -131,6 +136,18 @@ pub struct MigrateReport {
     pub bytes_before: u64,
     pub bytes_after: u64,
     pub duration_ms: f64,
+    /// Counts kept when the lists are not (bulk runs): moved and failed frames.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub moved_count: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failed_count: usize,
+    /// The run this report is of (every `migrate` is a run, see `listMigrations`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Listing every skipped frame of a bulk move would be huge; the count is always exact.
@@ -143,6 +160,26 @@ impl MigrateReport {
             self.skipped.push(Skipped { frame_id: frame_id.to_string(), reason: reason.into() });
         }
     }
+    /// Adds a batch's report; with `collect` false only the counts (a bulk run of a million
+    /// frames must not hold a million entries).
+    pub(super) fn absorb(&mut self, mut part: MigrateReport, collect: bool) {
+        self.bytes_before += part.bytes_before;
+        self.bytes_after += part.bytes_after;
+        self.skipped_count += part.skipped_count;
+        if collect {
+            self.moved.append(&mut part.moved);
+            self.held_back.append(&mut part.held_back);
+            self.failed.append(&mut part.failed);
+            let room = MAX_LISTED_SKIPS.saturating_sub(self.skipped.len());
+            self.skipped.extend(part.skipped.into_iter().take(room));
+        } else {
+            self.moved_count += part.moved.len();
+            self.failed_count += part.failed.len();
+            let room = MAX_LISTED_SKIPS.saturating_sub(self.failed.len());
+            self.failed.extend(part.failed.into_iter().take(room));
+        }
+    }
+
     /// Frames that wait for `tier` (down or not enabled): a later move takes them.
     pub(super) fn defer(&mut self, ids: &[String], tier: Tier, why: &str) {
         for id in ids {

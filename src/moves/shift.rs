@@ -10,7 +10,7 @@ use crate::tiers::warm::WarmItem;
 impl Mover {
     /// Warm ↔ cold for stubbed frames: the archive copy stays; only the Redis copy changes.
     pub(super) async fn shift_remote(&self, hop: &Hop<'_>, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
-        let Hop { ids, from, to } = *hop;
+        let Hop { ids, from, to, run } = *hop;
         // A stub StackMemory wrote to since it was archived is re-archived whole: merged back into
         // SQLite, then demoted like any local body (its archived copy lacks the new rows).
         let idv = ids.to_vec();
@@ -18,7 +18,7 @@ impl Mover {
         let dirty: Vec<String> =
             metas.into_iter().flatten().filter(|m| m.is_dirty_stub()).map(|m| m.frame_id).collect();
         if !dirty.is_empty() {
-            self.rearchive(&dirty, from, to, rm, rep).await?;
+            self.rearchive(&dirty, hop, rm, rep).await?;
         }
         let clean: Vec<String> = ids.iter().filter(|i| !dirty.contains(i)).cloned().collect();
         let ids = &clean[..];
@@ -33,7 +33,10 @@ impl Mover {
             rep.defer(ids, Tier::Warm, &rm.down(Tier::Warm));
             return Ok(());
         }
-        let entries: Vec<NewMove> = ids.iter().map(|i| NewMove::shift(i, from.level(), to.level())).collect();
+        let entries: Vec<NewMove> = ids
+            .iter()
+            .map(|i| NewMove { run_id: run.map(str::to_string), ..NewMove::shift(i, from.level(), to.level()) })
+            .collect();
         let move_ids = self.hot.call(move |hot| hot.journal_begin(&entries)).await?;
         if to == Tier::Cold {
             if let Some(w) = &rm.warm {
@@ -66,22 +69,16 @@ impl Mover {
     }
 
     /// Dirty stubs to `to` through hot: the merge (`promote`) then a demotion of the whole body.
-    async fn rearchive(
-        &self,
-        ids: &[String],
-        from: Tier,
-        to: Tier,
-        rm: &Remotes,
-        rep: &mut MigrateReport,
-    ) -> Result<()> {
+    async fn rearchive(&self, ids: &[String], hop: &Hop<'_>, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
+        let Hop { from, to, run, .. } = *hop;
         let mut merged = MigrateReport::default();
-        self.promote(&Hop { ids, from, to: Tier::Hot }, rm, &mut merged).await?;
+        self.promote(&Hop { ids, from, to: Tier::Hot, run }, rm, &mut merged).await?;
         rep.failed.append(&mut merged.failed);
         rep.skipped.append(&mut merged.skipped);
         rep.skipped_count += merged.skipped_count;
         let back: Vec<String> = merged.moved.into_iter().map(|m| m.frame_id).collect();
         let start = rep.moved.len();
-        self.demote_local(&Hop { ids: &back, from: Tier::Hot, to }, rm, rep).await?;
+        self.demote_local(&Hop { ids: &back, from: Tier::Hot, to, run }, rm, rep).await?;
         for m in &mut rep.moved[start..] {
             m.from = from.as_str();
         }

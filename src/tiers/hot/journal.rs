@@ -54,12 +54,14 @@ pub struct NewMove {
     pub checksum: Option<String>,
     pub version: i64,
     pub change_seq: i64,
+    /// The bulk run (`tier_runs`) this move is part of.
+    pub run_id: Option<String>,
 }
 
 impl NewMove {
     /// A move with no copy of a local body (warm ↔ cold shifts of a stub).
     pub fn shift(frame_id: &str, from: i64, to: i64) -> NewMove {
-        NewMove { frame_id: frame_id.to_string(), from, to, checksum: None, version: 0, change_seq: 0 }
+        NewMove { frame_id: frame_id.to_string(), from, to, checksum: None, version: 0, change_seq: 0, run_id: None }
     }
 }
 
@@ -83,6 +85,29 @@ pub fn create_schema(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Schema v3: the run a move belongs to, and the frame's change counter right after the move
+/// (a rollback refuses a frame written since).
+pub fn add_run_id(conn: &Connection) -> Result<()> {
+    for (col, decl) in [("run_id", "TEXT"), ("after_seq", "INTEGER")] {
+        if conn.prepare(&format!("SELECT {col} FROM tier_journal LIMIT 0")).is_err() {
+            conn.execute_batch(&format!("ALTER TABLE tier_journal ADD COLUMN {col} {decl}"))?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS idx_tier_journal_run ON tier_journal(run_id) WHERE run_id IS NOT NULL",
+    )?;
+    Ok(())
+}
+
+/// Records the frame's change counter after a move's own writes (see `add_run_id`).
+pub fn set_after_seq(conn: &Connection, move_id: i64, frame_id: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE tier_journal SET after_seq = (SELECT seq FROM tier_changes WHERE frame_id = ?2) WHERE move_id = ?1",
+    )?
+    .execute(params![move_id, frame_id])?;
+    Ok(())
+}
+
 /// Schema v2: the change counter a move saw (see `JournalEntry::change_seq`).
 pub fn add_change_seq(conn: &Connection) -> Result<()> {
     let has = conn.prepare("SELECT change_seq FROM tier_journal LIMIT 0").is_ok();
@@ -95,9 +120,9 @@ pub fn add_change_seq(conn: &Connection) -> Result<()> {
 pub fn begin(conn: &Connection, m: &NewMove) -> Result<i64> {
     let now = now_seconds();
     conn.execute(
-        "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, change_seq, started_at, updated_at)
-         VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?7, ?7)",
-        params![m.frame_id, m.from, m.to, m.checksum, m.version, m.change_seq, now],
+        "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, change_seq, run_id, started_at, updated_at)
+         VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![m.frame_id, m.from, m.to, m.checksum, m.version, m.change_seq, m.run_id, now],
     )?;
     Ok(conn.last_insert_rowid())
 }

@@ -9,7 +9,7 @@ use crate::model::units::now_seconds;
 use crate::model::Result;
 
 /// Version of our own additions to the file (not StackMemory's schema).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const STACKMEMORY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS frames (
@@ -211,6 +211,15 @@ pub(super) fn upgrade(c: &Connection) -> Result<()> {
                  ) WITHOUT ROWID;",
             )?;
             c.execute("INSERT INTO tier_schema (version, applied_at) VALUES (2, ?1)", [now_seconds()])?;
+        }
+        if current < 3 {
+            // Pages of move candidates by tier and age read from this index (`select.rs`), so a
+            // bulk move's fixed cost per call does not grow with the store.
+            let age = super::select::AGE_S.replace("f.", "");
+            c.execute_batch(&format!("CREATE INDEX IF NOT EXISTS idx_frames_tier_age ON frames(tier_status, {age})"))?;
+            journal::add_run_id(c)?;
+            c.execute_batch(super::runs::SCHEMA)?;
+            c.execute("INSERT INTO tier_schema (version, applied_at) VALUES (3, ?1)", [now_seconds()])?;
         }
         c.execute_batch(&change_triggers(c)?)?;
         Ok(())

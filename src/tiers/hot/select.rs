@@ -29,6 +29,8 @@ pub struct Candidate {
     pub size_bytes: i64,
     pub keep_forever: bool,
     pub pinned: bool,
+    /// SQLite's rowid of the frames row (the tie-breaker of a page cursor).
+    pub rowid: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -38,18 +40,110 @@ pub struct CandidateFilter {
     pub tiers: Option<Vec<Tier>>,
 }
 
+/// The columns `candidate_of` reads ...
+const CANDIDATE_COLS: &str = "f.frame_id, f.parent_frame_id, f.project_id, COALESCE(f.tier_status, 'hot'),
+        COALESCE(m.body_local, 1), COALESCE(f.state, 'active'), f.created_at, f.closed_at,
+        COALESCE(ta.last_accessed, f.last_accessed), COALESCE(ta.access_count, f.access_count, 0),
+        m.size_bytes, COALESCE(f.retention_policy, 'default'), COALESCE(m.pinned, 0), f.rowid";
+/// ... and the joins they come from.
+const CANDIDATE_FROM: &str = "FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id
+       LEFT JOIN tier_access ta ON ta.frame_id = f.frame_id";
+
+/// A frame's age key in seconds (closed, else created; StackMemory writes seconds or ms). The
+/// index `idx_frames_tier_age` is on exactly this expression, so pages of candidates by tier and
+/// age are read from the index, not by sorting the table.
+pub const AGE_S: &str = "(CASE WHEN COALESCE(f.closed_at, f.created_at) > 100000000000
+    THEN COALESCE(f.closed_at, f.created_at) / 1000 ELSE COALESCE(f.closed_at, f.created_at) END)";
+
+fn candidate_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
+    let tier: String = r.get(3)?;
+    Ok(Candidate {
+        frame_id: r.get(0)?,
+        parent_id: r.get(1)?,
+        project_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        tier: Tier::parse(&tier).unwrap_or(Tier::Hot).level(),
+        body_local: r.get::<_, i64>(4)? != 0,
+        active: r.get::<_, String>(5)? != "closed",
+        created_s: int_or_none(r.get_ref(6)?).map(to_seconds),
+        closed_s: int_or_none(r.get_ref(7)?).map(to_seconds),
+        last_accessed_s: int_or_none(r.get_ref(8)?).map(to_seconds),
+        access_count: r.get(9)?,
+        size_bytes: r.get::<_, Option<i64>>(10)?.unwrap_or(-1),
+        keep_forever: r.get::<_, String>(11)? == "keep_forever",
+        pinned: r.get::<_, i64>(12)? != 0,
+        rowid: r.get(13)?,
+    })
+}
+
+/// Sizes of frames StackMemory wrote directly are computed on first sight.
+fn fill_sizes(c: &rusqlite::Connection, out: &mut [Candidate]) -> Result<()> {
+    let unknown: Vec<String> = out.iter().filter(|c| c.size_bytes < 0).map(|c| c.frame_id.clone()).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let tx = c.unchecked_transaction()?;
+    let mut sizes = HashMap::new();
+    for id in &unknown {
+        if let Some(m) = ensure_meta_row(&tx, id)? {
+            sizes.insert(id.clone(), m.size_bytes);
+        }
+    }
+    tx.commit()?;
+    for cand in out.iter_mut().filter(|c| c.size_bytes < 0) {
+        cand.size_bytes = sizes.get(&cand.frame_id).copied().unwrap_or(0);
+    }
+    Ok(())
+}
+
+/// One page of the frames of one tier, oldest first, after a cursor: how bulk moves walk a store
+/// of any size at a cost per page that does not grow with it.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub tier: Option<Tier>,
+    pub project_id: Option<String>,
+    /// Only frames whose age key is at most this (seconds): `olderThan`.
+    pub max_age_s: Option<i64>,
+    /// The key (age, rowid) of the last frame already seen.
+    pub after: Option<(i64, i64)>,
+    pub limit: usize,
+}
+
 impl HotTier {
+    /// A page of candidates (see `Page`), each with its key for the next page's cursor.
+    pub fn candidates_page(&self, p: &Page) -> Result<Vec<(Candidate, (i64, i64))>> {
+        let c = self.lock_write()?;
+        let tier = p.tier.unwrap_or(Tier::Hot).as_str();
+        let sql = format!(
+            "SELECT {CANDIDATE_COLS}, {AGE_S} {CANDIDATE_FROM}
+             WHERE f.tier_status = ?1 AND (?2 IS NULL OR f.project_id = ?2)
+               AND {AGE_S} <= ?3 AND ({AGE_S}, f.rowid) > (?4, ?5)
+             ORDER BY {AGE_S}, f.rowid LIMIT ?6"
+        );
+        let mut st = c.prepare_cached(&sql)?;
+        // Bounds always given (no `?n IS NULL OR`): the planner then walks the index's range.
+        let (a, r) = p.after.unwrap_or((i64::MIN, i64::MIN));
+        let max_age = p.max_age_s.unwrap_or(i64::MAX);
+        let rows = st.query_map(rusqlite::params![tier, p.project_id, max_age, a, r, p.limit as i64], |row| {
+            Ok((candidate_of(row)?, row.get::<_, Option<i64>>(14)?.unwrap_or(0)))
+        })?;
+        let got = rows.collect::<std::result::Result<Vec<_>, _>>()?;
+        drop(st);
+        let (mut cands, ages): (Vec<Candidate>, Vec<i64>) = got.into_iter().unzip();
+        fill_sizes(&c, &mut cands)?;
+        Ok(cands
+            .into_iter()
+            .zip(ages)
+            .map(|(cand, age)| {
+                let key = (age, cand.rowid);
+                (cand, key)
+            })
+            .collect())
+    }
+
     /// Frames that could move, filtered; `tiers` limits which current tiers are listed.
     pub fn candidates(&self, filter: &CandidateFilter) -> Result<Vec<Candidate>> {
         let c = self.lock()?;
-        let mut sql = String::from(
-            "SELECT f.frame_id, f.parent_frame_id, f.project_id, COALESCE(f.tier_status, 'hot'),
-                    COALESCE(m.body_local, 1), COALESCE(f.state, 'active'), f.created_at, f.closed_at,
-                    COALESCE(ta.last_accessed, f.last_accessed), COALESCE(ta.access_count, f.access_count, 0),
-                    m.size_bytes, COALESCE(f.retention_policy, 'default'), COALESCE(m.pinned, 0)
-             FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id
-               LEFT JOIN tier_access ta ON ta.frame_id = f.frame_id WHERE 1 = 1",
-        );
+        let mut sql = format!("SELECT {CANDIDATE_COLS} {CANDIDATE_FROM} WHERE 1 = 1");
         let mut args: Vec<SqlValue> = vec![];
         if let Some(p) = &filter.project_id {
             sql.push_str(" AND f.project_id = ?");
@@ -68,41 +162,10 @@ impl HotTier {
         }
         sql.push_str(" ORDER BY COALESCE(f.closed_at, f.created_at), f.rowid");
         let mut st = c.prepare(&sql)?;
-        let rows = st.query_map(params_from_iter(args.iter()), |r| {
-            let tier: String = r.get(3)?;
-            Ok(Candidate {
-                frame_id: r.get(0)?,
-                parent_id: r.get(1)?,
-                project_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                tier: Tier::parse(&tier).unwrap_or(Tier::Hot).level(),
-                body_local: r.get::<_, i64>(4)? != 0,
-                active: r.get::<_, String>(5)? != "closed",
-                created_s: int_or_none(r.get_ref(6)?).map(to_seconds),
-                closed_s: int_or_none(r.get_ref(7)?).map(to_seconds),
-                last_accessed_s: int_or_none(r.get_ref(8)?).map(to_seconds),
-                access_count: r.get(9)?,
-                size_bytes: r.get::<_, Option<i64>>(10)?.unwrap_or(-1),
-                keep_forever: r.get::<_, String>(11)? == "keep_forever",
-                pinned: r.get::<_, i64>(12)? != 0,
-            })
-        })?;
+        let rows = st.query_map(params_from_iter(args.iter()), candidate_of)?;
         let mut out = rows.collect::<std::result::Result<Vec<_>, _>>()?;
-        // Sizes of frames StackMemory wrote directly are computed on first sight.
-        let unknown: Vec<String> = out.iter().filter(|c| c.size_bytes < 0).map(|c| c.frame_id.clone()).collect();
-        if !unknown.is_empty() {
-            drop(st);
-            let tx = c.unchecked_transaction()?;
-            let mut sizes = HashMap::new();
-            for id in &unknown {
-                if let Some(m) = ensure_meta_row(&tx, id)? {
-                    sizes.insert(id.clone(), m.size_bytes);
-                }
-            }
-            tx.commit()?;
-            for cand in out.iter_mut().filter(|c| c.size_bytes < 0) {
-                cand.size_bytes = sizes.get(&cand.frame_id).copied().unwrap_or(0);
-            }
-        }
+        drop(st);
+        fill_sizes(&c, &mut out)?;
         Ok(out)
     }
 

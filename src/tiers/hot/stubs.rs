@@ -114,6 +114,7 @@ impl HotTier {
             }
             stub_frame(&tx, &d.frame_id, to)?;
             journal::set_step(&tx, d.move_id, journal::DONE, None)?;
+            journal::set_after_seq(&tx, d.move_id, &d.frame_id)?;
             done.push(d.frame_id.clone());
         }
         tx.commit()?;
@@ -133,6 +134,7 @@ impl HotTier {
             )?;
             if *move_id > 0 {
                 journal::set_step(&tx, *move_id, journal::DONE, None)?;
+                journal::set_after_seq(&tx, *move_id, frame_id)?;
             }
         }
         tx.commit()?;

@@ -41,6 +41,7 @@ fn stub(hot: &HotTier, frame: &Bundle) -> FrameMeta {
         checksum: meta.checksum.clone(),
         version: meta.version,
         change_seq: meta.change_seq,
+        run_id: None,
     };
     let mid = hot.journal_begin(&[m]).expect("j")[0];
     let d = Demotion {
@@ -62,6 +63,7 @@ fn restore(hot: &HotTier, frame: &Bundle, meta: &FrameMeta) -> i64 {
         checksum: Some(sum.clone()),
         version: meta.version,
         change_seq: 0,
+        run_id: None,
     };
     let mid = hot.journal_begin(&[m]).expect("j")[0];
     let r = Restore { bundle: frame, checksum: &sum, version: meta.version, move_id: mid };

@@ -111,6 +111,7 @@ fn restore_one(c: &Connection, item: &Restore<'_>) -> Result<i64> {
         params![id, now_seconds()],
     )?;
     journal::set_step(c, item.move_id, journal::VERIFIED, None)?;
+    journal::set_after_seq(c, item.move_id, id)?;
     Ok(size)
 }
 
