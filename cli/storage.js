@@ -13,6 +13,8 @@ const fmt = require('./format.js')
 
 const TRACES = ['sessions', 'periodic', 'read-once', 'mixed']
 
+const fail = (code, message) => Object.assign(new Error(message), { code })
+
 function positiveInt(v) {
   const n = Number(v)
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer')
@@ -67,7 +69,7 @@ const COMMANDS = [
     options: [{ flags: '--promote', description: 'bring the frame back to the hot tier now' }],
     action: async (s, frameId) => {
       const b = await (await s.open()).retrieve(frameId, s.opts.promote ? { promote: true } : undefined)
-      if (b === null) throw Object.assign(new Error(`frame ${frameId} not found in any tier`), { code: 'ERR_NOT_FOUND' })
+      if (b === null) throw fail('ERR_NOT_FOUND', `frame ${frameId} not found in any tier`)
       s.ctx.out(JSON.stringify(b, null, 2)) // frame data, printed as stored
     },
   },
@@ -132,7 +134,7 @@ const COMMANDS = [
       const o = s.opts.capacity ? { hotCapacityFrames: s.opts.capacity } : {}
       const reports = []
       for (const n of names) {
-        const trace = TRACES.includes(n) ? n : fs.readFileSync(n, 'utf8')
+        const trace = TRACES.includes(n) ? n : readFile(n, '--trace', 'ERR_INVALID_ARGUMENT')
         reports.push({ trace: n, ...(await simulate(trace, o)) })
       }
       s.print(reports, fmt.printSimulations)
@@ -153,14 +155,17 @@ const GLOBAL_OPTIONS = [
 // ---------------------------------------------------------------------------------------------
 // Configuration from the global options
 
-function urlFromFile(file, flag) {
-  let url
+function readFile(file, flag, code) {
   try {
-    url = fs.readFileSync(file, 'utf8').trim()
+    return fs.readFileSync(file, 'utf8')
   } catch (e) {
-    throw Object.assign(new Error(`${flag} ${file}: cannot read: ${e.message}`), { code: 'ERR_INVALID_CONFIG' })
+    throw fail(code, `${flag} ${file}: cannot read: ${e.message}`)
   }
-  if (!url) throw Object.assign(new Error(`${flag} ${file}: is empty`), { code: 'ERR_INVALID_CONFIG' })
+}
+
+function urlFromFile(file, flag) {
+  const url = readFile(file, flag, 'ERR_INVALID_CONFIG').trim()
+  if (!url) throw fail('ERR_INVALID_CONFIG', `${flag} ${file}: is empty`)
   return url
 }
 
@@ -193,6 +198,8 @@ function context(io = {}) {
   return {
     out: io.stdout || line(process.stdout),
     err: (s) => err(maskSecrets(s)),
+    /** A failed operation: `error [ERR_CODE]: message`. */
+    fail: (e) => err(maskSecrets(`error [${typeof e?.code === 'string' && e.code.startsWith('ERR_') ? e.code : 'ERR_UNKNOWN'}]: ${e?.message ?? e}`)),
     env: io.env || process.env,
     home: io.home,
     // An action's result: the host program keeps running.
@@ -271,7 +278,7 @@ function define(parent, ctx, spec) {
     try {
       code = (await spec.action(s, ...args)) || 0
     } catch (e) {
-      ctx.err(`error [${e.code || 'ERR_UNKNOWN'}]: ${e.message}`)
+      ctx.fail(e)
       code = 1
     } finally {
       if (s.manager) await s.manager.close().catch(() => {})
@@ -322,7 +329,7 @@ async function run(argv, io = {}) {
     await program.parseAsync(argv, { from: 'user' })
   } catch (e) {
     if (e instanceof Exit) return e.code
-    ctx.err(`error [${e.code || 'ERR_UNKNOWN'}]: ${e.message}`)
+    ctx.fail(e)
     return 1
   }
   return code
