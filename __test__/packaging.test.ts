@@ -13,7 +13,7 @@ test('npm pack tarball installs into a fresh project and loads both ways', () =>
     const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', work], { cwd: root, encoding: 'utf8' }))
     const tarball = path.join(work, packed[0].filename)
     const files: string[] = packed[0].files.map((f: { path: string }) => f.path)
-    for (const f of ['index.js', 'index.mjs', 'index.d.ts', 'binding.js', 'lib/sqlite-host.js', 'cli/stackmemory-storage.js', 'stackmemory-tiers.linux-x64-gnu.node']) {
+    for (const f of ['index.js', 'index.mjs', 'index.d.ts', 'binding.js', 'lib/sqlite-host.js', 'lib/stackmemory-config.js', 'lib/stackmemory-config.d.ts', 'cli/stackmemory-storage.js', 'cli/storage.js', 'cli/storage.d.ts', 'cli/format.js', 'stackmemory-tiers.linux-x64-gnu.node']) {
       expect(files).toContain(f)
     }
     expect(files.some((f) => f.startsWith('src/') || f.startsWith('__test__/') || f.startsWith('target/'))).toBe(false)
@@ -51,6 +51,18 @@ test('npm pack tarball installs into a fresh project and loads both ways', () =>
     const status = JSON.parse(execFileSync(bin, ['status', '--db', db, '--json'], { cwd: app, encoding: 'utf8', env: { ...process.env, REDIS_URL: '', DATABASE_URL: '' } }))
     expect(status.tiers.hot.frames).toBe(1)
     expect(status.mode).toBe('local-only')
+
+    // As StackMemory (ESM, commander) mounts it: `stackmemory storage status --json`.
+    const mount = `
+      import { Command } from 'commander'
+      import { registerStorageCommands } from 'stackmemory-tiers/cli'
+      import { loadStackMemoryConfig } from 'stackmemory-tiers/stackmemory-config'
+      if (typeof loadStackMemoryConfig !== 'function') throw new Error('no loadStackMemoryConfig')
+      const program = new Command('stackmemory')
+      registerStorageCommands(program)
+      await program.parseAsync(['storage', 'status', '--json', '--db', ${JSON.stringify(db)}], { from: 'user' })`
+    const mounted = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', mount], { cwd: app, encoding: 'utf8', env: { ...process.env, REDIS_URL: '', DATABASE_URL: '', HOME: app } }))
+    expect([mounted.tiers.hot.frames, mounted.mode, mounted.dbPath]).toEqual([1, 'local-only', status.dbPath])
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }

@@ -1,295 +1,338 @@
 'use strict'
-// The `stackmemory-storage` command line: a thin front end over TierManager.
-// `run(argv)` is the whole CLI (used by the bin and by StackMemory's own CLI through
-// `createStorageCommand`); it returns the exit code instead of exiting.
+// The storage commands (status, migrate, retrieve, ...), defined once, on commander: COMMANDS
+// below is the only definition. `registerStorageCommands(program)` mounts them as a `storage`
+// group in StackMemory's commander program; `createProgram()` is the standalone
+// `stackmemory-storage` program with the same commands at its top level; `run(argv)` parses with
+// it and returns the exit code (0 ok, 1 the operation failed, 2 usage).
 
 const fs = require('node:fs')
+const { Command, InvalidArgumentError } = require('commander')
 const { TierManager, simulate } = require('../index.js')
+const { loadStackMemoryConfig, loadTierConfigFile, maskSecrets } = require('../lib/stackmemory-config.js')
+const fmt = require('./format.js')
 
-const USAGE = `usage: stackmemory-storage <command> [options]
+const TRACES = ['sessions', 'periodic', 'read-once', 'mixed']
 
-commands:
-  status                         per-tier counts and bytes, backends, journal, held-back frames
-  migrate --tier 1|2|3|hot|warm|cold [--dry-run] [--older-than 24h] [--limit N] [--project ID] [--ids a,b]
-  retrieve <frameId> [--promote]  print the frame bundle (JSON)
-  search <query> [--limit N] [--project ID] [--tiers hot,warm,cold]
-  compact                        finish or roll back stale moves, remove orphans, apply retention, reclaim space
-  stats                          status as JSON (alias of status --json)
-  pin <frameId> | unpin <frameId> never demote a frame automatically / undo
-  explain <frameId>              tier, access stats, pattern, score, last decisions, what happens next
-  policy run [--dry-run]         one policy cycle; every decision with its action and reason
-  simulate [--trace FILE|sessions|periodic|read-once|mixed] [--capacity N]
-                                 replay a trace against our policy, LRU, LFU, S3-FIFO and Belady
+const fail = (code, message) => Object.assign(new Error(message), { code })
 
-options (every command):
-  --db PATH        the SQLite file (default .stackmemory/context.db; StackMemory's own database)
-  --config FILE    a TierConfig JSON file (see README); --db overrides its dbPath
-  --redis URL      enable the Redis warm tier (default: $REDIS_URL)
-  --postgres URL   enable the PostgreSQL cold tier (default: $DATABASE_URL)
-  --json           machine-readable output
-`
+function positiveInt(v) {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer')
+  return n
+}
+const list = (v) => v.split(',').filter(Boolean)
+const numberOr = (v) => (/^\d+$/.test(v) ? Number(v) : v)
 
-class UsageError extends Error {}
+// ---------------------------------------------------------------------------------------------
+// The commands. `action(s, ...args)` gets a session `s` (options, open(), print()) and the
+// command's arguments, and returns the exit code (default 0). Every leaf also takes the global
+// options (--db, --config, --redis[-file], --postgres[-file], --json).
 
-/** Parses `--flag value`, `--flag=value` and boolean flags; the rest are positionals. */
-function parseArgs(argv, booleans) {
-  const opts = {}
-  const positional = []
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--') {
-      positional.push(...argv.slice(i + 1))
-      break
-    }
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=')
-      const key = eq > 0 ? a.slice(2, eq) : a.slice(2)
-      if (booleans.has(key)) {
-        opts[key] = true
-      } else if (eq > 0) {
-        opts[key] = a.slice(eq + 1)
-      } else {
-        if (i + 1 >= argv.length) throw new UsageError(`--${key} needs a value`)
-        opts[key] = argv[++i]
+const COMMANDS = [
+  {
+    name: 'status',
+    description: 'per-tier counts and bytes, backends, journal, held-back frames',
+    action: async (s) => s.print(await s.status(), fmt.printStatus),
+  },
+  {
+    name: 'stats',
+    description: 'status as JSON (alias of status --json)',
+    action: async (s) => s.print(await s.status()),
+  },
+  {
+    name: 'migrate',
+    description: 'move frames to a tier (eligible frames of the other tiers, or --ids)',
+    options: [
+      { flags: '--tier <tier>', description: 'target tier', choices: ['1', '2', '3', 'hot', 'warm', 'cold'], required: true },
+      { flags: '--dry-run', description: 'report what would move; move nothing' },
+      { flags: '--older-than <duration>', description: "only frames closed (else created) longer ago than this (ms or '24h')" },
+      { flags: '--limit <n>', description: 'at most this many frames', parse: positiveInt },
+      { flags: '--project <id>', description: 'only frames of this project' },
+      { flags: '--ids <a,b>', description: 'exactly these frames', parse: list },
+    ],
+    action: async (s) => {
+      const o = s.opts
+      const req = { toTier: numberOr(o.tier), dryRun: !!o.dryRun }
+      if (o.olderThan) req.olderThan = numberOr(o.olderThan)
+      if (o.limit) req.limit = o.limit
+      if (o.project) req.projectId = o.project
+      if (o.ids) req.frameIds = o.ids
+      const r = await (await s.open()).migrate(req)
+      s.print(r, fmt.printMigrate)
+      return r.failed.length ? 1 : 0
+    },
+  },
+  {
+    name: 'retrieve',
+    description: 'print the frame bundle (JSON), from whichever tier holds it',
+    args: ['<frameId>'],
+    options: [{ flags: '--promote', description: 'bring the frame back to the hot tier now' }],
+    action: async (s, frameId) => {
+      const b = await (await s.open()).retrieve(frameId, s.opts.promote ? { promote: true } : undefined)
+      if (b === null) throw fail('ERR_NOT_FOUND', `frame ${frameId} not found in any tier`)
+      s.ctx.out(JSON.stringify(b, null, 2)) // frame data, printed as stored
+    },
+  },
+  {
+    name: 'search',
+    description: 'full-text search over SQLite FTS (hot) and PostgreSQL (archived)',
+    args: ['<query...>'],
+    options: [
+      { flags: '--limit <n>', description: 'at most this many results', parse: positiveInt },
+      { flags: '--project <id>', description: 'only frames of this project' },
+      { flags: '--tiers <list>', description: 'tiers to search, e.g. hot,cold', parse: list },
+    ],
+    action: async (s, words) => {
+      const o = {}
+      if (s.opts.limit) o.limit = s.opts.limit
+      if (s.opts.project) o.projectId = s.opts.project
+      if (s.opts.tiers) o.tiers = s.opts.tiers
+      const r = await (await s.open()).search(words.join(' '), o)
+      const warnings = r.warnings.map(maskSecrets)
+      s.print({ ...r, warnings }, fmt.printSearch, { raw: true })
+      if (!s.opts.json) for (const w of warnings) s.ctx.err(`warning: ${w}`)
+    },
+  },
+  {
+    name: 'compact',
+    description: 'finish or roll back stale moves, remove orphans, apply retention, reclaim space',
+    action: async (s) => s.print(await (await s.open()).compact(), fmt.printCompact),
+  },
+  ...['pin', 'unpin'].map((name) => ({
+    name,
+    description: name === 'pin' ? 'never demote this frame automatically (and bring it back hot)' : 'undo pin',
+    args: ['<frameId>'],
+    action: async (s, frameId) => s.print(await (await s.open())[name](frameId), fmt.printPin),
+  })),
+  {
+    name: 'explain',
+    description: 'tier, access stats, pattern, score, last decisions, what happens next',
+    args: ['<frameId>'],
+    action: async (s, frameId) => s.print(await (await s.open()).explain(frameId), fmt.printExplain),
+  },
+  {
+    name: 'policy',
+    description: 'the policy engine',
+    commands: [
+      {
+        name: 'run',
+        description: 'one policy cycle; every decision with its action and reason',
+        options: [{ flags: '--dry-run', description: 'decide, move nothing' }],
+        action: async (s) => s.print(await (await s.open()).runCycle({ dryRun: !!s.opts.dryRun }), fmt.printCycle),
+      },
+    ],
+  },
+  {
+    name: 'simulate',
+    description: 'replay a trace against our policy, LRU, LFU, S3-FIFO and Belady (no database needed)',
+    options: [
+      { flags: '--trace <trace>', description: `a JSON-lines file, or one of ${TRACES.join(', ')} (default: all four)` },
+      { flags: '--capacity <n>', description: 'hot tier capacity in frames', parse: positiveInt },
+    ],
+    action: async (s) => {
+      const names = s.opts.trace ? [s.opts.trace] : TRACES
+      const o = s.opts.capacity ? { hotCapacityFrames: s.opts.capacity } : {}
+      const reports = []
+      for (const n of names) {
+        const trace = TRACES.includes(n) ? n : readFile(n, '--trace', 'ERR_INVALID_ARGUMENT')
+        reports.push({ trace: n, ...(await simulate(trace, o)) })
       }
-    } else {
-      positional.push(a)
-    }
+      s.print(reports, fmt.printSimulations)
+    },
+  },
+]
+
+const GLOBAL_OPTIONS = [
+  { flags: '--db <path>', description: "the SQLite file (default .stackmemory/context.db, StackMemory's own)" },
+  { flags: '--config <file>', description: 'a TierConfig JSON file (default: ~/.stackmemory/config.json, then $REDIS_URL / $DATABASE_URL)' },
+  { flags: '--redis <url>', description: 'enable the Redis warm tier at this URL', conflicts: 'redisFile' },
+  { flags: '--redis-file <file>', description: 'read the Redis URL from this file (keeps a password out of ps)' },
+  { flags: '--postgres <url>', description: 'enable the PostgreSQL cold tier at this URL', conflicts: 'postgresFile' },
+  { flags: '--postgres-file <file>', description: 'read the PostgreSQL URL from this file' },
+  { flags: '--json', description: 'machine-readable output' },
+]
+
+// ---------------------------------------------------------------------------------------------
+// Configuration from the global options
+
+function readFile(file, flag, code) {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch (e) {
+    throw fail(code, `${flag} ${file}: cannot read: ${e.message}`)
   }
-  return { opts, positional }
 }
 
-const BOOLEANS = new Set(['json', 'dry-run', 'promote', 'help'])
-const KNOWN = {
-  common: ['db', 'config', 'redis', 'postgres', 'json', 'help'],
-  status: [],
-  stats: [],
-  migrate: ['tier', 'dry-run', 'older-than', 'limit', 'project', 'ids'],
-  retrieve: ['promote'],
-  search: ['limit', 'project', 'tiers'],
-  compact: [],
-  pin: [],
-  unpin: [],
-  explain: [],
-  policy: ['dry-run'],
-  simulate: ['trace', 'capacity'],
+function urlFromFile(file, flag) {
+  const url = readFile(file, flag, 'ERR_INVALID_CONFIG').trim()
+  if (!url) throw fail('ERR_INVALID_CONFIG', `${flag} ${file}: is empty`)
+  return url
 }
 
-function buildConfig(opts) {
-  let config = {}
-  if (opts.config) {
-    try {
-      config = JSON.parse(fs.readFileSync(opts.config, 'utf8'))
-    } catch (e) {
-      const err = new Error(`--config ${opts.config}: ${e.message}`)
-      err.code = 'ERR_INVALID_CONFIG'
-      throw err
-    }
-  }
+/** --config FILE (a plain TierConfig), else StackMemory's config file; then the flags on top. */
+function buildConfig(opts, ctx) {
+  const config = opts.config ? loadTierConfigFile(opts.config, { env: ctx.env }) : loadStackMemoryConfig({ env: ctx.env, home: ctx.home })
   if (opts.db) config.dbPath = opts.db
-  config.tiers = config.tiers || {}
-  if (opts.redis) config.tiers.redis = { ...(config.tiers.redis || {}), enabled: true, connectionString: opts.redis }
-  if (opts.postgres) config.tiers.postgres = { ...(config.tiers.postgres || {}), enabled: true, connectionString: opts.postgres }
+  for (const [tier, flag] of [['redis', 'redis'], ['postgres', 'postgres']]) {
+    const url = opts[flag] || (opts[`${flag}File`] && urlFromFile(opts[`${flag}File`], `--${flag}-file`))
+    if (url) config.tiers[tier] = { ...(config.tiers[tier] || {}), enabled: true, connectionString: url }
+  }
   return config
 }
 
-function positiveInt(v, name) {
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer`)
-  return n
+/** Every string in `value` with its URL passwords masked. */
+function maskDeep(value) {
+  if (typeof value === 'string') return maskSecrets(value)
+  if (Array.isArray(value)) return value.map(maskDeep)
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskDeep(v)]))
+  return value
 }
 
-function fmtBytes(n) {
-  if (n < 1024) return `${n} B`
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KB`
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`
-  return `${(n / 1024 ** 3).toFixed(2)} GB`
-}
+// ---------------------------------------------------------------------------------------------
+// Commander wiring
 
-function table(rows) {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)))
-  return rows.map((r) => r.map((v, c) => String(v).padEnd(widths[c])).join('  ').trimEnd()).join('\n')
-}
-
-function backendLine(name, b) {
-  if (!b.configured) return `${name}: not configured`
-  if (!b.reachable) return `${name}: UNREACHABLE (${b.error || 'no answer'})`
-  const lat = b.latencyUs != null ? `, ${(b.latencyUs / 1000).toFixed(2)} ms` : ''
-  return `${name}: ok${b.version ? ` (${b.version}${lat})` : lat}`
-}
-
-function printStatus(s, out) {
-  const t = s.tiers
-  out(`database: ${s.dbPath} (tier schema v${s.schemaVersion}, ${s.mode})`)
-  out(
-    table([
-      ['tier', 'frames', 'bytes'],
-      ['hot (sqlite)', t.hot.frames, fmtBytes(t.hot.bytes)],
-      ['warm (redis)', t.warm.frames, fmtBytes(t.warm.bytes)],
-      ['cold (postgres)', t.cold.frames, fmtBytes(t.cold.bytes)],
-    ]),
-  )
-  out(backendLine('redis', s.backends.redis))
-  out(backendLine('postgres', s.backends.postgres))
-  if (s.backends.postgres.reachable && s.backends.postgres.compressionRatio) {
-    out(`archive compression: ${Number(s.backends.postgres.compressionRatio).toFixed(2)}x`)
+/** Where output goes and how the process ends; `io` overrides each (tests, `run`). */
+function context(io = {}) {
+  const line = (stream) => (s) => stream.write(s + '\n')
+  const err = io.stderr || line(process.stderr)
+  return {
+    out: io.stdout || line(process.stdout),
+    err: (s) => err(maskSecrets(s)),
+    /** A failed operation: `error [ERR_CODE]: message`. */
+    fail: (e) => err(maskSecrets(`error [${typeof e?.code === 'string' && e.code.startsWith('ERR_') ? e.code : 'ERR_UNKNOWN'}]: ${e?.message ?? e}`)),
+    env: io.env || process.env,
+    home: io.home,
+    // An action's result: the host program keeps running.
+    exitCode: io.exitCode || ((code) => code && (process.exitCode = code)),
+    // Help, version or a usage error from commander (which would call process.exit itself).
+    exit: io.exit || ((code) => process.exit(code)),
   }
-  out(`journal backlog: ${s.journalBacklog}`)
-  for (const h of s.heldBack) out(`held back: ${h.frames} frame(s): ${h.reason}`)
-  out(`hot hit ratio: ${(s.hotHitRatio * 100).toFixed(1)}%`)
 }
 
-function printMigrate(r, out) {
-  out(`${r.dryRun ? 'would move' : 'moved'} ${r.moved.length} frame(s) to ${r.toTier} in ${r.durationMs.toFixed(0)} ms`)
-  if (r.bytesBefore) out(`bytes: ${fmtBytes(r.bytesBefore)} -> ${fmtBytes(r.bytesAfter)} compressed`)
-  for (const h of r.heldBack) out(`held back ${h.frameId}: ${h.reason}`)
-  if (r.skippedCount) {
-    const reasons = {}
-    for (const s of r.skipped) reasons[s.reason] = (reasons[s.reason] || 0) + 1
-    out(`skipped ${r.skippedCount}: ${Object.entries(reasons).map(([k, v]) => `${v} ${k}`).join('; ')}`)
-  }
-  for (const f of r.failed) out(`FAILED ${f.frameId} [${f.code}]: ${f.error}`)
+function setUp(cmd, ctx) {
+  return cmd
+    .configureOutput({ writeOut: (s) => ctx.out(s.replace(/\n$/, '')), writeErr: (s) => ctx.err(s.replace(/\n$/, '')) })
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride((e) => ctx.exit(e.exitCode === 0 ? 0 : 2))
 }
 
-async function run(argv, io = {}) {
-  const out = io.stdout || ((s) => process.stdout.write(s + '\n'))
-  const err = io.stderr || ((s) => process.stderr.write(s + '\n'))
-  const [command, ...rest] = argv
-  if (!command || command === 'help' || command === '--help' || command === '-h') {
-    out(USAGE)
-    return command ? 0 : 2
-  }
-  let manager
-  try {
-    if (!KNOWN[command] || command === 'common') throw new UsageError(`unknown command '${command}'`)
-    const { opts, positional } = parseArgs(rest, BOOLEANS)
-    if (opts.help) {
-      out(USAGE)
-      return 0
-    }
-    const allowed = new Set([...KNOWN.common, ...KNOWN[command]])
-    for (const k of Object.keys(opts)) if (!allowed.has(k)) throw new UsageError(`unknown option --${k} for ${command}`)
+function addOption(cmd, o) {
+  const opt = cmd.createOption(o.flags, o.description)
+  if (o.choices) opt.choices(o.choices)
+  if (o.parse) opt.argParser(o.parse)
+  if (o.required) opt.makeOptionMandatory()
+  if (o.conflicts) opt.conflicts(o.conflicts)
+  cmd.addOption(opt)
+}
 
-    const print = (value, human) => (opts.json || !human ? out(JSON.stringify(value, null, 2)) : human(value, out))
-    if (command === 'simulate') {
-      // Needs no database: the simulator replays a trace in memory.
-      const name = opts.trace || 'all'
-      const names = name === 'all' ? ['sessions', 'periodic', 'read-once', 'mixed'] : [name]
-      const o = opts.capacity ? { hotCapacityFrames: positiveInt(opts.capacity, 'capacity') } : {}
-      const reports = []
-      for (const n of names) {
-        const trace = ['sessions', 'periodic', 'read-once', 'mixed'].includes(n) ? n : fs.readFileSync(n, 'utf8')
-        reports.push({ trace: n, ...(await simulate(trace, o)) })
+/** The options an action sees: its own, and a host program's global --json as well. */
+function optionsOf(cmd) {
+  const own = cmd.opts()
+  return { ...own, json: Boolean(own.json || cmd.optsWithGlobals().json) }
+}
+
+function session(opts, ctx) {
+  let config
+  const configOnce = () => (config = config || buildConfig(opts, ctx))
+  const s = {
+    opts,
+    ctx,
+    manager: null,
+    async open() {
+      if (!s.manager) s.manager = await TierManager.open(configOnce())
+      return s.manager
+    },
+    /** The status, with each configured backend's URL (password masked). */
+    async status() {
+      const st = await (await s.open()).status()
+      for (const tier of ['redis', 'postgres']) {
+        const url = configOnce().tiers[tier]?.connectionString
+        if (st.backends[tier]?.configured && url) st.backends[tier].url = url
       }
-      print(reports, (rs) => {
-        for (const r of rs) {
-          out(`trace ${r.trace}: ${r.reads} reads of ${r.frames} frames, hot capacity ${r.hotCapacityFrames ?? '-'} frames`)
-          out(table([['policy', 'hot hit %', 'byte hit %', 'migrations/1000 reads', 'gap to optimum (pts)'],
-            ...r.policies.map((p) => [p.name, (p.hotHitRatio * 100).toFixed(1), (p.byteHitRatio * 100).toFixed(1), p.migrationsPer1000Reads.toFixed(0), p.gapToOptimumPts.toFixed(1)])]))
-          out('')
-        }
-      })
-      return 0
-    }
-    manager = await TierManager.open(buildConfig(opts))
-    switch (command) {
-      case 'status':
-        print(await manager.status(), printStatus)
-        break
-      case 'stats':
-        print(await manager.status())
-        break
-      case 'migrate': {
-        if (!opts.tier) throw new UsageError('migrate needs --tier 1|2|3 (or hot|warm|cold)')
-        const tier = /^[123]$/.test(opts.tier) ? Number(opts.tier) : opts.tier
-        const req = { toTier: tier, dryRun: !!opts['dry-run'] }
-        if (opts['older-than']) req.olderThan = /^\d+$/.test(opts['older-than']) ? Number(opts['older-than']) : opts['older-than']
-        if (opts.limit) req.limit = positiveInt(opts.limit, 'limit')
-        if (opts.project) req.projectId = opts.project
-        if (opts.ids) req.frameIds = opts.ids.split(',').filter(Boolean)
-        const r = await manager.migrate(req)
-        print(r, printMigrate)
-        if (r.failed.length) return 1
-        break
-      }
-      case 'retrieve': {
-        if (positional.length !== 1) throw new UsageError('retrieve needs exactly one <frameId>')
-        const b = await manager.retrieve(positional[0], opts.promote ? { promote: true } : undefined)
-        if (b === null) {
-          err(`frame ${positional[0]} not found in any tier`)
-          return 1
-        }
-        out(JSON.stringify(b, null, 2))
-        break
-      }
-      case 'search': {
-        if (positional.length === 0) throw new UsageError('search needs a <query>')
-        const o = {}
-        if (opts.limit) o.limit = positiveInt(opts.limit, 'limit')
-        if (opts.project) o.projectId = opts.project
-        if (opts.tiers) o.tiers = opts.tiers.split(',').filter(Boolean)
-        const r = await manager.search(positional.join(' '), o)
-        print(r, (v) => {
-          if (!v.results.length) out('no results')
-          else out(table([['frame', 'tier', 'score', 'name'], ...v.results.map((h) => [h.frameId, h.tier, h.score.toFixed(3), h.name || ''])]))
-          for (const w of v.warnings) err(`warning: ${w}`)
-        })
-        break
-      }
-      case 'pin':
-      case 'unpin':
-      case 'explain': {
-        if (positional.length !== 1) throw new UsageError(`${command} needs exactly one <frameId>`)
-        const r = await manager[command](positional[0])
-        print(r, command === 'explain' ? (e) => {
-          out(`${e.frameId}: ${e.tier}${e.pinned ? ', pinned' : ''}${e.active ? ', active' : ''}, ${fmtBytes(e.sizeBytes)}`)
-          if (e.access) out(`reads: ${e.access.count}, last ${new Date(e.access.lastMs).toISOString()}, ${e.access.ratePerH.toFixed(2)}/h`)
-          out(`pattern: ${JSON.stringify(e.pattern.pattern)} (confidence ${e.pattern.confidence.toFixed(2)})`)
-          out(`score: ${Object.entries(e.score).map(([k, v]) => `${k} ${Number(v).toFixed(2)}`).join(', ')}`)
-          for (const d of e.lastDecisions) out(`decision (cycle ${d.cycle}): ${d.from} -> ${d.to}: ${d.reason}`)
-          out(`next: ${e.expectedNext}`)
-        } : undefined)
-        break
-      }
-      case 'policy': {
-        if (positional[0] !== 'run') throw new UsageError('policy needs a subcommand: run [--dry-run]')
-        const r = await manager.runCycle({ dryRun: !!opts['dry-run'] })
-        print(r, (c) => {
-          out(`cycle ${c.cycle}${c.dryRun ? ' (dry run: nothing moved)' : ''}: ${Object.entries(c.counts).filter(([, v]) => v).map(([k, v]) => `${v} ${k}`).join(', ') || 'no decisions'}`)
-          for (const d of c.decisions) out(`${d.frameId}: ${d.from} -> ${d.to}: ${d.reason} (confidence ${d.confidence.toFixed(2)})`)
-        })
-        break
-      }
-      case 'compact':
-        print(await manager.compact(), (v) => out(Object.entries(v).map(([k, x]) => `${k}: ${JSON.stringify(x)}`).join('\n')))
-        break
-    }
-    return 0
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err(`error: ${e.message}\n\n${USAGE}`)
-      return 2
-    }
-    err(`error [${e.code || 'ERR_UNKNOWN'}]: ${e.message}`)
-    return 1
-  } finally {
-    if (manager) await manager.close().catch(() => {})
+      return st
+    },
+    /** JSON with --json or without a human form, else the human form; URL passwords masked unless `raw`. */
+    print(value, human, { raw = false } = {}) {
+      const v = raw ? value : maskDeep(value)
+      if (opts.json || !human) ctx.out(JSON.stringify(v, null, 2))
+      else human(v, ctx.out)
+    },
   }
+  return s
+}
+
+function define(parent, ctx, spec) {
+  const cmd = setUp(parent.createCommand(spec.name), ctx).description(spec.description)
+  parent.addCommand(cmd)
+  if (spec.commands) {
+    for (const sub of spec.commands) define(cmd, ctx, sub)
+    return
+  }
+  for (const a of spec.args || []) cmd.argument(a)
+  for (const o of [...(spec.options || []), ...GLOBAL_OPTIONS]) addOption(cmd, o)
+  cmd.action(async (...args) => {
+    const command = args.pop()
+    args.pop() // the options object; optionsOf(command) adds a host's --json
+    const s = session(optionsOf(command), ctx)
+    let code
+    try {
+      code = (await spec.action(s, ...args)) || 0
+    } catch (e) {
+      ctx.fail(e)
+      code = 1
+    } finally {
+      if (s.manager) await s.manager.close().catch(() => {})
+    }
+    ctx.exitCode(code)
+  })
+}
+
+function addCommands(parent, ctx) {
+  for (const spec of COMMANDS) define(parent, ctx, spec)
+  return parent
 }
 
 /**
- * For StackMemory's commander-based CLI: `program.addCommand(createStorageCommand(Command))`
- * gives `stackmemory storage <command> ...` with exactly this CLI's commands and options.
+ * Mounts `storage <command>` in a commander program (StackMemory's): the same commands as the
+ * standalone bin. Returns the `storage` command. A failed operation sets `process.exitCode = 1`;
+ * a usage error exits 2 (commander would exit 1), unless `io.exit` says otherwise.
  */
-function createStorageCommand(Command) {
-  return new Command('storage')
-    .description('tiered frame storage: status, migrate, retrieve, search, compact')
-    .allowUnknownOption(true)
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args) => {
-      process.exitCode = await run(args || [])
-    })
+function registerStorageCommands(program, io) {
+  const ctx = context(io)
+  const group = setUp(program.createCommand('storage'), ctx).description('tiered frame storage: hot SQLite, warm Redis, cold PostgreSQL')
+  addCommands(group, ctx)
+  program.addCommand(group)
+  return group
 }
 
-module.exports = { run, createStorageCommand, USAGE }
+/** The standalone `stackmemory-storage` program. */
+function createProgram(io) {
+  const ctx = context(io)
+  const program = setUp(new Command('stackmemory-storage'), ctx)
+    .description('tiered frame storage for StackMemory: hot SQLite, warm Redis, cold PostgreSQL')
+    .version(require('../package.json').version)
+  return addCommands(program, ctx)
+}
+
+class Exit {
+  constructor(code) {
+    this.code = code
+  }
+}
+
+/** `stackmemory-storage <argv...>`: resolves to the exit code instead of exiting. */
+async function run(argv, io = {}) {
+  let code = 0
+  const ctx = context(io)
+  const program = createProgram({ ...io, exitCode: (c) => (code = c), exit: (c) => { throw new Exit(c) } })
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+  } catch (e) {
+    if (e instanceof Exit) return e.code
+    ctx.fail(e)
+    return 1
+  }
+  return code
+}
+
+module.exports = { registerStorageCommands, createProgram, run }

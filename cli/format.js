@@ -1,0 +1,95 @@
+'use strict'
+// Human output of the storage commands: a plain text table and one printer per report
+// (`out` writes one line). The `--json` form is the report itself.
+
+function fmtBytes(n) {
+  if (n < 1024) return `${n} B`
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KB`
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`
+  return `${(n / 1024 ** 3).toFixed(2)} GB`
+}
+
+function table(rows) {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)))
+  return rows.map((r) => r.map((v, c) => String(v).padEnd(widths[c])).join('  ').trimEnd()).join('\n')
+}
+
+function backendLine(name, b) {
+  if (!b.configured) return `${name}: not configured`
+  const at = b.url ? ` at ${b.url}` : ''
+  if (!b.reachable) return `${name}: UNREACHABLE (${b.error || 'no answer'})${at}`
+  const lat = b.latencyUs != null ? `, ${(b.latencyUs / 1000).toFixed(2)} ms` : ''
+  return `${name}: ok${b.version ? ` (${b.version}${lat})` : lat}${at}`
+}
+
+function printStatus(s, out) {
+  const t = s.tiers
+  out(`database: ${s.dbPath} (tier schema v${s.schemaVersion}, ${s.mode})`)
+  out(
+    table([
+      ['tier', 'frames', 'bytes'],
+      ['hot (sqlite)', t.hot.frames, fmtBytes(t.hot.bytes)],
+      ['warm (redis)', t.warm.frames, fmtBytes(t.warm.bytes)],
+      ['cold (postgres)', t.cold.frames, fmtBytes(t.cold.bytes)],
+    ]),
+  )
+  out(backendLine('redis', s.backends.redis))
+  out(backendLine('postgres', s.backends.postgres))
+  if (s.backends.postgres.reachable && s.backends.postgres.compressionRatio) {
+    out(`archive compression: ${Number(s.backends.postgres.compressionRatio).toFixed(2)}x`)
+  }
+  out(`journal backlog: ${s.journalBacklog}`)
+  for (const h of s.heldBack) out(`held back: ${h.frames} frame(s): ${h.reason}`)
+  out(`hot hit ratio: ${(s.hotHitRatio * 100).toFixed(1)}%`)
+}
+
+function printMigrate(r, out) {
+  out(`${r.dryRun ? 'would move' : 'moved'} ${r.moved.length} frame(s) to ${r.toTier} in ${r.durationMs.toFixed(0)} ms`)
+  if (r.bytesBefore) out(`bytes: ${fmtBytes(r.bytesBefore)} -> ${fmtBytes(r.bytesAfter)} compressed`)
+  for (const h of r.heldBack) out(`held back ${h.frameId}: ${h.reason}`)
+  if (r.skippedCount) {
+    const reasons = {}
+    for (const s of r.skipped) reasons[s.reason] = (reasons[s.reason] || 0) + 1
+    out(`skipped ${r.skippedCount}: ${Object.entries(reasons).map(([k, v]) => `${v} ${k}`).join('; ')}`)
+  }
+  for (const f of r.failed) out(`FAILED ${f.frameId} [${f.code}]: ${f.error}`)
+}
+
+function printSearch(v, out) {
+  if (!v.results.length) out('no results')
+  else out(table([['frame', 'tier', 'score', 'name'], ...v.results.map((h) => [h.frameId, h.tier, h.score.toFixed(3), h.name || ''])]))
+}
+
+function printExplain(e, out) {
+  out(`${e.frameId}: ${e.tier}${e.pinned ? ', pinned' : ''}${e.active ? ', active' : ''}, ${fmtBytes(e.sizeBytes)}`)
+  if (e.access) out(`reads: ${e.access.count}, last ${new Date(e.access.lastMs).toISOString()}, ${e.access.ratePerH.toFixed(2)}/h`)
+  out(`pattern: ${JSON.stringify(e.pattern.pattern)} (confidence ${e.pattern.confidence.toFixed(2)})`)
+  out(`score: ${Object.entries(e.score).map(([k, v]) => `${k} ${Number(v).toFixed(2)}`).join(', ')}`)
+  for (const d of e.lastDecisions) out(`decision (cycle ${d.cycle}): ${d.from} -> ${d.to}: ${d.reason}`)
+  out(`next: ${e.expectedNext}`)
+}
+
+function printPin(p, out) {
+  out(`${p.frameId}: ${p.pinned ? 'pinned' : 'not pinned'} (${p.pinnedFrames} pinned, ${fmtBytes(p.pinnedBytes)} of ${fmtBytes(p.maxPinnedBytes)})`)
+}
+
+function printCycle(c, out) {
+  const counts = Object.entries(c.counts).filter(([, v]) => v).map(([k, v]) => `${v} ${k}`).join(', ')
+  out(`cycle ${c.cycle}${c.dryRun ? ' (dry run: nothing moved)' : ''}: ${counts || 'no decisions'}`)
+  for (const d of c.decisions) out(`${d.frameId}: ${d.from} -> ${d.to}: ${d.reason} (confidence ${d.confidence.toFixed(2)})`)
+}
+
+function printCompact(v, out) {
+  out(Object.entries(v).map(([k, x]) => `${k}: ${JSON.stringify(x)}`).join('\n'))
+}
+
+function printSimulations(reports, out) {
+  for (const r of reports) {
+    out(`trace ${r.trace}: ${r.reads} reads of ${r.frames} frames, hot capacity ${r.hotCapacityFrames ?? '-'} frames`)
+    out(table([['policy', 'hot hit %', 'byte hit %', 'migrations/1000 reads', 'gap to optimum (pts)'],
+      ...r.policies.map((p) => [p.name, (p.hotHitRatio * 100).toFixed(1), (p.byteHitRatio * 100).toFixed(1), p.migrationsPer1000Reads.toFixed(0), p.gapToOptimumPts.toFixed(1)])]))
+    out('')
+  }
+}
+
+module.exports = { fmtBytes, table, printStatus, printMigrate, printSearch, printExplain, printPin, printCycle, printCompact, printSimulations }
