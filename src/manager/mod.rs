@@ -26,6 +26,7 @@ mod policy_ops;
 mod remotes;
 pub mod requests;
 mod retrieve;
+pub mod runs;
 mod search;
 mod status;
 mod trace;
@@ -62,6 +63,8 @@ struct Inner {
     worker_runs: std::sync::Mutex<WorkerRuns>,
     /// `recordTrace`: every read and write, one JSON line each, for the simulator.
     trace: std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    /// Bulk runs going in this process.
+    runs: runs::ActiveRuns,
 }
 
 #[derive(Clone)]
@@ -100,6 +103,7 @@ impl TierManager {
             counters: Counters::default(),
             shutdown: Arc::new(Notify::new()),
             flush_soon: Arc::new(Notify::new()),
+            runs: runs::ActiveRuns::default(),
             background: AsyncMutex::new(()),
             last_recovery: std::sync::Mutex::new(None),
         });
@@ -145,6 +149,8 @@ impl TierManager {
             return Ok(());
         }
         self.inner.shutdown.notify_waiters();
+        // Bulk runs stop at their next batch and checkpoint (resumable with `resumeMigration`).
+        self.stop_runs().await;
         // A cycle the worker started finishes first (its moves are journaled either way).
         let _idle = self.inner.background.lock().await;
         self.flush_accesses().await?;
@@ -217,17 +223,11 @@ impl TierManager {
         Ok(meta.is_some())
     }
 
+    /// A migration, run as a bulk run (`runs.rs`) and awaited: every frame it moved, held back,
+    /// skipped or failed is in the report, with the run's id.
     pub async fn migrate(&self, req: MigrateRequest) -> Result<MigrateReport> {
         self.check_open()?;
-        let rep = self.migrate_inner(req).await?;
-        if !rep.dry_run {
-            for m in &rep.moved {
-                if let (Some(from), Some(to)) = (Tier::parse(m.from), Tier::parse(m.to)) {
-                    self.policy_moved(&m.frame_id, from, to, true, None);
-                }
-            }
-        }
-        Ok(rep)
+        self.migrate_as_run(req).await
     }
 
     /// A move through the mover (its batches are serialised with every other move).

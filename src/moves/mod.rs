@@ -17,6 +17,7 @@ use crate::tiers::hot::{HotTier, RunRecord};
 use crate::tiers::warm::WarmTier;
 
 mod demote;
+mod plan;
 mod promote;
 mod recovery;
 mod report;
@@ -24,6 +25,7 @@ pub mod run;
 mod select;
 mod shift;
 
+pub use plan::{Plan, Volume};
 pub use promote::Fetched;
 pub use report::{Failed, MigrateReport, MigrateRequest, Moved, RecoveryReport, Skipped};
 pub use run::{Progress, RunControl, RunOptions};
@@ -78,7 +80,7 @@ impl Mover {
         let mut rec = RunRecord::transient(req);
         let opts = RunOptions { max_batch: self.batch_size, ..RunOptions::default() };
         let cancel = std::sync::atomic::AtomicBool::new(false);
-        let ctl = RunControl { cancel: &cancel, progress: None, collect: true, persist: false };
+        let ctl = RunControl { cancel: &cancel, progress: None, collect: true, persist: false, moved: None };
         self.run(&mut rec, req, &opts, remotes, &ctl).await
     }
 }

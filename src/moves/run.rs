@@ -85,6 +85,8 @@ pub struct RunControl<'a> {
     pub collect: bool,
     /// Save checkpoints (`tier_runs`); the policy's small moves are not runs.
     pub persist: bool,
+    /// Told of every batch's moved frames (the manager tells the policy engine).
+    pub moved: Option<&'a (dyn Fn(&[Moved]) + Send + Sync)>,
 }
 
 type Bucket = RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, governor::clock::DefaultClock>;
@@ -384,6 +386,9 @@ impl Mover {
             }
         }
         pressure.after(batch.len(), t0.elapsed()).await;
+        if let Some(tell) = ctl.moved {
+            tell(&part.moved);
+        }
         rec.done += part.moved.len() as i64;
         rec.failed += part.failed.len() as i64;
         rec.skipped += part.skipped_count as i64;

@@ -140,6 +140,18 @@ impl HotTier {
             .collect())
     }
 
+    /// How many frames a walk of `tier` by `Page` would see (from the index, without reading rows).
+    pub fn count_page_frames(&self, tier: Tier, project_id: Option<&str>, max_age_s: Option<i64>) -> Result<i64> {
+        let c = self.lock()?;
+        let sql = format!(
+            "SELECT count(*) FROM frames f WHERE f.tier_status = ?1 AND (?2 IS NULL OR f.project_id = ?2) AND {AGE_S} <= ?3"
+        );
+        let mut st = c.prepare_cached(&sql)?;
+        let n =
+            st.query_row(rusqlite::params![tier.as_str(), project_id, max_age_s.unwrap_or(i64::MAX)], |r| r.get(0))?;
+        Ok(n)
+    }
+
     /// Frames that could move, filtered; `tiers` limits which current tiers are listed.
     pub fn candidates(&self, filter: &CandidateFilter) -> Result<Vec<Candidate>> {
         let c = self.lock()?;
