@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::options::FilterOptions;
-use super::{arrow, human_secs, Tier};
+use super::{human_secs, Tier};
 
 /// One executed move of a frame (the history the cooldown and cycle filters look at).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,20 +141,23 @@ pub fn cost_benefit(o: &FilterOptions, c: &Candidate) -> Verdict {
     Verdict::Pass
 }
 
-/// All filters in order; the first objection wins.
-pub fn apply(o: &FilterOptions, c: &Candidate) -> Verdict {
-    for f in [cooldown, cycles, min_confidence, persistence, cost_benefit] {
-        let v = f(o, c);
-        if v != Verdict::Pass {
-            return v;
-        }
-    }
-    Verdict::Pass
+/// A filter: what it says about one candidate move.
+type Filter = fn(&FilterOptions, &Candidate) -> Verdict;
+
+/// The first objection of `filters`, in their order.
+fn first_objection(o: &FilterOptions, c: &Candidate, filters: &[Filter]) -> Verdict {
+    filters.iter().map(|f| f(o, c)).find(|v| *v != Verdict::Pass).unwrap_or(Verdict::Pass)
 }
 
-/// Short description of a move for reasons: `hot→warm`.
-pub fn describe(from: Tier, to: Tier) -> String {
-    arrow(from, to)
+/// All filters in order; the first objection wins.
+pub fn apply(o: &FilterOptions, c: &Candidate) -> Verdict {
+    first_objection(o, c, &[cooldown, cycles, min_confidence, persistence, cost_benefit])
+}
+
+/// The history filters alone (1. cooldown, 2. cycles), for a promotion the engine suggests outside
+/// a cycle's recommendations (a frame read again, a relative of a promoted frame).
+pub fn history(o: &FilterOptions, c: &Candidate) -> Verdict {
+    first_objection(o, c, &[cooldown, cycles])
 }
 
 #[cfg(test)]

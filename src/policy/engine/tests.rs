@@ -1,4 +1,8 @@
 use super::*;
+use crate::model::TierError;
+use crate::policy::pattern::Pattern;
+use crate::policy::pressure::{PressureInputs, PressureLevel};
+use crate::policy::PolicyOptions;
 
 const H: i64 = 3_600_000;
 const MIN: i64 = 60_000;
@@ -46,7 +50,7 @@ fn idle_hot_frame_is_observed_then_demoted_then_cooled_down() {
     let d = only(&r3, "a");
     assert_eq!((d.action, d.to, d.reason.as_str()), (Action::Pending, Tier::Warm, "pending: idle 26.2 h > 24 h"));
     assert_eq!(r3.counts.pending, 1);
-    assert_eq!(r3.waves().len(), 1);
+    assert_eq!(r3.pending().count(), 1);
     let done = e.record_outcome("a", Tier::Hot, Tier::Warm, true, None, NOW + 11 * MIN);
     assert_eq!((done.action, done.reason.as_str()), (Action::Executed, "executed: idle 26.2 h > 24 h"));
     let hist = e.decisions_of("a");
