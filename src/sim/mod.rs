@@ -4,7 +4,7 @@
 //! the gap to the optimum.
 //!
 //! Model: every frame starts cold (or hot, when its first event is a write: frames are created in
-//! SQLite). A read is a hot hit when the frame is hot, else a warm or cold hit. Baselines admit
+//! the hot tier). A read is a hot hit when the frame is hot, else a warm or cold hit. Baselines admit
 //! every missed frame into hot (Bélády only when that is optimal); our engine decides through
 //! [`PolicyEngine::on_read`], runs a cycle every `cycle_ms` of trace time, and executes its pending
 //! decisions at once. When hot is full, [`PolicyEngine::make_room`] picks the victims. A migration
