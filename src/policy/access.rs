@@ -175,12 +175,18 @@ impl AccessTracker {
 mod tests {
     use super::*;
 
+    /// A tracker that has seen these accesses, in this order.
+    fn tracked(accesses: &[(&str, i64)]) -> AccessTracker {
+        let mut t = AccessTracker::default();
+        for &(id, at_ms) in accesses {
+            t.record_access(id, at_ms);
+        }
+        t
+    }
+
     #[test]
     fn counts_gaps_and_rate() {
-        let mut t = AccessTracker::default();
-        t.record_access("a", 0);
-        t.record_access("a", 60_000);
-        t.record_access("a", 120_000);
+        let mut t = tracked(&[("a", 0), ("a", 60_000), ("a", 120_000)]);
         let s = t.get("a").expect("tracked");
         assert_eq!(s.count, 3);
         assert_eq!(s.since_move, 3);
@@ -206,10 +212,7 @@ mod tests {
 
     #[test]
     fn snapshot_round_trips_through_json() {
-        let mut t = AccessTracker::default();
-        t.record_access("b", 10);
-        t.record_access("a", 20);
-        t.record_access("a", 3_600_020);
+        let t = tracked(&[("b", 10), ("a", 20), ("a", 3_600_020)]);
         let snap = t.snapshot();
         assert_eq!(snap[0].frame_id, "a");
         let json = serde_json::to_string(&snap).expect("serialise");

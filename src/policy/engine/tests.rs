@@ -83,9 +83,7 @@ fn failed_moves_are_reported_and_not_recorded_as_moves() {
 
 #[test]
 fn pins_survive_demotion_cycles_and_are_capped() {
-    let mut o = PolicyOptions::default();
-    o.max_pinned_bytes = 1500;
-    let mut e = PolicyEngine::new(o);
+    let mut e = PolicyEngine::new(PolicyOptions { max_pinned_bytes: 1500, ..Default::default() });
     let status = e.pin("p", 1000, NOW).expect("pin");
     assert_eq!((status.frames, status.pinned_bytes, status.cap_bytes), (1, 1000, 1500));
     match e.pin("q", 1000, NOW) {
@@ -214,9 +212,7 @@ fn closed_children_move_with_their_parent_and_relatives_are_prefetched() {
 
 #[test]
 fn pressure_demotes_lowest_scores_and_batches_cap() {
-    let mut o = PolicyOptions::default();
-    o.batch_size = 2;
-    let mut e = PolicyEngine::new(o);
+    let mut e = PolicyEngine::new(PolicyOptions { batch_size: 2, ..Default::default() });
     let frames: Vec<FrameView> = (0..10).map(|i| view(&format!("f{i}"), Tier::Hot, i)).collect();
     let p = PressureInputs { hot_frames: 10, hot_max_frames: 10, ..Default::default() };
     let r = e.run_cycle(NOW, &frames, &p, Reachability::ALL, false);
