@@ -75,10 +75,6 @@ impl AccessTracker {
         AccessTracker { frames: HashMap::new(), tau_s }
     }
 
-    pub fn tau_s(&self) -> f64 {
-        self.tau_s
-    }
-
     /// Records one read (or write) of `frame_id` at `now_ms`. Out-of-order times are accepted:
     /// they count, with an inter-arrival time of 0, and never move `last_ms` backwards.
     pub fn record_access(&mut self, frame_id: &str, now_ms: i64) {
@@ -128,27 +124,12 @@ impl AccessTracker {
         self.frames.remove(frame_id).is_some()
     }
 
-    pub fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
     /// All records, sorted by frame id (deterministic output for persistence and tests).
     pub fn snapshot(&self) -> Vec<AccessRecord> {
         let mut out: Vec<AccessRecord> =
             self.frames.iter().map(|(k, v)| AccessRecord { frame_id: k.clone(), stats: v.clone() }).collect();
         out.sort_by(|a, b| a.frame_id.cmp(&b.frame_id));
         out
-    }
-
-    /// Only the records of `ids` (for persisting the frames touched since the last flush).
-    pub fn snapshot_of<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<AccessRecord> {
-        ids.into_iter()
-            .filter_map(|id| self.frames.get(id).map(|s| AccessRecord { frame_id: id.to_string(), stats: s.clone() }))
-            .collect()
     }
 
     /// Loads records (e.g. on open). A record replaces what the tracker holds for that frame;

@@ -254,3 +254,26 @@ fn snapshot_round_trips_and_explain_tells_the_story() {
     assert_eq!(x.last_decisions[0].reason, "executed: moved by the caller");
     assert!(e2.explain("b", NOW, None).pinned);
 }
+
+#[test]
+fn forget_leaves_nothing_about_a_deleted_frame() {
+    let mut o = PolicyOptions::default();
+    o.filters.persistence_cycles = 2;
+    let mut e = PolicyEngine::new(o);
+    let before = serde_json::to_value(e.snapshot()).expect("json");
+    e.on_read("a", Tier::Warm, NOW - 30 * H);
+    e.record_outcome("a", Tier::Warm, Tier::Hot, true, None, NOW - 29 * H);
+    // One cycle leaves a persistence counter (observing), the forced move a move in flight.
+    let r = e.run_cycle(NOW, &[view("a", Tier::Hot, 30)], &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").action, Action::Observing);
+    e.force_demote(&view("a", Tier::Hot, 30), Tier::Warm, NOW).expect("valid tier");
+    e.pin("a", 1000, NOW).expect("pin");
+    let s = e.snapshot();
+    let kept = [s.access.len(), s.pins.len(), s.moves.len(), s.persistence.len(), s.decisions.len(), e.in_flight()];
+    assert_eq!(kept, [1; 6], "the engine knows a in every way it can");
+    e.forget("a");
+    let mut after = serde_json::to_value(e.snapshot()).expect("json");
+    after["cycle"] = before["cycle"].clone();
+    assert_eq!(after, before, "no access, pin, move, counter or decision of a is left");
+    assert_eq!((e.in_flight(), e.pin_status().frames), (0, 0));
+}
