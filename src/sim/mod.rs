@@ -11,6 +11,10 @@
 //! is one frame moved between tiers (promotion or demotion); writing a frame is not one.
 //!
 //! Run `cargo run --release --example simulate` for the table on the shipped traces.
+//!
+//! [`PolicyEngine`]: crate::policy::PolicyEngine
+//! [`PolicyEngine::on_read`]: crate::policy::PolicyEngine::on_read
+//! [`PolicyEngine::make_room`]: crate::policy::PolicyEngine::make_room
 
 pub mod baselines;
 mod ours;

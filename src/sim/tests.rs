@@ -1,3 +1,5 @@
+//! Acceptance of the simulator on the shipped traces, and the trace parser's named errors.
+
 use super::*;
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! The [`PolicyEngine`]: turns access statistics, frame views and pressure into reported
 //! decisions, remembers what it decided and what was executed, and explains itself.
 //!
-//! A cycle ([`PolicyEngine::run_cycle`], in [`cycle`]):
+//! A cycle ([`PolicyEngine::run_cycle`], in `cycle.rs`):
 //! 1. measures pressure ([`super::pressure`]);
 //! 2. recommends moves: the seed rules (hot idle > `hotMaxAge` → warm, warm idle > `warmMaxAge` →
 //!    cold, `promotionThreshold` remote reads → hot), refined by the score and pattern (periodic
@@ -19,9 +19,9 @@
 //! [`PolicyEngine::record_outcome`], which makes them `executed` or `failed` and feeds the
 //! cooldown and cycle history. A dry run reports the same decisions and changes nothing.
 //!
-//! Files: [`cycle`] (the cycle's steps), [`reads`] (reads and writes), [`forced`] (moves asked for
-//! outside a cycle), [`outcomes`] (what the caller reports back), [`pins`], [`explain`],
-//! [`snapshot`].
+//! Files: `cycle.rs` (the cycle's steps), `reads.rs` (reads and writes), `forced.rs` (moves asked
+//! for outside a cycle), `outcomes.rs` (what the caller reports back), `pins.rs`, `explain.rs`,
+//! `snapshot.rs`, `tests.rs`.
 
 mod cycle;
 mod explain;

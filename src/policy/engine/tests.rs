@@ -1,3 +1,5 @@
+//! The engine's behaviour end to end: cycles, rules, filters, pins, forced moves, outcomes, snapshots.
+
 use super::*;
 use crate::model::TierError;
 use crate::policy::pattern::Pattern;
