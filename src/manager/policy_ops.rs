@@ -171,15 +171,15 @@ impl TierManager {
             hot_max_frames: cfg.sqlite.max_frames,
             warm_bytes: warm_bytes.max(0) as u64,
             warm_max_bytes: cfg.redis.max_size,
-            redis_used_memory: None,
-            redis_maxmemory: None,
+            warm_server_used_bytes: None,
+            warm_server_max_bytes: None,
             host_mem_available_frac: host_mem_available_frac(),
         };
         if let Some(w) = &remotes.warm {
             if let Ok(s) = w.stats().await {
                 inputs.warm_bytes = s.bytes;
-                inputs.redis_used_memory = s.used_memory;
-                inputs.redis_maxmemory = s.maxmemory;
+                inputs.warm_server_used_bytes = s.used_memory;
+                inputs.warm_server_max_bytes = s.maxmemory;
             }
         }
         inputs

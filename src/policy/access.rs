@@ -75,10 +75,6 @@ impl AccessTracker {
         AccessTracker { frames: HashMap::new(), tau_s }
     }
 
-    pub fn tau_s(&self) -> f64 {
-        self.tau_s
-    }
-
     /// Records one read (or write) of `frame_id` at `now_ms`. Out-of-order times are accepted:
     /// they count, with an inter-arrival time of 0, and never move `last_ms` backwards.
     pub fn record_access(&mut self, frame_id: &str, now_ms: i64) {
@@ -128,27 +124,12 @@ impl AccessTracker {
         self.frames.remove(frame_id).is_some()
     }
 
-    pub fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
     /// All records, sorted by frame id (deterministic output for persistence and tests).
     pub fn snapshot(&self) -> Vec<AccessRecord> {
         let mut out: Vec<AccessRecord> =
             self.frames.iter().map(|(k, v)| AccessRecord { frame_id: k.clone(), stats: v.clone() }).collect();
         out.sort_by(|a, b| a.frame_id.cmp(&b.frame_id));
         out
-    }
-
-    /// Only the records of `ids` (for persisting the frames touched since the last flush).
-    pub fn snapshot_of<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<AccessRecord> {
-        ids.into_iter()
-            .filter_map(|id| self.frames.get(id).map(|s| AccessRecord { frame_id: id.to_string(), stats: s.clone() }))
-            .collect()
     }
 
     /// Loads records (e.g. on open). A record replaces what the tracker holds for that frame;
@@ -175,12 +156,18 @@ impl AccessTracker {
 mod tests {
     use super::*;
 
+    /// A tracker that has seen these accesses, in this order.
+    fn tracked(accesses: &[(&str, i64)]) -> AccessTracker {
+        let mut t = AccessTracker::default();
+        for &(id, at_ms) in accesses {
+            t.record_access(id, at_ms);
+        }
+        t
+    }
+
     #[test]
     fn counts_gaps_and_rate() {
-        let mut t = AccessTracker::default();
-        t.record_access("a", 0);
-        t.record_access("a", 60_000);
-        t.record_access("a", 120_000);
+        let mut t = tracked(&[("a", 0), ("a", 60_000), ("a", 120_000)]);
         let s = t.get("a").expect("tracked");
         assert_eq!(s.count, 3);
         assert_eq!(s.since_move, 3);
@@ -206,10 +193,7 @@ mod tests {
 
     #[test]
     fn snapshot_round_trips_through_json() {
-        let mut t = AccessTracker::default();
-        t.record_access("b", 10);
-        t.record_access("a", 20);
-        t.record_access("a", 3_600_020);
+        let t = tracked(&[("b", 10), ("a", 20), ("a", 3_600_020)]);
         let snap = t.snapshot();
         assert_eq!(snap[0].frame_id, "a");
         let json = serde_json::to_string(&snap).expect("serialise");

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::options::FilterOptions;
-use super::{arrow, human_secs, Tier};
+use super::{human_secs, Tier};
 
 /// One executed move of a frame (the history the cooldown and cycle filters look at).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,20 +141,23 @@ pub fn cost_benefit(o: &FilterOptions, c: &Candidate) -> Verdict {
     Verdict::Pass
 }
 
-/// All filters in order; the first objection wins.
-pub fn apply(o: &FilterOptions, c: &Candidate) -> Verdict {
-    for f in [cooldown, cycles, min_confidence, persistence, cost_benefit] {
-        let v = f(o, c);
-        if v != Verdict::Pass {
-            return v;
-        }
-    }
-    Verdict::Pass
+/// A filter: what it says about one candidate move.
+type Filter = fn(&FilterOptions, &Candidate) -> Verdict;
+
+/// The first objection of `filters`, in their order.
+fn first_objection(o: &FilterOptions, c: &Candidate, filters: &[Filter]) -> Verdict {
+    filters.iter().map(|f| f(o, c)).find(|v| *v != Verdict::Pass).unwrap_or(Verdict::Pass)
 }
 
-/// Short description of a move for reasons: `hot→warm`.
-pub fn describe(from: Tier, to: Tier) -> String {
-    arrow(from, to)
+/// All filters in order; the first objection wins.
+pub fn apply(o: &FilterOptions, c: &Candidate) -> Verdict {
+    first_objection(o, c, &[cooldown, cycles, min_confidence, persistence, cost_benefit])
+}
+
+/// The history filters alone (1. cooldown, 2. cycles), for a promotion the engine suggests outside
+/// a cycle's recommendations (a frame read again, a relative of a promoted frame).
+pub fn history(o: &FilterOptions, c: &Candidate) -> Verdict {
+    first_objection(o, c, &[cooldown, cycles])
 }
 
 #[cfg(test)]
@@ -186,14 +189,23 @@ mod tests {
         }
     }
 
+    /// What filter `f`, with the default options, says of the move `from`→`to` at `now_ms`.
+    fn verdict(f: Filter, from: Tier, to: Tier, now_ms: i64, history: &VecDeque<MoveRecord>) -> Verdict {
+        f(&opts(), &cand(from, to, now_ms, history))
+    }
+
+    fn filtered(why: &str) -> Verdict {
+        Verdict::Filtered(why.into())
+    }
+
     #[test]
     fn cooldown_blocks_recent_movers_only() {
         let h = hist(&[(Tier::Hot, Tier::Warm, 0)]);
         assert_eq!(
-            cooldown(&opts(), &cand(Tier::Warm, Tier::Cold, 3 * MIN, &h)),
-            Verdict::Filtered("cooldown, moved 3 min ago (cooldown 10 min)".into())
+            verdict(cooldown, Tier::Warm, Tier::Cold, 3 * MIN, &h),
+            filtered("cooldown, moved 3 min ago (cooldown 10 min)")
         );
-        assert_eq!(cooldown(&opts(), &cand(Tier::Warm, Tier::Cold, 11 * MIN, &h)), Verdict::Pass);
+        assert_eq!(verdict(cooldown, Tier::Warm, Tier::Cold, 11 * MIN, &h), Verdict::Pass);
         let mut off = opts();
         off.cooldown_enabled = false;
         assert_eq!(cooldown(&off, &cand(Tier::Warm, Tier::Cold, MIN, &h)), Verdict::Pass);
@@ -202,21 +214,15 @@ mod tests {
     #[test]
     fn cycles_catch_ping_pong_and_longer_loops() {
         let h = hist(&[(Tier::Hot, Tier::Warm, 0)]);
-        assert_eq!(
-            cycles(&opts(), &cand(Tier::Warm, Tier::Hot, 20 * MIN, &h)),
-            Verdict::Filtered("cycle hot→warm→hot within 1 h".into())
-        );
-        assert_eq!(cycles(&opts(), &cand(Tier::Warm, Tier::Cold, 20 * MIN, &h)), Verdict::Pass, "onward is fine");
-        assert_eq!(cycles(&opts(), &cand(Tier::Warm, Tier::Hot, 61 * MIN, &h)), Verdict::Pass, "outside the window");
+        assert_eq!(verdict(cycles, Tier::Warm, Tier::Hot, 20 * MIN, &h), filtered("cycle hot→warm→hot within 1 h"));
+        assert_eq!(verdict(cycles, Tier::Warm, Tier::Cold, 20 * MIN, &h), Verdict::Pass, "onward is fine");
+        assert_eq!(verdict(cycles, Tier::Warm, Tier::Hot, 61 * MIN, &h), Verdict::Pass, "outside the window");
         let h = hist(&[(Tier::Hot, Tier::Warm, 0), (Tier::Warm, Tier::Cold, 10 * MIN)]);
         assert_eq!(
-            cycles(&opts(), &cand(Tier::Cold, Tier::Hot, 30 * MIN, &h)),
-            Verdict::Filtered("cycle hot→warm→cold→hot within 1 h".into())
+            verdict(cycles, Tier::Cold, Tier::Hot, 30 * MIN, &h),
+            filtered("cycle hot→warm→cold→hot within 1 h")
         );
-        assert_eq!(
-            cycles(&opts(), &cand(Tier::Cold, Tier::Warm, 30 * MIN, &h)),
-            Verdict::Filtered("cycle warm→cold→warm within 1 h".into())
-        );
+        assert_eq!(verdict(cycles, Tier::Cold, Tier::Warm, 30 * MIN, &h), filtered("cycle warm→cold→warm within 1 h"));
     }
 
     #[test]
@@ -224,7 +230,7 @@ mod tests {
         let h = VecDeque::new();
         let mut c = cand(Tier::Hot, Tier::Warm, 0, &h);
         c.confidence = 0.42;
-        assert_eq!(min_confidence(&opts(), &c), Verdict::Filtered("confidence 0.42 < 0.50".into()));
+        assert_eq!(min_confidence(&opts(), &c), filtered("confidence 0.42 < 0.50"));
         c.confidence = 0.5;
         assert_eq!(min_confidence(&opts(), &c), Verdict::Pass);
 
@@ -237,17 +243,11 @@ mod tests {
         assert_eq!(persistence(&opts(), &p), Verdict::Pass, "promotions are exempt");
 
         p.expected_reads = 0.3;
-        assert_eq!(
-            cost_benefit(&opts(), &p),
-            Verdict::Filtered("cost 1.0 reads > benefit 0.3 reads within 24 h".into())
-        );
+        assert_eq!(cost_benefit(&opts(), &p), filtered("cost 1.0 reads > benefit 0.3 reads within 24 h"));
         p.expected_reads = 2.0;
         assert_eq!(cost_benefit(&opts(), &p), Verdict::Pass);
         c.expected_reads = 2.5;
-        assert_eq!(
-            cost_benefit(&opts(), &c),
-            Verdict::Filtered("2.5 reads expected within 24 h would turn remote".into())
-        );
+        assert_eq!(cost_benefit(&opts(), &c), filtered("2.5 reads expected within 24 h would turn remote"));
         c.under_pressure = true;
         assert_eq!(cost_benefit(&opts(), &c), Verdict::Pass, "under pressure space is the benefit");
     }

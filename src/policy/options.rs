@@ -98,7 +98,7 @@ pub struct PolicyOptions {
     /// Default 8 (`maxConcurrentMoves`): how many of a cycle's moves are handed to the mover at
     /// once, as one wave; the next wave starts when the last one finished.
     pub max_concurrent_moves: usize,
-    /// Default 24 h (seed `tiers.sqlite.maxAge`): a hot frame idle this long goes warm.
+    /// Default 24 h (the seed's hot-tier `maxAge`): a hot frame idle this long goes warm.
     pub hot_max_age_ms: u64,
     /// Default 7 d (seed): a warm frame idle this long goes cold.
     pub warm_max_age_ms: u64,
@@ -187,7 +187,7 @@ const TOP_KEYS: &[&str] = &[
 
 impl PolicyOptions {
     /// Parses the `policies` object (`null` gives the defaults); the one parser of that section.
-    /// `hot_max_age_ms` is the default of `hotMaxAge` (the manager passes `tiers.sqlite.maxAge`).
+    /// `hot_max_age_ms` is the default of `hotMaxAge` (the manager passes the hot tier's configured `maxAge`).
     /// Errors name the field by its dotted path, e.g. `policies.filters.cooldown.duration`.
     pub fn from_json(v: &Value, hot_max_age_ms: u64) -> Result<PolicyOptions> {
         let d = PolicyOptions { hot_max_age_ms, ..PolicyOptions::default() };

@@ -1,9 +1,9 @@
 //! Pressure: how full each tier is against its limits, as one of four levels, and what the
 //! engine does about it.
 //!
-//! Fill is the tighter of the ratios that apply: hot — SQLite bytes vs `hot_max_bytes` and frames
-//! vs `hot_max_frames`; warm — bytes under our key prefix vs `warm_max_bytes` and Redis
-//! `used_memory / maxmemory` (when Redis reports a maxmemory); host — `1 - available memory`.
+//! Fill is the tighter of the ratios that apply: hot — its bytes vs `hot_max_bytes` and frames vs
+//! `hot_max_frames`; warm — our bytes vs `warm_max_bytes` and the warm server's memory use vs its
+//! limit (when its backend reports one); host — `1 - available memory`.
 //! Levels start at the watermarks (defaults 70 / 85 / 95 %, `policies.watermarks`).
 //!
 //! Responses (nothing is ever dropped, frames only move down a tier):
@@ -69,12 +69,13 @@ pub struct PressureInputs {
     pub hot_frames: u64,
     pub hot_max_bytes: u64,
     pub hot_max_frames: u64,
-    /// Bytes of our keys in Redis (under the key prefix).
+    /// Bytes of our frames in the warm tier.
     pub warm_bytes: u64,
     pub warm_max_bytes: u64,
-    /// Redis `INFO memory` `used_memory` and `maxmemory` (0 or `None`: not limited / unknown).
-    pub redis_used_memory: Option<u64>,
-    pub redis_maxmemory: Option<u64>,
+    /// The warm tier's server-wide memory use and limit, when its backend reports them (the server
+    /// may hold more than our frames; a limit of 0 or `None`: not limited / unknown).
+    pub warm_server_used_bytes: Option<u64>,
+    pub warm_server_max_bytes: Option<u64>,
     /// Fraction of host memory available, in `[0, 1]`.
     pub host_mem_available_frac: Option<f64>,
 }
@@ -105,6 +106,14 @@ fn ratio(used: u64, max: u64) -> f64 {
     }
 }
 
+/// The warm server's memory use and limit, when both are known and the limit is set.
+fn warm_server(p: &PressureInputs) -> Option<(u64, u64)> {
+    match (p.warm_server_used_bytes, p.warm_server_max_bytes) {
+        (Some(used), Some(max)) if max > 0 => Some((used, max)),
+        _ => None,
+    }
+}
+
 fn excess(used: u64, max: u64, mark: f64) -> u64 {
     if max == 0 {
         return 0;
@@ -115,25 +124,20 @@ fn excess(used: u64, max: u64, mark: f64) -> u64 {
 
 pub fn assess(p: &PressureInputs, w: &Watermarks) -> PressureReport {
     let hot_fill = ratio(p.hot_bytes, p.hot_max_bytes).max(ratio(p.hot_frames, p.hot_max_frames));
-    let redis_fill = match (p.redis_used_memory, p.redis_maxmemory) {
-        (Some(used), Some(max)) if max > 0 => ratio(used, max),
-        _ => 0.0,
-    };
-    let warm_fill = ratio(p.warm_bytes, p.warm_max_bytes).max(redis_fill);
+    let server_fill = warm_server(p).map(|(used, max)| ratio(used, max)).unwrap_or(0.0);
+    let warm_fill = ratio(p.warm_bytes, p.warm_max_bytes).max(server_fill);
     let host_fill = p.host_mem_available_frac.filter(|f| f.is_finite()).map(|f| 1.0 - f.clamp(0.0, 1.0)).unwrap_or(0.0);
     let hot_level = PressureLevel::of_fill(hot_fill, w);
     let warm_level = PressureLevel::of_fill(warm_fill, w);
     let host_level = PressureLevel::of_fill(host_fill, w);
     let critical = hot_level >= PressureLevel::Critical;
     let mark = |level: PressureLevel| if level == PressureLevel::Emergency { w.emergency } else { w.critical };
-    // Redis' own fill is measured over all its keys; the share of it that is ours is what we can
-    // free, so the excess is computed on our bytes, scaled to what Redis needs back.
+    // The warm server's fill is measured over everything it holds; the share of it that is ours
+    // is what we can free, so its excess is capped at our bytes.
     let warm_excess_bytes = if warm_level >= PressureLevel::Critical {
         let own = excess(p.warm_bytes, p.warm_max_bytes, mark(warm_level));
-        let server = match (p.redis_used_memory, p.redis_maxmemory) {
-            (Some(used), Some(max)) if max > 0 => excess(used, max, mark(warm_level)).min(p.warm_bytes),
-            _ => 0,
-        };
+        let server =
+            warm_server(p).map(|(used, max)| excess(used, max, mark(warm_level)).min(p.warm_bytes)).unwrap_or(0);
         own.max(server)
     } else {
         0
@@ -183,13 +187,13 @@ mod tests {
     }
 
     #[test]
-    fn redis_and_host_memory_count() {
+    fn warm_server_and_host_memory_count() {
         let w = PolicyOptions::default().watermarks;
         let p = PressureInputs {
             warm_bytes: 100,
             warm_max_bytes: 1000,
-            redis_used_memory: Some(900),
-            redis_maxmemory: Some(1000),
+            warm_server_used_bytes: Some(900),
+            warm_server_max_bytes: Some(1000),
             ..Default::default()
         };
         let r = assess(&p, &w);

@@ -48,15 +48,14 @@ const DAY: f64 = 86_400_000.0;
 fn make(label: Label, rng: &mut Rng) -> Case {
     let mut times = vec![];
     let mut t = 1_700_000_000_000f64;
-    let now;
-    match label {
+    let now = match label {
         Label::Hot => {
             let mean = rng.range(1.0, 8.0) * MIN;
             for _ in 0..rng.int(10, 30) {
                 times.push(t);
                 t += rng.exp(mean).max(1000.0);
             }
-            now = times[times.len() - 1] + rng.range(0.0, 2.0) * MIN;
+            times[times.len() - 1] + rng.range(0.0, 2.0) * MIN
         }
         Label::Periodic => {
             let period = rng.range(1.0, 24.0) * HOUR;
@@ -64,7 +63,7 @@ fn make(label: Label, rng: &mut Rng) -> Case {
                 times.push(t);
                 t += period * rng.range(0.9, 1.1);
             }
-            now = times[times.len() - 1] + rng.range(0.0, 0.8) * period;
+            times[times.len() - 1] + rng.range(0.0, 0.8) * period
         }
         Label::Bursty => {
             let intra = rng.range(10.0, 120.0) * 1000.0;
@@ -76,7 +75,7 @@ fn make(label: Label, rng: &mut Rng) -> Case {
                 }
                 t += pause * rng.range(0.5, 1.5);
             }
-            now = times[times.len() - 1] + rng.range(0.0, 1.0) * HOUR;
+            times[times.len() - 1] + rng.range(0.0, 1.0) * HOUR
         }
         Label::Decaying => {
             let mut gap = rng.range(1.0, 5.0) * MIN;
@@ -87,16 +86,16 @@ fn make(label: Label, rng: &mut Rng) -> Case {
                 gap *= growth;
             }
             let last_gap = times[times.len() - 1] - times[times.len() - 2];
-            now = times[times.len() - 1] + rng.range(0.0, 0.5) * last_gap;
+            times[times.len() - 1] + rng.range(0.0, 0.5) * last_gap
         }
         Label::Cold => {
             for _ in 0..rng.int(1, 3) {
                 times.push(t);
                 t += rng.range(1.0, 48.0) * HOUR;
             }
-            now = times[times.len() - 1] + rng.range(2.0, 30.0) * DAY;
+            times[times.len() - 1] + rng.range(2.0, 30.0) * DAY
         }
-    }
+    };
     let ms: Vec<i64> = times.iter().map(|x| x.round() as i64).collect();
     Case { label, stats: stats_from_times(&ms), now_ms: now.round() as i64 }
 }

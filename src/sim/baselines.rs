@@ -24,6 +24,17 @@ pub struct Step {
     pub evicted: Vec<usize>,
 }
 
+impl Step {
+    /// The frame is hot (a hit) and nothing was evicted.
+    fn resident() -> Step {
+        Step { admitted: true, evicted: vec![] }
+    }
+    /// The frame stays out of hot.
+    fn refused() -> Step {
+        Step { admitted: false, evicted: vec![] }
+    }
+}
+
 pub trait Baseline {
     fn name(&self) -> &'static str;
     /// `i`: index of the event; `hit`: the frame is resident.
@@ -58,19 +69,20 @@ impl Resident {
     }
 }
 
-/// Evicts by `key` (smallest first) until `size` fits. A frame bigger than the whole capacity is
-/// never admitted.
-fn evict_until_fits(r: &mut Resident, size: u64, mut key: impl FnMut(usize) -> (u64, u64)) -> Option<Vec<usize>> {
+/// Admits frame `f` after evicting by `key` (smallest first, ties by index) until `size` fits. A
+/// frame bigger than the whole capacity is never admitted.
+fn admit_evicting(r: &mut Resident, f: usize, size: u64, key: impl Fn(usize) -> (u64, u64)) -> Step {
     if !r.cap.fits(1, size) {
-        return None;
+        return Step::refused();
     }
-    let mut out = vec![];
+    let mut evicted = vec![];
     while !r.fits_with(size) {
-        let victim = r.set.iter().copied().min_by_key(|&f| (key(f), f))?;
+        let Some(victim) = r.set.iter().copied().min_by_key(|&v| (key(v), v)) else { return Step::refused() };
         r.remove(victim);
-        out.push(victim);
+        evicted.push(victim);
     }
-    Some(out)
+    r.insert(f, size);
+    Step { admitted: true, evicted }
 }
 
 pub struct Lru {
@@ -91,16 +103,10 @@ impl Baseline for Lru {
     fn access(&mut self, i: usize, f: usize, size: u64, hit: bool) -> Step {
         self.last[f] = i as u64 + 1;
         if hit {
-            return Step { admitted: true, evicted: vec![] };
+            return Step::resident();
         }
         let last = &self.last;
-        match evict_until_fits(&mut self.r, size, |v| (last[v], 0)) {
-            Some(evicted) => {
-                self.r.insert(f, size);
-                Step { admitted: true, evicted }
-            }
-            None => Step { admitted: false, evicted: vec![] },
-        }
+        admit_evicting(&mut self.r, f, size, |v| (last[v], 0))
     }
 }
 
@@ -125,16 +131,10 @@ impl Baseline for Lfu {
         self.count[f] += 1;
         self.last[f] = i as u64 + 1;
         if hit {
-            return Step { admitted: true, evicted: vec![] };
+            return Step::resident();
         }
         let (count, last) = (&self.count, &self.last);
-        match evict_until_fits(&mut self.r, size, |v| (count[v], last[v])) {
-            Some(evicted) => {
-                self.r.insert(f, size);
-                Step { admitted: true, evicted }
-            }
-            None => Step { admitted: false, evicted: vec![] },
-        }
+        admit_evicting(&mut self.r, f, size, |v| (count[v], last[v]))
     }
 }
 
@@ -173,7 +173,8 @@ impl S3Fifo {
         c.frames.is_some_and(|f| self.small_frames * 10 >= f) || c.bytes.is_some_and(|b| self.small_bytes * 10 >= b)
     }
 
-    fn to_ghost(&mut self, f: usize) {
+    /// Remembers an evicted frame, so that its return goes straight to main.
+    fn remember_in_ghost(&mut self, f: usize) {
         if self.ghost_set.insert(f) {
             self.ghost.push_back(f);
         }
@@ -198,7 +199,7 @@ impl S3Fifo {
                     self.main.push_back(t);
                 } else {
                     self.r.remove(t);
-                    self.to_ghost(t);
+                    self.remember_in_ghost(t);
                     return Some(t);
                 }
             } else {
@@ -222,10 +223,10 @@ impl Baseline for S3Fifo {
     fn access(&mut self, _i: usize, f: usize, size: u64, hit: bool) -> Step {
         if hit {
             self.freq[f] = (self.freq[f] + 1).min(3);
-            return Step { admitted: true, evicted: vec![] };
+            return Step::resident();
         }
         if !self.r.cap.fits(1, size) {
-            return Step { admitted: false, evicted: vec![] };
+            return Step::refused();
         }
         let mut evicted = vec![];
         while !self.r.fits_with(size) {
@@ -272,10 +273,10 @@ impl Baseline for Belady {
         let nxt = self.next_of_event.get(i).copied().unwrap_or(u64::MAX);
         self.next[f] = nxt;
         if hit {
-            return Step { admitted: true, evicted: vec![] };
+            return Step::resident();
         }
         if nxt == u64::MAX || !self.r.cap.fits(1, size) {
-            return Step { admitted: false, evicted: vec![] };
+            return Step::refused();
         }
         // Victims farthest-first, until the frame fits; all must be needed later than it.
         let mut order: Vec<usize> = self.r.set.iter().copied().collect();
@@ -287,14 +288,14 @@ impl Baseline for Belady {
                 break;
             }
             if self.next[v] <= nxt {
-                return Step { admitted: false, evicted: vec![] };
+                return Step::refused();
             }
             frames -= 1;
             bytes -= self.r.sizes[v];
             victims.push(v);
         }
         if !self.r.cap.fits(frames, bytes) {
-            return Step { admitted: false, evicted: vec![] };
+            return Step::refused();
         }
         for &v in &victims {
             self.r.remove(v);

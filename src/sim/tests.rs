@@ -1,5 +1,9 @@
+//! Acceptance of the simulator on the shipped traces, and the trace parser's named errors.
+
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
+
+use crate::model::TierError;
 
 /// Days of trace the acceptance test replays: enough for daily rhythms, small enough for debug.
 const TEST_DAYS: u32 = 2;

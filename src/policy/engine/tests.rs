@@ -1,4 +1,10 @@
+//! The engine's behaviour end to end: cycles, rules, filters, pins, forced moves, outcomes, snapshots.
+
 use super::*;
+use crate::model::TierError;
+use crate::policy::pattern::Pattern;
+use crate::policy::pressure::{PressureInputs, PressureLevel};
+use crate::policy::PolicyOptions;
 
 const H: i64 = 3_600_000;
 const MIN: i64 = 60_000;
@@ -46,7 +52,7 @@ fn idle_hot_frame_is_observed_then_demoted_then_cooled_down() {
     let d = only(&r3, "a");
     assert_eq!((d.action, d.to, d.reason.as_str()), (Action::Pending, Tier::Warm, "pending: idle 26.2 h > 24 h"));
     assert_eq!(r3.counts.pending, 1);
-    assert_eq!(r3.waves().len(), 1);
+    assert_eq!(r3.pending().count(), 1);
     let done = e.record_outcome("a", Tier::Hot, Tier::Warm, true, None, NOW + 11 * MIN);
     assert_eq!((done.action, done.reason.as_str()), (Action::Executed, "executed: idle 26.2 h > 24 h"));
     let hist = e.decisions_of("a");
@@ -79,9 +85,7 @@ fn failed_moves_are_reported_and_not_recorded_as_moves() {
 
 #[test]
 fn pins_survive_demotion_cycles_and_are_capped() {
-    let mut o = PolicyOptions::default();
-    o.max_pinned_bytes = 1500;
-    let mut e = PolicyEngine::new(o);
+    let mut e = PolicyEngine::new(PolicyOptions { max_pinned_bytes: 1500, ..Default::default() });
     let status = e.pin("p", 1000, NOW).expect("pin");
     assert_eq!((status.frames, status.pinned_bytes, status.cap_bytes), (1, 1000, 1500));
     match e.pin("q", 1000, NOW) {
@@ -210,9 +214,7 @@ fn closed_children_move_with_their_parent_and_relatives_are_prefetched() {
 
 #[test]
 fn pressure_demotes_lowest_scores_and_batches_cap() {
-    let mut o = PolicyOptions::default();
-    o.batch_size = 2;
-    let mut e = PolicyEngine::new(o);
+    let mut e = PolicyEngine::new(PolicyOptions { batch_size: 2, ..Default::default() });
     let frames: Vec<FrameView> = (0..10).map(|i| view(&format!("f{i}"), Tier::Hot, i)).collect();
     let p = PressureInputs { hot_frames: 10, hot_max_frames: 10, ..Default::default() };
     let r = e.run_cycle(NOW, &frames, &p, Reachability::ALL, false);
@@ -253,4 +255,27 @@ fn snapshot_round_trips_and_explain_tells_the_story() {
     assert_eq!(x.moves.len(), 1);
     assert_eq!(x.last_decisions[0].reason, "executed: moved by the caller");
     assert!(e2.explain("b", NOW, None).pinned);
+}
+
+#[test]
+fn forget_leaves_nothing_about_a_deleted_frame() {
+    let mut o = PolicyOptions::default();
+    o.filters.persistence_cycles = 2;
+    let mut e = PolicyEngine::new(o);
+    let before = serde_json::to_value(e.snapshot()).expect("json");
+    e.on_read("a", Tier::Warm, NOW - 30 * H);
+    e.record_outcome("a", Tier::Warm, Tier::Hot, true, None, NOW - 29 * H);
+    // One cycle leaves a persistence counter (observing), the forced move a move in flight.
+    let r = e.run_cycle(NOW, &[view("a", Tier::Hot, 30)], &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").action, Action::Observing);
+    e.force_demote(&view("a", Tier::Hot, 30), Tier::Warm, NOW).expect("valid tier");
+    e.pin("a", 1000, NOW).expect("pin");
+    let s = e.snapshot();
+    let kept = [s.access.len(), s.pins.len(), s.moves.len(), s.persistence.len(), s.decisions.len(), e.in_flight()];
+    assert_eq!(kept, [1; 6], "the engine knows a in every way it can");
+    e.forget("a");
+    let mut after = serde_json::to_value(e.snapshot()).expect("json");
+    after["cycle"] = before["cycle"].clone();
+    assert_eq!(after, before, "no access, pin, move, counter or decision of a is left");
+    assert_eq!((e.in_flight(), e.pin_status().frames), (0, 0));
 }

@@ -1,0 +1,111 @@
+//! `explain(frame)`: what the engine knows, thinks and expects of one frame, in words.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Decision, Eval, FrameView, PolicyEngine};
+use crate::model::rules::Refusal;
+use crate::policy::access::AccessStats;
+use crate::policy::filters::MoveRecord;
+use crate::policy::pattern::{Classification, Pattern};
+use crate::policy::score::ScoreParts;
+use crate::policy::{arrow, human_secs, tier_serde, Tier};
+
+/// `explain(frame)`: what the engine knows and thinks about one frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    pub frame_id: String,
+    #[serde(deserialize_with = "tier_serde::de_opt", default)]
+    pub tier: Option<Tier>,
+    pub pinned: bool,
+    pub access: Option<AccessStats>,
+    pub pattern: Classification,
+    pub score: ScoreParts,
+    pub moves: Vec<MoveRecord>,
+    pub last_decisions: Vec<Decision>,
+    pub expected_next: String,
+}
+
+impl PolicyEngine {
+    /// What the engine knows and expects of one frame. `view` adds tier, size and stack facts.
+    pub fn explain(&self, frame_id: &str, now_ms: i64, view: Option<&FrameView>) -> Explanation {
+        let fallback = FrameView {
+            frame_id: frame_id.to_string(),
+            parent_id: None,
+            tier: Tier::Hot,
+            size_bytes: 0,
+            created_s: now_ms / 1000,
+            closed_s: None,
+            active: false,
+            pinned: false,
+            keep_forever: false,
+        };
+        let f = view.unwrap_or(&fallback);
+        let e = self.evaluate(f, now_ms);
+        let expected_next = match (self.in_flight.get(frame_id), view.map(|v| v.tier)) {
+            (Some(d), _) => format!("moving {} (awaiting outcome)", arrow(d.from, d.to)),
+            (None, Some(Tier::Hot)) => self.hot_forecast(f, &e),
+            (None, Some(t)) => self.remote_forecast(frame_id, t, self.is_pinned(f), &e),
+            (None, None) => "unknown tier: pass the frame's view for a forecast".to_string(),
+        };
+        Explanation {
+            frame_id: frame_id.to_string(),
+            tier: view.map(|v| v.tier),
+            pinned: self.is_pinned(f),
+            access: self.access.get(frame_id).cloned(),
+            pattern: e.class,
+            score: e.score,
+            moves: self.moves.get(frame_id).map(|q| q.iter().cloned().collect()).unwrap_or_default(),
+            last_decisions: self.decisions_of(frame_id),
+            expected_next,
+        }
+    }
+
+    /// A hot frame stays while the rules keep it, else until its age window runs out.
+    fn hot_forecast(&self, f: &FrameView, e: &Eval) -> String {
+        match self.cycle_refusal(f, Tier::Warm) {
+            Some(Refusal::Pinned) => return "stays hot: pinned".to_string(),
+            Some(Refusal::Active) => return "stays hot: active frame".to_string(),
+            None => {}
+        }
+        let hot_max_s = self.opts.hot_max_age_ms as f64 / 1000.0;
+        let next = match e.class.next_access_in_s {
+            Some(s) => format!("next read expected in {}", human_secs(s)),
+            None => "no further reads expected".to_string(),
+        };
+        format!(
+            "stays hot; {next}; goes warm after {} idle (in {}) unless hot fills up",
+            human_secs(hot_max_s),
+            human_secs(hot_max_s - e.idle_s)
+        )
+    }
+
+    /// A warm or cold frame comes back when pinned or read often enough, and a warm one goes cold
+    /// when idle; a periodic one is prefetched ahead of its next read.
+    fn remote_forecast(&self, frame_id: &str, t: Tier, pinned: bool, e: &Eval) -> String {
+        let o = &self.opts;
+        if pinned {
+            return format!("promotes {} next cycle: pinned", arrow(t, Tier::Hot));
+        }
+        let since = self.access.get(frame_id).map(|s| s.since_move).unwrap_or(0);
+        let more = o.promotion_threshold.saturating_sub(since).max(1);
+        let mut s =
+            format!("promotes {} after {more} more read(s) (threshold {})", arrow(t, Tier::Hot), o.promotion_threshold);
+        if t == Tier::Warm {
+            let warm_max_s = o.warm_max_age_ms as f64 / 1000.0;
+            s.push_str(&format!(
+                "; goes cold after {} idle (in {})",
+                human_secs(warm_max_s),
+                human_secs(warm_max_s - e.idle_s)
+            ));
+        }
+        if let (Pattern::Periodic { .. }, Some(n)) = (e.class.pattern, e.class.next_access_in_s) {
+            s.push_str(&format!(
+                "; periodic, prefetched about {} before its next read in {}",
+                human_secs(o.sync_interval_ms as f64 / 500.0),
+                human_secs(n)
+            ));
+        }
+        s
+    }
+}

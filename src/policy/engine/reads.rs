@@ -1,0 +1,64 @@
+//! Reads and writes of frames: each counts as an access; a read of a remote frame may promote it.
+
+use super::{clamp01, Decision, PolicyEngine};
+use crate::policy::filters::Verdict;
+use crate::policy::pattern::classify;
+use crate::policy::score::score;
+use crate::policy::Tier;
+
+impl PolicyEngine {
+    /// A write (create or update) of the frame: counts as an access.
+    pub fn on_write(&mut self, frame_id: &str, now_ms: i64) {
+        self.access.record_access(frame_id, now_ms);
+    }
+
+    /// A read of the frame, which is in `tier`. Returns a pending promotion when the frame should
+    /// come back hot now: pinned; `promotionThreshold` reads since its last move (seed rule); or
+    /// read again (at least twice ever, with a pattern that expects more) and scoring above the
+    /// weakest hot frame, or hot has room. Read-once frames are never promoted by a read alone.
+    pub fn on_read(&mut self, frame_id: &str, tier: Tier, now_ms: i64) -> Option<Decision> {
+        self.access.record_access(frame_id, now_ms);
+        if tier == Tier::Hot || self.in_flight.contains_key(frame_id) {
+            return None;
+        }
+        let (basis, confidence, priority) = self.read_promotion(frame_id, tier, now_ms)?;
+        let d = Decision {
+            confidence,
+            priority,
+            ..Decision::pending(frame_id, tier, Tier::Hot, basis, self.cycle, now_ms)
+        };
+        self.hand_out(&d);
+        Some(d)
+    }
+
+    /// Why the read frame should come back hot, with the confidence and priority of the move.
+    fn read_promotion(&self, frame_id: &str, tier: Tier, now_ms: i64) -> Option<(String, f64, f64)> {
+        let stats = self.access.get(frame_id)?;
+        let threshold = self.opts.promotion_threshold;
+        if self.pins.contains_key(frame_id) {
+            return Some(("pinned".to_string(), 1.0, 2.0));
+        }
+        if stats.since_move >= threshold {
+            let basis = format!("{} reads while {} (threshold {threshold})", stats.since_move, tier.as_str());
+            return Some((basis, 1.0, 1.5));
+        }
+        if stats.count < 2 {
+            return None;
+        }
+        let class = classify(stats, now_ms);
+        class.next_access_in_s?;
+        let parts = score(Some(stats), &class, 0.0, 0, now_ms, self.tau_s(), &self.opts.weights);
+        let basis = match self.hot_floor {
+            None => format!("read again, {} expected; hot has room", class.pattern.describe()),
+            Some(floor) if parts.total > floor => {
+                format!("read again, score {:.2} > weakest hot frame {floor:.2}", parts.total)
+            }
+            Some(_) => return None,
+        };
+        // Score-based admission is a judgement call, so it respects the churn history.
+        if self.churn_verdict(frame_id, tier, Tier::Hot, now_ms) != Verdict::Pass {
+            return None;
+        }
+        Some((basis, clamp01(class.confidence.max(0.5)), 1.0 + parts.total))
+    }
+}

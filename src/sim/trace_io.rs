@@ -1,0 +1,111 @@
+//! Traces in, reports out: parsing JSON-lines traces (errors name the line), loading files, `simulate_json`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{simulate, Op, SimOptions, TraceEvent};
+use crate::model::{Result, TierError};
+use crate::policy::PolicyOptions;
+
+fn parse_event(v: Value, at: &str) -> Result<TraceEvent> {
+    let Value::Object(m) = v else { return Err(TierError::invalid_argument(at, "must be an object")) };
+    for k in m.keys() {
+        if !["frameId", "sizeBytes", "t", "op"].contains(&k.as_str()) {
+            return Err(TierError::invalid_argument(
+                format!("{at}.{k}"),
+                "unknown field (known: frameId, sizeBytes, t, op)",
+            ));
+        }
+    }
+    let frame_id = match m.get("frameId") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(TierError::invalid_argument(format!("{at}.frameId"), "must be a non-empty string")),
+    };
+    let size_bytes = m
+        .get("sizeBytes")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| TierError::invalid_argument(format!("{at}.sizeBytes"), "must be a whole number of bytes"))?;
+    let t_ms = m
+        .get("t")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| TierError::invalid_argument(format!("{at}.t"), "must be a whole number of milliseconds"))?;
+    let op = match m.get("op").and_then(Value::as_str) {
+        None => Op::Read,
+        Some("read") => Op::Read,
+        Some("write") => Op::Write,
+        Some(_) => return Err(TierError::invalid_argument(format!("{at}.op"), "must be 'read' or 'write'")),
+    };
+    Ok(TraceEvent { frame_id, size_bytes, t_ms, op })
+}
+
+/// Parses JSON-lines trace text (blank lines skipped). Errors name the line: `trace[12].t`.
+pub fn parse_trace(text: &str) -> Result<Vec<TraceEvent>> {
+    let mut out = vec![];
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("trace[{}]", n + 1);
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| TierError::invalid_argument(at.clone(), format!("not JSON: {e}")))?;
+        out.push(parse_event(v, &at)?);
+    }
+    Ok(out)
+}
+
+/// Loads a JSON-lines trace file.
+pub fn load_trace(path: impl AsRef<Path>) -> Result<Vec<TraceEvent>> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TierError::invalid_argument("path", format!("cannot read {}: {e}", path.display())))?;
+    parse_trace(&text)
+}
+
+/// For the JS layer: `trace` is an array of events (or JSON-lines text), `options` is
+/// `{ hotCapacityFrames?, hotCapacityBytes?, cycleMs?, policies? }`. Returns the report as JSON.
+pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
+    let events = match trace {
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| parse_event(v.clone(), &format!("trace[{i}]")))
+            .collect::<Result<Vec<_>>>()?,
+        Value::String(s) => parse_trace(s)?,
+        _ => return Err(TierError::invalid_argument("trace", "must be an array of events or JSON-lines text")),
+    };
+    let mut opts = SimOptions::default();
+    match options {
+        Value::Null => {}
+        Value::Object(m) => {
+            for k in m.keys() {
+                if !["hotCapacityFrames", "hotCapacityBytes", "cycleMs", "policies"].contains(&k.as_str()) {
+                    return Err(TierError::invalid_argument(format!("options.{k}"), "unknown option"));
+                }
+            }
+            let pos = |k: &str| -> Result<Option<u64>> {
+                match m.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(v) => v.as_u64().filter(|n| *n >= 1).map(Some).ok_or_else(|| {
+                        TierError::invalid_argument(format!("options.{k}"), "must be a positive whole number")
+                    }),
+                }
+            };
+            let frames = pos("hotCapacityFrames")?;
+            let bytes = pos("hotCapacityBytes")?;
+            if frames.is_some() || bytes.is_some() {
+                opts.hot_capacity_frames = frames;
+                opts.hot_capacity_bytes = bytes;
+            }
+            if let Some(c) = pos("cycleMs")? {
+                opts.cycle_ms = c.min(i64::MAX as u64) as i64;
+            }
+            if let Some(p) = m.get("policies") {
+                opts.policy = PolicyOptions::from_json(p, PolicyOptions::default().hot_max_age_ms)?;
+            }
+        }
+        _ => return Err(TierError::invalid_argument("options", "must be an object")),
+    }
+    let report = simulate(&events, &opts);
+    serde_json::to_value(&report).map_err(|e| TierError::invalid_argument("report", e.to_string()))
+}
