@@ -77,6 +77,9 @@ pub struct Progress {
     pub state: String,
 }
 
+/// Told of each batch's moved frames.
+pub type MovedSink<'a> = dyn Fn(&[Moved]) + Send + Sync + 'a;
+
 /// A run's controls: cancellation and the progress sink.
 pub struct RunControl<'a> {
     pub cancel: &'a AtomicBool,
@@ -86,7 +89,7 @@ pub struct RunControl<'a> {
     /// Save checkpoints (`tier_runs`); the policy's small moves are not runs.
     pub persist: bool,
     /// Told of every batch's moved frames (the manager tells the policy engine).
-    pub moved: Option<&'a (dyn Fn(&[Moved]) + Send + Sync)>,
+    pub moved: Option<&'a MovedSink<'a>>,
 }
 
 type Bucket = RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, governor::clock::DefaultClock>;
