@@ -836,6 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.TierManager = nativeBinding.TierManager
-module.exports.JsTierManager = nativeBinding.JsTierManager
 module.exports.simulate = nativeBinding.simulate
 module.exports.sqliteLibrary = nativeBinding.sqliteLibrary

@@ -97,6 +97,75 @@ class TierManager {
   forceDemote(frameId, tier) { return call(() => this.#inner.forceDemote(frameId, tier)) }
   explain(frameId) { return call(() => this.#inner.explain(frameId)) }
   async runCycle(options) { return JSON.parse(await call(() => this.#inner.runCycle(options))) }
+
+  // Bulk runs (src/node/migrations.rs). `onProgress` and `signal` stay on this side: the callback
+  // is wrapped so that a throwing callback cannot take the process down, and an abort cancels the
+  // run at its next batch (it stays resumable).
+  async planMigration(options) { return JSON.parse(await call(() => this.#inner.planMigration(options))) }
+  async startMigration(options) {
+    const { onProgress, signal, rest } = runCallbacks(options)
+    if (signal && signal.aborted) throw abortError(signal)
+    const runId = await call(() => this.#inner.startMigration(rest, progressFn(onProgress)))
+    if (signal) whenAborted(signal, () => this.#inner.cancelMigration(runId))
+    return runId
+  }
+  async resumeMigration(runId, options) {
+    const { onProgress, signal, rest } = runCallbacks(options)
+    if (Object.keys(rest).length > 0) throw invalidArgument(`options.${Object.keys(rest)[0]}: unknown field (resume takes onProgress and signal)`)
+    if (signal && signal.aborted) throw abortError(signal)
+    const id = await call(() => this.#inner.resumeMigration(runId, progressFn(onProgress)))
+    if (signal) whenAborted(signal, () => this.#inner.cancelMigration(id))
+    return id
+  }
+  cancelMigration(runId) { return callSync(() => this.#inner.cancelMigration(runId)) }
+  async waitForMigration(runId) { return JSON.parse(await call(() => this.#inner.waitForMigration(runId))) }
+  async migrationStatus(runId) { return JSON.parse(await call(() => this.#inner.migrationStatus(runId))) }
+  async listMigrations(options) { return JSON.parse(await call(() => this.#inner.listMigrations(options))) }
+  async rollbackMigration(runId) { return JSON.parse(await call(() => this.#inner.rollbackMigration(runId))) }
+  async verify(options) { return JSON.parse(await call(() => this.#inner.verify(options))) }
+}
+
+function invalidArgument(message) {
+  const e = new Error(message)
+  e.code = 'ERR_INVALID_ARGUMENT'
+  return e
+}
+
+function abortError(signal) {
+  const e = new Error('the migration was aborted before it started')
+  e.name = 'AbortError'
+  e.code = 'ERR_ABORTED'
+  e.cause = signal.reason
+  return e
+}
+
+/** Splits `onProgress` and `signal` off a run's options, checking their types. */
+function runCallbacks(options) {
+  if (options === undefined || options === null) return { rest: {} }
+  if (typeof options !== 'object') return { rest: options } // the core names the error
+  const { onProgress, signal, ...rest } = options
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArgument('onProgress: must be a function')
+  if (signal !== undefined && (signal === null || typeof signal.aborted !== 'boolean' || typeof signal.addEventListener !== 'function')) {
+    throw invalidArgument('signal: must be an AbortSignal')
+  }
+  return { onProgress, signal, rest }
+}
+
+function progressFn(onProgress) {
+  if (!onProgress) return undefined
+  return (text) => {
+    try {
+      onProgress(JSON.parse(text))
+    } catch (e) {
+      // A throwing progress callback must not stop the run or the process.
+      process.emitWarning(`onProgress threw: ${e && e.message}`, 'StackMemoryTiersWarning')
+    }
+  }
+}
+
+function whenAborted(signal, f) {
+  const onAbort = () => { try { f() } catch { /* the run already ended */ } }
+  signal.addEventListener('abort', onAbort, { once: true })
 }
 
 /** Replays an access trace against our policy and LRU, LFU, S3-FIFO and Belady's optimum. */

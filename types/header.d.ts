@@ -124,6 +124,122 @@ export interface MigrateReport {
   bytesBefore: number
   bytesAfter: number
   durationMs: number
+  /** The run that made the moves (`listMigrations`, `rollbackMigration`). */
+  runId?: string
+}
+
+/** A run's progress, after every batch. */
+export interface MigrationProgress {
+  runId: string
+  done: number
+  total: number
+  skipped: number
+  failed: number
+  bytes: number
+  /** Frames per second since the run (or its resume) started. */
+  rate: number
+  etaSeconds: number | null
+  /** The hop of the last batch, e.g. `'hot→warm'`. */
+  hop: string
+  state: MigrationState
+}
+
+export type MigrationState = 'running' | 'cancelled' | 'failed' | 'done'
+
+export interface RunCallbacks {
+  /** Called after every batch, in order; the last call has `done + skipped + failed` at the total seen. */
+  onProgress?: (progress: MigrationProgress) => void
+  /** Aborting cancels the run at its next batch; a cancelled run is resumable. */
+  signal?: AbortSignal
+}
+
+export interface StartMigrationOptions extends MigrateOptions, RunCallbacks {
+  /** Token buckets: the run never goes faster than these. */
+  rateLimit?: { framesPerSecond?: number; bytesPerSecond?: number | string }
+  /** Bytes of frames in flight at once (default 64 MB); a frame larger than this moves alone. */
+  memoryBudget?: number | string
+  /** Most frames per batch (default `policies.batchSize`). */
+  batchSize?: number
+  /** Frames between checkpoints (default 1000). */
+  checkpointEvery?: number
+}
+
+export interface MigrationVolume {
+  frames: number
+  bytes: number
+}
+
+export interface MigrationPlan {
+  toTier: TierName
+  frames: number
+  bytes: number
+  /** `'hot→warm'` and so on. */
+  hops: Record<string, MigrationVolume>
+  projects: Record<string, MigrationVolume>
+  /** Reason → how many frames. */
+  skipped: Record<string, number>
+  /** From rates measured on earlier runs; null before any run of these hops. */
+  estimatedSeconds: number | null
+}
+
+export interface MigrationStatus {
+  runId: string
+  /** `migrate` or `rollback`. */
+  kind: string
+  state: MigrationState
+  /** The request and options the run was started with, as JSON. */
+  request: string
+  total: number
+  done: number
+  skipped: number
+  failed: number
+  bytes: number
+  cursor: string | null
+  error: string | null
+  createdAt: number
+  updatedAt: number
+  finishedAt: number | null
+  /** Still running in this process. */
+  active: boolean
+}
+
+export interface RollbackReport {
+  runId: string | null
+  restored: number
+  /** Frames not moved back: written or moved again since the run, or gone. */
+  refused: Array<{ frameId: string; reason: string }>
+  failed: Array<{ frameId: string; code: TierErrorCode; error: string }>
+}
+
+export interface VerifyOptions {
+  projectId?: string
+  /** The share of frames checked, more than 0 and at most 1 (default 1: all). */
+  sample?: number
+  /** Fix what can be fixed from a copy that verifies. */
+  repair?: boolean
+  /** Frames read per batch (default 500). */
+  batchSize?: number
+}
+
+export interface VerifyFinding {
+  frameId: string
+  tier: 'warm' | 'cold'
+  kind: 'missing' | 'stale' | 'corrupt' | 'orphan'
+  detail: string
+  repaired: boolean
+  notRepaired?: string
+}
+
+export interface VerifyReport {
+  checked: number
+  /** No finding, and every configured tier was reachable. */
+  clean: boolean
+  findings: VerifyFinding[]
+  repaired: number
+  unrepaired: number
+  /** Tiers that could not be checked, and why. */
+  unavailable: string[]
+  durationMs: number
 }
 
 export interface BackendStatus {

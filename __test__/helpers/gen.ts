@@ -75,6 +75,11 @@ function sqliteQuery(dbPath: string, sql: string, pragma?: string): any[] {
   return JSON.parse(out)
 }
 
+/** Rows of any query on the hot tier's file (read from a child process, see above). */
+export function sqliteAll(dbPath: string, sql: string): any[] {
+  return sqliteQuery(dbPath, sql)
+}
+
 /** What the hot tier's file says about every frame, read directly with better-sqlite3. */
 export function sqliteFrames(dbPath: string): Map<string, SqliteRow> {
   const rows = sqliteQuery(

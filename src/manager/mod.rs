@@ -30,6 +30,7 @@ pub mod runs;
 mod search;
 mod status;
 mod trace;
+pub mod verify;
 mod worker;
 
 use config::TierConfig;

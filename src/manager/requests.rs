@@ -20,6 +20,21 @@ pub fn frame_id_arg(v: &Value) -> Result<String> {
     Ok(s.to_string())
 }
 
+/// A run id argument (`startMigration`'s result).
+pub fn run_id_arg(v: &Value) -> Result<String> {
+    match v.as_str() {
+        Some(s) if !s.is_empty() && s.len() <= 100 => Ok(s.to_string()),
+        _ => Err(TierError::invalid_argument("runId", "must be a run id string (startMigration's result)")),
+    }
+}
+
+/// `listMigrations({ limit? })`: how many runs, newest first (default 50).
+pub fn list_limit_arg(v: Option<&Value>) -> Result<usize> {
+    let o = Fields::root(v.unwrap_or(&Value::Null), "options", Kind::Argument)?;
+    o.known(&["limit"])?;
+    Ok(o.int("limit", 50, 1, 10_000)? as usize)
+}
+
 pub fn check_frame_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(TierError::invalid_argument("frameId", "must be a non-empty string of at most 512 characters"));

@@ -39,11 +39,19 @@ impl ActiveRuns {
     }
 }
 
-/// `startMigration` / `migrate` options beyond the request: how the run moves.
+/// The fields of a run's options, beside the request's (`MigrateRequest::KEYS`).
+pub const RUN_KEYS: [&str; 4] = ["rateLimit", "memoryBudget", "batchSize", "checkpointEvery"];
+
+/// `startMigration(options)`: the request and how the run moves, from one object.
+pub fn start_request(v: &Value, max_batch: usize) -> Result<(MigrateRequest, RunOptions)> {
+    Ok((MigrateRequest::parse(v, &RUN_KEYS)?, run_options(v, max_batch)?))
+}
+
+/// A run's options (`RUN_KEYS`; other fields are the request's): how the run moves.
 pub fn run_options(v: &Value, max_batch: usize) -> Result<RunOptions> {
-    let o = Fields::root(v, "options", Kind::Argument)?;
+    let o = Fields::root(v, "", Kind::Argument)?;
     let d = RunOptions { max_batch, ..RunOptions::default() };
-    let rate = o.section("rateLimit", "options.rateLimit")?;
+    let rate = o.section("rateLimit", "rateLimit")?;
     rate.known(&["framesPerSecond", "bytesPerSecond"])?;
     Ok(RunOptions {
         checkpoint_every: o.int("checkpointEvery", d.checkpoint_every, 1, 10_000_000)?,
@@ -96,6 +104,11 @@ fn new_run_id() -> String {
 }
 
 impl TierManager {
+    /// Most frames per batch (`policies.batchSize`): a run's default.
+    pub fn batch_size(&self) -> usize {
+        self.inner.config.policies.batch_size
+    }
+
     fn rates(&self) -> BTreeMap<String, f64> {
         self.inner.hot.kv_get(RATES_KEY).ok().flatten().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default()
     }
@@ -104,7 +117,8 @@ impl TierManager {
     pub async fn plan_migration(&self, req: MigrateRequest) -> Result<Plan> {
         self.check_open()?;
         let rates = self.rates();
-        self.inner.mover.plan(&req, &rates).await
+        let has_cold = self.remotes().await.cold.is_some();
+        self.inner.mover.plan(&req, &rates, has_cold).await
     }
 
     /// Starts a migration in the background; returns its run id at once (watch it with
@@ -137,6 +151,10 @@ impl TierManager {
         let mut rec = rec;
         rec.state = "running".into();
         rec.error = None;
+        // Frames moved after the last checkpoint have left their source (the walk will not see
+        // them again) and count as done.
+        let id = run_id.to_string();
+        rec.done = self.inner.hot.call(move |hot| hot.run_done_count(&id)).await?;
         self.spawn_run(rec, req, opts, progress)?;
         Ok(run_id.to_string())
     }
@@ -181,14 +199,16 @@ impl TierManager {
     /// `migrate()`: a run that is awaited, reporting every frame.
     pub(super) async fn migrate_as_run(&self, req: MigrateRequest) -> Result<MigrateReport> {
         let opts = RunOptions { max_batch: self.inner.config.policies.batch_size, ..RunOptions::default() };
-        let mut rec = self.new_run("migrate", &req, &opts).await?;
-        if req.dry_run {
-            rec.kind = "plan".into();
-        }
+        // A dry run is not a run: nothing is kept of it.
+        let mut rec = if req.dry_run {
+            RunRecord::transient(&(&req, &opts))
+        } else {
+            self.new_run("migrate", &req, &opts).await?
+        };
         let cancel = AtomicBool::new(false);
         let rep = self.execute_run(&mut rec, &req, &opts, &cancel, None, true).await;
         if let Ok(mut r) = rep {
-            r.run_id = Some(rec.run_id.clone());
+            r.run_id = (!rec.run_id.is_empty()).then(|| rec.run_id.clone());
             return Ok(r);
         }
         rep
@@ -254,20 +274,17 @@ impl TierManager {
         // The total for progress and ETA: the frames the run will look at (counted from the index).
         rec.total = match (&req.frame_ids, req.limit) {
             (Some(ids), _) => ids.len() as i64,
-            (None, Some(l)) if l <= 10_000 => l as i64,
             (None, limit) => {
+                let has_cold = self.remotes().await.cold.is_some();
                 let (project, max_age) =
                     (req.project_id.clone(), req.older_than_ms.map(|ms| now_seconds() - (ms / 1000) as i64));
-                let tiers = crate::moves::run::sources(req.to);
+                let pages: Vec<_> = (0..)
+                    .map_while(|i| crate::moves::run::source_page(req.to, i, project.clone(), max_age, has_cold))
+                    .collect();
                 let n = self
                     .inner
                     .hot
-                    .call(move |hot| {
-                        tiers
-                            .iter()
-                            .map(|t| hot.count_page_frames(*t, project.as_deref(), max_age))
-                            .sum::<Result<i64>>()
-                    })
+                    .call(move |hot| pages.iter().map(|p| hot.count_page_frames(p)).sum::<Result<i64>>())
                     .await?;
                 limit.map(|l| n.min(l as i64)).unwrap_or(n)
             }
@@ -323,7 +340,13 @@ impl TierManager {
             }
         };
         let sink = progress.as_deref();
-        let ctl = RunControl { cancel, progress: sink, collect, persist: true, moved: (!req.dry_run).then_some(&tell) };
+        let ctl = RunControl {
+            cancel,
+            progress: sink,
+            collect,
+            persist: !req.dry_run,
+            moved: (!req.dry_run).then_some(&tell),
+        };
         let t0 = std::time::Instant::now();
         let rep = self.inner.mover.run(rec, &req, opts, &remotes, &ctl).await?;
         if !req.dry_run && rec.done > 0 {

@@ -151,11 +151,13 @@ impl Mover {
             let finish: Vec<Demotion> = move_ids
                 .iter()
                 .zip(&encoded)
-                .map(|(m, (r, _))| Demotion {
+                .map(|(m, (r, e))| Demotion {
                     move_id: *m,
                     frame_id: r.meta.frame_id.clone(),
                     version: r.meta.version,
                     change_seq: r.meta.change_seq,
+                    checksum: Some(e.checksum.clone()),
+                    size_bytes: Some(e.raw_size as i64),
                 })
                 .collect();
             let done = self

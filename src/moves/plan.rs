@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::report::{MigrateReport, MigrateRequest};
-use super::run::sources;
+use super::run::source_page;
 use super::Mover;
 use crate::model::units::now_seconds;
 use crate::model::{Result, Tier};
@@ -38,8 +38,9 @@ pub struct Plan {
 }
 
 impl Mover {
-    /// See the module docs. `rates`: frames/s per hop measured before (`hot→warm` → 1200.0).
-    pub async fn plan(&self, req: &MigrateRequest, rates: &BTreeMap<String, f64>) -> Result<Plan> {
+    /// See the module docs. `rates`: frames/s per hop measured before (`hot→warm` → 1200.0);
+    /// `has_cold`: PostgreSQL is reachable (see `run::source_page`).
+    pub async fn plan(&self, req: &MigrateRequest, rates: &BTreeMap<String, f64>, has_cold: bool) -> Result<Plan> {
         let mut plan = Plan { to_tier: req.to.as_str(), ..Default::default() };
         let mut report = MigrateReport::default();
         let now = now_seconds();
@@ -86,16 +87,13 @@ impl Mover {
                 }
             }
             None => {
-                'tiers: for &tier in sources(req.to) {
+                let mut source = 0;
+                'tiers: while let Some(first) = source_page(req.to, source, req.project_id.clone(), max_age_s, has_cold)
+                {
+                    source += 1;
                     let mut after = None;
                     loop {
-                        let p = Page {
-                            tier: Some(tier),
-                            project_id: req.project_id.clone(),
-                            max_age_s,
-                            after,
-                            limit: 1000,
-                        };
+                        let p = Page { after, ..first.clone() };
                         let page = self.hot.call(move |hot| hot.candidates_page(&p)).await?;
                         let Some((_, last)) = page.last() else { break };
                         after = Some(*last);

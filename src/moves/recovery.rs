@@ -52,6 +52,8 @@ impl Mover {
                             frame_id: e.frame_id.clone(),
                             version: e.version,
                             change_seq: e.change_seq,
+                            checksum: e.checksum.clone(),
+                            size_bytes: None,
                         }];
                         self.hot.call(move |hot| hot.finish_demotions(&fin, to)).await?;
                         rep.finished += 1;

@@ -46,11 +46,21 @@ impl MigrateRequest {
     }
 
     /// `{ toTier, frameIds?, olderThan?, projectId?, limit?, dryRun? }` as JS passes it.
+    /// The fields `migrate()` takes.
+    pub const KEYS: [&'static str; 6] = ["toTier", "frameIds", "olderThan", "projectId", "limit", "dryRun"];
+
     pub fn from_json(v: &Value) -> Result<MigrateRequest> {
+        Self::parse(v, &[])
+    }
+
+    /// `from_json` for a call that also takes the fields `extra` (a run's options), parsed elsewhere.
+    pub fn parse(v: &Value, extra: &[&str]) -> Result<MigrateRequest> {
         if !v.is_object() {
             return Err(TierError::invalid_argument("options", "must be an object such as { toTier: 'warm' }"));
         }
         let o = Fields::root(v, "", Kind::Argument)?;
+        let known: Vec<&str> = Self::KEYS.iter().chain(extra).copied().collect();
+        o.known(&known)?;
         let to = match o.get("toTier") {
             None => return Err(o.fail("toTier", "is required: 1|2|3 or 'hot'|'warm'|'cold'")),
             Some(t) => Tier::from_json(t).ok_or_else(|| o.fail("toTier", "must be 1|2|3 or 'hot'|'warm'|'cold'"))?,

@@ -186,6 +186,25 @@ pub fn sources(to: Tier) -> &'static [Tier] {
     }
 }
 
+/// The page of the `source`-th tier a run to `to` walks (`None` past the last). Without
+/// PostgreSQL a run to warm leaves held-back frames where they are: moving them again would only
+/// hold them back again.
+pub fn source_page(
+    to: Tier,
+    source: usize,
+    project_id: Option<String>,
+    max_age_s: Option<i64>,
+    has_cold: bool,
+) -> Option<Page> {
+    let tier = *sources(to).get(source)?;
+    if to == Tier::Warm && tier == Tier::Warm && !has_cold {
+        return None;
+    }
+    // A run to warm takes only the held-back frames of warm: the others are where it goes.
+    let local_only = to == Tier::Warm && tier == Tier::Warm;
+    Some(Page { tier: Some(tier), project_id, max_age_s, after: None, limit: PAGE, local_only })
+}
+
 impl Mover {
     /// Runs (or resumes, from `rec.cursor`) a migration: see the module docs. `rec` holds the
     /// run's counters and checkpoint; it is saved every `checkpoint_every` frames and at the end.
@@ -228,14 +247,12 @@ impl Mover {
                     self.explicit_page(&slice, cursor.index, req, &mut report).await?
                 }
                 None => {
-                    let Some(&tier) = sources(req.to).get(cursor.source) else { break };
-                    let p = Page {
-                        tier: Some(tier),
-                        project_id: req.project_id.clone(),
-                        max_age_s,
-                        after: cursor.after,
-                        limit: PAGE,
+                    let Some(mut p) =
+                        source_page(req.to, cursor.source, req.project_id.clone(), max_age_s, remotes.cold.is_some())
+                    else {
+                        break;
                     };
+                    p.after = cursor.after;
                     let got = self.hot.call(move |hot| hot.candidates_page(&p)).await?;
                     if got.is_empty() {
                         cursor = Cursor { source: cursor.source + 1, after: None, index: 0 };
@@ -250,8 +267,10 @@ impl Mover {
             let mut batch: Vec<(Candidate, Cursor)> = vec![];
             let mut bytes = 0u64;
             for (c, key) in page {
+                let skips = report.skipped_count;
                 if !self.choose(&c, req, explicit.is_some(), now, &mut report) {
-                    rec.skipped += 1;
+                    // Counted only when the report counts it (a rule refused it).
+                    rec.skipped += (report.skipped_count - skips) as i64;
                     continue;
                 }
                 if req.limit.is_some_and(|l| chosen_total >= l) {
@@ -295,6 +314,8 @@ impl Mover {
         if rec.state == "running" {
             rec.state = "done".into();
             rec.finished_at = Some(now_seconds());
+            // The frames the run looked at, as it found them (frames stored while it ran count too).
+            rec.total = rec.done + rec.skipped + rec.failed;
         }
         rec.cursor = serde_json::to_string(&cursor).ok();
         if ctl.persist {

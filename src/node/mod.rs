@@ -4,5 +4,6 @@
 
 mod error;
 mod extension;
+mod migrations;
 mod simulate;
 mod tier_manager;

@@ -11,23 +11,25 @@ use crate::manager::gc::GcRequest;
 use crate::manager::requests::{
     bundles_arg, demotion_tier_arg, frame_id_arg, CycleOptions, RetrieveOptions, SearchRequest,
 };
-use crate::manager::TierManager;
+use crate::manager::TierManager as Manager;
 use crate::model::{Tier, TierError};
 use crate::moves::MigrateRequest;
 use crate::tiers::hot::HotBody;
 
-#[napi(js_name = "TierManager")]
-pub struct JsTierManager {
-    inner: TierManager,
+/// Named as the JS class it is, so napi-derive names every impl block of it (also those in other
+/// files, `migrations.rs`) the same way.
+#[napi]
+pub struct TierManager {
+    pub(super) inner: Manager,
 }
 
 #[napi]
-impl JsTierManager {
+impl TierManager {
     /// Open (or create) the hot tier's SQLite file and connect the configured remote tiers.
     #[napi(factory, ts_args_type = "config?: TierConfig")]
-    pub async fn open(config: Option<Value>) -> napi::Result<JsTierManager> {
+    pub async fn open(config: Option<Value>) -> napi::Result<TierManager> {
         let cfg = js(TierConfig::from_json(&config.unwrap_or(Value::Null)))?;
-        Ok(JsTierManager { inner: js(TierManager::open(cfg).await)? })
+        Ok(TierManager { inner: js(Manager::open(cfg).await)? })
     }
 
     #[napi]
@@ -135,7 +137,7 @@ impl JsTierManager {
 }
 
 #[napi]
-impl JsTierManager {
+impl TierManager {
     /// Pin a frame: never demoted automatically (the pinned total is capped by `policies.maxPinnedBytes`).
     #[napi(ts_args_type = "frameId: string", ts_return_type = "Promise<PinResult>")]
     pub async fn pin(&self, frame_id: Value) -> napi::Result<Value> {

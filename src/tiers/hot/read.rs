@@ -109,40 +109,49 @@ impl HotTier {
     }
 }
 
+/// A frame's bookkeeping, as `FrameMeta` reads it (`meta_of` maps a row).
+const META_SELECT: &str = "SELECT f.frame_id, COALESCE(f.tier_status, 'hot'), COALESCE(m.body_local, 1), COALESCE(m.version, 0), m.checksum,
+        COALESCE(m.size_bytes, 0), COALESCE(ta.access_count, f.access_count, 0), COALESCE(ta.last_accessed, f.last_accessed),
+        m.held_back, COALESCE(m.pinned, 0),
+        COALESCE(ch.seq, 0), COALESCE(ch.cols, 0)
+     FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id
+       LEFT JOIN tier_changes ch ON ch.frame_id = f.frame_id
+       LEFT JOIN tier_access ta ON ta.frame_id = f.frame_id";
+
+fn meta_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<FrameMeta> {
+    let tier: String = r.get(1)?;
+    Ok(FrameMeta {
+        frame_id: r.get(0)?,
+        tier: Tier::parse(&tier).map(Tier::level).unwrap_or(0),
+        body_local: r.get::<_, i64>(2)? != 0,
+        version: r.get(3)?,
+        checksum: r.get(4)?,
+        size_bytes: r.get(5)?,
+        access_count: r.get(6)?,
+        last_accessed: int_or_none(r.get_ref(7)?),
+        held_back: r.get(8)?,
+        pinned: r.get::<_, i64>(9)? != 0,
+        change_seq: r.get(10)?,
+        changes: r.get(11)?,
+    })
+}
+
 pub(super) fn load_meta(c: &Connection, frame_id: &str) -> Result<Option<FrameMeta>> {
     // prepare_cached: `query_row` compiles the SQL again on every call, and this is on every read.
-    Ok(c
-        .prepare_cached(
-            "SELECT f.frame_id, COALESCE(f.tier_status, 'hot'), COALESCE(m.body_local, 1), COALESCE(m.version, 0), m.checksum,
-                    COALESCE(m.size_bytes, 0), COALESCE(ta.access_count, f.access_count, 0), COALESCE(ta.last_accessed, f.last_accessed),
-                    m.held_back, COALESCE(m.pinned, 0),
-                    COALESCE(ch.seq, 0), COALESCE(ch.cols, 0)
-             FROM frames f LEFT JOIN tier_metadata m ON m.frame_id = f.frame_id
-               LEFT JOIN tier_changes ch ON ch.frame_id = f.frame_id
-               LEFT JOIN tier_access ta ON ta.frame_id = f.frame_id
-             WHERE f.frame_id = ?1",
-        )?
-        .query_row(
-            [frame_id],
-            |r| {
-                let tier: String = r.get(1)?;
-                Ok(FrameMeta {
-                    frame_id: r.get(0)?,
-                    tier: Tier::parse(&tier).map(Tier::level).unwrap_or(0),
-                    body_local: r.get::<_, i64>(2)? != 0,
-                    version: r.get(3)?,
-                    checksum: r.get(4)?,
-                    size_bytes: r.get(5)?,
-                    access_count: r.get(6)?,
-                    last_accessed: int_or_none(r.get_ref(7)?),
-                    held_back: r.get(8)?,
-                    pinned: r.get::<_, i64>(9)? != 0,
-                    change_seq: r.get(10)?,
-                    changes: r.get(11)?,
-                })
-            },
-        )
-        .optional()?)
+    Ok(c.prepare_cached(&format!("{META_SELECT} WHERE f.frame_id = ?1"))?.query_row([frame_id], meta_of).optional()?)
+}
+
+impl HotTier {
+    /// The bookkeeping of up to `limit` frames after `after` in frame-id order (of one project, if
+    /// given): how `verify` walks a store of any size in bounded batches.
+    pub fn meta_page(&self, project_id: Option<&str>, after: Option<&str>, limit: usize) -> Result<Vec<FrameMeta>> {
+        let c = self.lock()?;
+        let mut st = c.prepare_cached(&format!(
+            "{META_SELECT} WHERE f.frame_id > ?1 AND (?2 IS NULL OR f.project_id = ?2) ORDER BY f.frame_id LIMIT ?3"
+        ))?;
+        let rows = st.query_map(rusqlite::params![after.unwrap_or(""), project_id, limit as i64], meta_of)?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
 }
 
 pub(super) fn load_record(c: &Connection, frame_id: &str) -> Result<Option<HotRecord>> {

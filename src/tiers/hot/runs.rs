@@ -168,4 +168,13 @@ impl HotTier {
         })?;
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
     }
+
+    /// How many frames a run has moved, from the journal (exact even after a kill between two
+    /// checkpoints: the frames moved since the last one are counted too).
+    pub fn run_done_count(&self, run_id: &str) -> Result<i64> {
+        let c = self.lock()?;
+        let mut st =
+            c.prepare_cached("SELECT count(DISTINCT frame_id) FROM tier_journal WHERE run_id = ?1 AND step = 'done'")?;
+        Ok(st.query_row([run_id], |r| r.get(0))?)
+    }
 }

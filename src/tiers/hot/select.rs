@@ -106,6 +106,8 @@ pub struct Page {
     /// The key (age, rowid) of the last frame already seen.
     pub after: Option<(i64, i64)>,
     pub limit: usize,
+    /// Only frames whose body is still in SQLite (warm frames held back, for a run to warm).
+    pub local_only: bool,
 }
 
 impl HotTier {
@@ -116,16 +118,17 @@ impl HotTier {
         let sql = format!(
             "SELECT {CANDIDATE_COLS}, {AGE_S} {CANDIDATE_FROM}
              WHERE f.tier_status = ?1 AND (?2 IS NULL OR f.project_id = ?2)
-               AND {AGE_S} <= ?3 AND ({AGE_S}, f.rowid) > (?4, ?5)
+               AND {AGE_S} <= ?3 AND ({AGE_S}, f.rowid) > (?4, ?5) AND (?7 = 0 OR COALESCE(m.body_local, 1) = 1)
              ORDER BY {AGE_S}, f.rowid LIMIT ?6"
         );
         let mut st = c.prepare_cached(&sql)?;
         // Bounds always given (no `?n IS NULL OR`): the planner then walks the index's range.
         let (a, r) = p.after.unwrap_or((i64::MIN, i64::MIN));
         let max_age = p.max_age_s.unwrap_or(i64::MAX);
-        let rows = st.query_map(rusqlite::params![tier, p.project_id, max_age, a, r, p.limit as i64], |row| {
-            Ok((candidate_of(row)?, row.get::<_, Option<i64>>(14)?.unwrap_or(0)))
-        })?;
+        let rows = st.query_map(
+            rusqlite::params![tier, p.project_id, max_age, a, r, p.limit as i64, p.local_only as i64],
+            |row| Ok((candidate_of(row)?, row.get::<_, Option<i64>>(14)?.unwrap_or(0))),
+        )?;
         let got = rows.collect::<std::result::Result<Vec<_>, _>>()?;
         drop(st);
         let (mut cands, ages): (Vec<Candidate>, Vec<i64>) = got.into_iter().unzip();
@@ -140,15 +143,17 @@ impl HotTier {
             .collect())
     }
 
-    /// How many frames a walk of `tier` by `Page` would see (from the index, without reading rows).
-    pub fn count_page_frames(&self, tier: Tier, project_id: Option<&str>, max_age_s: Option<i64>) -> Result<i64> {
+    /// How many frames a walk by `Page` would see (from the index, without reading rows).
+    pub fn count_page_frames(&self, p: &Page) -> Result<i64> {
         let c = self.lock()?;
         let sql = format!(
-            "SELECT count(*) FROM frames f WHERE f.tier_status = ?1 AND (?2 IS NULL OR f.project_id = ?2) AND {AGE_S} <= ?3"
+            "SELECT count(*) {CANDIDATE_FROM} WHERE f.tier_status = ?1 AND (?2 IS NULL OR f.project_id = ?2)
+               AND {AGE_S} <= ?3 AND (?4 = 0 OR COALESCE(m.body_local, 1) = 1)"
         );
         let mut st = c.prepare_cached(&sql)?;
-        let n =
-            st.query_row(rusqlite::params![tier.as_str(), project_id, max_age_s.unwrap_or(i64::MAX)], |r| r.get(0))?;
+        let tier = p.tier.unwrap_or(Tier::Hot).as_str();
+        let args = rusqlite::params![tier, p.project_id, p.max_age_s.unwrap_or(i64::MAX), p.local_only as i64];
+        let n = st.query_row(args, |r| r.get(0))?;
         Ok(n)
     }
 

@@ -19,6 +19,10 @@ pub struct Demotion {
     pub frame_id: String,
     pub version: i64,
     pub change_seq: i64,
+    /// The archived copy's checksum and size: the stub's bookkeeping then describes the copy that
+    /// holds its body (StackMemory may have written the rows since our last look at them).
+    pub checksum: Option<String>,
+    pub size_bytes: Option<i64>,
 }
 
 impl HotTier {
@@ -112,7 +116,7 @@ impl HotTier {
                 journal::begin_discard(&tx, &d.frame_id, to.level(), d.version)?;
                 continue;
             }
-            stub_frame(&tx, &d.frame_id, to)?;
+            stub_frame(&tx, d, to)?;
             journal::set_step(&tx, d.move_id, journal::DONE, None)?;
             journal::set_after_seq(&tx, d.move_id, &d.frame_id)?;
             done.push(d.frame_id.clone());
@@ -166,7 +170,8 @@ impl HotTier {
     }
 }
 
-fn stub_frame(tx: &Transaction<'_>, frame_id: &str, to: Tier) -> Result<()> {
+fn stub_frame(tx: &Transaction<'_>, d: &Demotion, to: Tier) -> Result<()> {
+    let frame_id = d.frame_id.as_str();
     tx.execute("DELETE FROM events WHERE frame_id = ?1", [frame_id])?;
     tx.execute("DELETE FROM anchors WHERE frame_id = ?1", [frame_id])?;
     tx.execute(
@@ -175,8 +180,10 @@ fn stub_frame(tx: &Transaction<'_>, frame_id: &str, to: Tier) -> Result<()> {
         params![frame_id, to.as_str()],
     )?;
     tx.execute(
-        "UPDATE tier_metadata SET tier_level = ?2, body_local = 0, held_back = NULL, demoted_at = ?3 WHERE frame_id = ?1",
-        params![frame_id, to.level(), now_seconds()],
+        "UPDATE tier_metadata SET tier_level = ?2, body_local = 0, held_back = NULL, demoted_at = ?3,
+           checksum = COALESCE(?4, checksum), size_bytes = COALESCE(?5, size_bytes)
+         WHERE frame_id = ?1",
+        params![frame_id, to.level(), now_seconds(), d.checksum, d.size_bytes],
     )?;
     mark_written_by_us(tx, frame_id)
 }

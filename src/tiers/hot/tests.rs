@@ -49,6 +49,8 @@ fn stub(hot: &HotTier, frame: &Bundle) -> FrameMeta {
         frame_id: frame.frame_id().into(),
         version: meta.version,
         change_seq: meta.change_seq,
+        checksum: None,
+        size_bytes: None,
     };
     assert_eq!(hot.finish_demotions(&[d], Tier::Cold).expect("stub").len(), 1);
     meta
@@ -105,6 +107,8 @@ fn writes_of_another_connection_are_seen_and_merged_into_a_stub() {
         frame_id: child.frame_id().into(),
         version: before.version,
         change_seq: before.change_seq,
+        checksum: None,
+        size_bytes: None,
     };
     assert!(hot.finish_demotions(&[d], Tier::Cold).expect("finish").is_empty(), "a changed frame stays hot");
     let renamed = hot.load(child.frame_id()).expect("load").expect("found").bundle.expect("body");
