@@ -124,8 +124,10 @@ export interface MigrateReport {
   bytesBefore: number
   bytesAfter: number
   durationMs: number
-  /** The run that made the moves (`listMigrations`, `rollbackMigration`). */
+  /** The run that made the moves (`listMigrations`, `rollbackMigration`); none for a dry run. */
   runId?: string
+  /** Stopped by its `signal` before the end; `resumeMigration(runId)` continues it. */
+  cancelled?: boolean
 }
 
 /** A run's progress, after every batch. */
@@ -403,6 +405,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  */
 export declare class TierManager {
   /**
+   * Move frames to a tier, as a run that is awaited: every frame it moved, held back, skipped or
+   * failed is in the report, with the run's id.
+   */
+  migrate(options: MigrateOptions | StartMigrationOptions): Promise<MigrateReport>
+  /**
    * What a migration would move (per hop, per project, skipped and why, an estimated time);
    * changes nothing.
    */
@@ -442,8 +449,6 @@ export declare class TierManager {
   locate(frameId: string): TierName | null
   delete(frameId: string): Promise<boolean>
   status(): Promise<TierStatus>
-  /** Move frames to a tier: `{ toTier, frameIds?, olderThan?, projectId?, limit?, dryRun? }`. */
-  migrate(options: MigrateOptions): Promise<MigrateReport>
   search(query: string, options?: { projectId?: string, limit?: number, tiers?: Array<TierName | 1 | 2 | 3> }): Promise<SearchResult>
   /** Bookkeeping after someone else wrote a frame (StackMemory's create and close hooks). */
   refresh(frameId: string): Promise<boolean>

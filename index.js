@@ -85,8 +85,23 @@ class TierManager {
   locate(frameId) { return callSync(() => this.#inner.locate(frameId)) }
   delete(frameId) { return call(() => this.#inner.delete(frameId)) }
   status() { return call(() => this.#inner.status()) }
-  // Large reports cross from Rust as JSON text (see src/node/tier_manager.rs).
-  async migrate(options) { return JSON.parse(await call(() => this.#inner.migrate(options))) }
+  // Large reports cross from Rust as JSON text (see src/node/tier_manager.rs). A migrate is an
+  // awaited run: progress carries its id, which an abort then cancels.
+  async migrate(options) {
+    const { onProgress, signal, rest } = runCallbacks(options)
+    if (signal && signal.aborted) throw abortError(signal)
+    let runId = null
+    let aborted = false
+    const cancel = () => { if (runId !== null) this.#inner.cancelMigration(runId) }
+    if (signal) whenAborted(signal, () => { aborted = true; cancel() })
+    const tap = (p) => {
+      runId = p.runId
+      if (aborted) cancel()
+      if (onProgress) onProgress(p)
+    }
+    const progress = onProgress || signal ? progressFn(tap) : undefined
+    return JSON.parse(await call(() => this.#inner.migrate(rest, progress)))
+  }
   search(query, options) { return call(() => this.#inner.search(query, options)) }
   compact() { return call(() => this.#inner.compact()) }
   refresh(frameId) { return call(() => this.#inner.refresh(frameId)) }

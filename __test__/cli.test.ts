@@ -135,7 +135,14 @@ describe('mounted as `storage` in a commander program', () => {
   test('storage migrate --tier 2 moves the closed frames older than a day, then status counts them warm', async () => {
     const r = await mounted(['migrate', '--tier', '2', '--older-than', '24h', '--json', ...global], home)
     expect(r).toMatchObject({ code: 0, stderr: '' })
-    const report = JSON.parse(r.stdout)
+    // NDJSON: progress lines in order, then the report.
+    const lines = r.stdout.split('\n').map((l) => JSON.parse(l))
+    const report = lines[lines.length - 1]
+    expect(report.event).toBe('done')
+    const progress = lines.slice(0, -1)
+    expect(progress.length).toBeGreaterThan(0)
+    expect(progress.every((p: any) => p.event === 'progress' && p.runId === report.runId)).toBe(true)
+    expect(progress[progress.length - 1]).toMatchObject({ state: 'done', done: 2, total: 3 })
     expect(report.toTier).toBe('warm')
     expect(report.moved.map((x: any) => x.frameId).sort()).toEqual(['old-1', 'old-2'])
     expect(report.moved.every((x: any) => x.from === 'hot' && x.to === 'warm')).toBe(true)
@@ -190,14 +197,41 @@ describe('mounted as `storage` in a commander program', () => {
   test('storage --help and storage migrate --help', async () => {
     const group = await mounted(['--help'], home)
     expect(group.code).toBe(0)
-    for (const c of ['status', 'migrate', 'retrieve', 'search', 'compact', 'stats', 'pin', 'unpin', 'explain', 'policy', 'simulate']) {
+    for (const c of ['status', 'migrate', 'plan', 'resume', 'runs', 'rollback', 'verify', 'retrieve', 'search', 'compact', 'stats', 'pin', 'unpin', 'explain', 'policy', 'simulate']) {
       expect(group.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'))
     }
     const migrate = await mounted(['migrate', '--help'], home)
     expect(migrate.code).toBe(0)
-    for (const o of ['--tier', '--dry-run', '--older-than', '--db', '--config', '--redis', '--redis-file', '--postgres', '--postgres-file', '--json']) {
+    for (const o of ['--tier', '--dry-run', '--older-than', '--rate', '--byte-rate', '--memory-budget', '--db', '--config', '--redis', '--redis-file', '--postgres', '--postgres-file', '--json']) {
       expect(migrate.stdout).toContain(o)
     }
+  })
+
+  test('storage plan, runs, verify, rollback: a run seen, checked and undone from the CLI', async () => {
+    const plan = JSON.parse((await mounted(['plan', '--tier', 'cold', '--json', ...global], home)).stdout)
+    expect(plan).toMatchObject({ toTier: 'cold' })
+    const human = await mounted(['plan', '--tier', 'cold', ...global], home)
+    expect(human.stdout).toMatch(/^would move \d+ frame\(s\)/)
+
+    const moved = await mounted(['migrate', '--tier', 'cold', '--ids', 'new-1', '--rate', '100', ...global], home)
+    expect(moved).toMatchObject({ code: 0, stderr: '' })
+    const runId = /\(run (run-[^ ,)]+)/.exec(moved.stdout)![1]
+    const runs = JSON.parse((await mounted(['runs', '--json', ...global], home)).stdout)
+    expect(runs[0]).toMatchObject({ runId, state: 'done', done: 1, kind: 'migrate' })
+    const one = await mounted(['runs', runId, ...global], home)
+    expect(one.stdout).toMatch(new RegExp(`^${runId} \\(migrate\\): done`))
+
+    const v = await mounted(['verify', ...global], home)
+    expect(v).toMatchObject({ code: 0 })
+    expect(v.stdout).toMatch(/^checked 4 frame\(s\) in \d+ ms: clean$/)
+
+    const back = await mounted(['rollback', runId, ...global], home)
+    expect(back).toMatchObject({ code: 0, stderr: '' })
+    expect(back.stdout).toMatch(/^moved 1 frame\(s\) back/)
+    const resume = await mounted(['resume', runId, ...global], home)
+    expect(resume.code).toBe(1)
+    expect(resume.stderr).toMatch(/^error \[ERR_INVALID_ARGUMENT\]: .*runId: run .* is done/)
+    expect((await mounted(['verify', '--sample', '2', ...global], home)).stderr).toMatch(/ERR_INVALID_ARGUMENT.*sample/)
   })
 
   test('usage errors exit 2; failed operations exit 1 with error [CODE]', async () => {

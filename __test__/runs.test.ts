@@ -136,6 +136,7 @@ test('verify finds a corrupted Redis value, a deleted archive row, a stale copy 
   expect((await m.verify()).clean).toBe(true)
   const [a, b, c, d] = frames.map(idOf)
 
+  let changed: FrameBundle | undefined
   const redis = createClient({ url: REDIS_URL, RESP: 2 }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer })
   await redis.connect()
   try {
@@ -143,7 +144,7 @@ test('verify finds a corrupted Redis value, a deleted archive row, a stale copy 
     const oldCopy = await redis.get(frameKey(e.prefix, c))
     expect(oldCopy).toBeTruthy()
     await m.migrate({ toTier: 'hot', frameIds: [c, d] })
-    const changed = simpleBundle(c, { name: 'renamed after the first copy' })
+    changed = simpleBundle(c, { name: 'renamed after the first copy' })
     await m.store(changed)
     await m.migrate({ toTier: 'warm', frameIds: [c] })
     await redis.set(frameKey(e.prefix, c), oldCopy!, { KEEPTTL: true })
@@ -170,7 +171,7 @@ test('verify finds a corrupted Redis value, a deleted archive row, a stale copy 
   expect(archiveRows(e.schema).has(b)).toBe(true)
   // Everything comes back as stored (c with its new name).
   const want = new Map<string, unknown>(frames.map((f) => [idOf(f), normalized(f)]))
-  want.set(c, normalized(simpleBundle(c, { name: 'renamed after the first copy' })))
+  want.set(c, normalized(changed!))
   expect(await mismatches(m, want)).toEqual([])
 }, 120_000)
 

@@ -44,7 +44,7 @@ function printStatus(s, out) {
 }
 
 function printMigrate(r, out) {
-  out(`${r.dryRun ? 'would move' : 'moved'} ${r.moved.length} frame(s) to ${r.toTier} in ${r.durationMs.toFixed(0)} ms`)
+  out(`${r.dryRun ? 'would move' : 'moved'} ${r.moved.length} frame(s) to ${r.toTier} in ${r.durationMs.toFixed(0)} ms` + (r.runId ? ` (run ${r.runId}${r.cancelled ? ', cancelled' : ''})` : ''))
   if (r.bytesBefore) out(`bytes: ${fmtBytes(r.bytesBefore)} -> ${fmtBytes(r.bytesAfter)} compressed`)
   for (const h of r.heldBack) out(`held back ${h.frameId}: ${h.reason}`)
   if (r.skippedCount) {
@@ -92,4 +92,44 @@ function printSimulations(reports, out) {
   }
 }
 
-module.exports = { fmtBytes, table, printStatus, printMigrate, printSearch, printExplain, printPin, printCycle, printCompact, printSimulations }
+function printPlan(p, out) {
+  out(`would move ${p.frames} frame(s), ${fmtBytes(p.bytes)}, to ${p.toTier}` + (p.estimatedSeconds == null ? ' (no rate measured yet for an estimate)' : ` in about ${p.estimatedSeconds.toFixed(0)} s`))
+  const hops = Object.entries(p.hops)
+  if (hops.length) out(table([['hop', 'frames', 'bytes'], ...hops.map(([h, v]) => [h, String(v.frames), fmtBytes(v.bytes)])]))
+  const projects = Object.entries(p.projects)
+  if (projects.length) out(table([['project', 'frames', 'bytes'], ...projects.map(([h, v]) => [h, String(v.frames), fmtBytes(v.bytes)])]))
+  for (const [why, n] of Object.entries(p.skipped)) out(`skipped ${n}: ${why}`)
+}
+
+function printRun(r, out) {
+  out(`${r.runId} (${r.kind}): ${r.state}${r.active ? ', running in this process' : ''}`)
+  out(`done ${r.done} / ${r.total}, skipped ${r.skipped}, failed ${r.failed}, ${fmtBytes(r.bytes)}`)
+  if (r.error) out(`error: ${r.error}`)
+  if (r.state !== 'done' && !r.active) out(`continue with: stackmemory-storage resume ${r.runId}`)
+}
+
+function printRuns(runs, out) {
+  if (!runs.length) return out('no runs')
+  const when = (s) => new Date(s * 1000).toISOString().replace('.000Z', 'Z')
+  out(table([['run', 'kind', 'state', 'done', 'total', 'failed', 'started'], ...runs.map((r) => [r.runId, r.kind, r.state, String(r.done), String(r.total), String(r.failed), when(r.createdAt)])]))
+}
+
+function printRollback(r, out) {
+  out(`moved ${r.restored} frame(s) back` + (r.runId ? ` (run ${r.runId})` : ''))
+  for (const x of r.refused) out(`refused ${x.frameId}: ${x.reason}`)
+  for (const f of r.failed) out(`FAILED ${f.frameId} [${f.code}]: ${f.error}`)
+}
+
+function printVerify(r, out) {
+  out(`checked ${r.checked} frame(s) in ${r.durationMs} ms: ${r.clean ? 'clean' : `${r.findings.length} finding(s)`}`)
+  for (const u of r.unavailable) out(`not checked: ${u}`)
+  for (const f of r.findings) {
+    const fix = f.repaired ? ' (repaired)' : f.notRepaired ? ` (not repaired: ${f.notRepaired})` : ''
+    out(`${f.kind} ${f.tier} copy of ${f.frameId}${f.detail ? `: ${f.detail}` : ''}${fix}`)
+  }
+}
+
+module.exports = {
+  fmtBytes, table, printStatus, printMigrate, printSearch, printExplain, printPin, printCycle, printCompact, printSimulations,
+  printPlan, printRun, printRuns, printRollback, printVerify,
+}

@@ -10,6 +10,7 @@ const { Command, InvalidArgumentError } = require('commander')
 const { TierManager, simulate } = require('../index.js')
 const { loadStackMemoryConfig, loadTierConfigFile, maskSecrets } = require('../lib/stackmemory-config.js')
 const fmt = require('./format.js')
+const { RUN_COMMANDS } = require('./runs.js')
 
 const TRACES = ['sessions', 'periodic', 'read-once', 'mixed']
 
@@ -21,7 +22,6 @@ function positiveInt(v) {
   return n
 }
 const list = (v) => v.split(',').filter(Boolean)
-const numberOr = (v) => (/^\d+$/.test(v) ? Number(v) : v)
 
 // ---------------------------------------------------------------------------------------------
 // The commands. `action(s, ...args)` gets a session `s` (options, open(), print()) and the
@@ -39,29 +39,7 @@ const COMMANDS = [
     description: 'status as JSON (alias of status --json)',
     action: async (s) => s.print(await s.status()),
   },
-  {
-    name: 'migrate',
-    description: 'move frames to a tier (eligible frames of the other tiers, or --ids)',
-    options: [
-      { flags: '--tier <tier>', description: 'target tier', choices: ['1', '2', '3', 'hot', 'warm', 'cold'], required: true },
-      { flags: '--dry-run', description: 'report what would move; move nothing' },
-      { flags: '--older-than <duration>', description: "only frames closed (else created) longer ago than this (ms or '24h')" },
-      { flags: '--limit <n>', description: 'at most this many frames', parse: positiveInt },
-      { flags: '--project <id>', description: 'only frames of this project' },
-      { flags: '--ids <a,b>', description: 'exactly these frames', parse: list },
-    ],
-    action: async (s) => {
-      const o = s.opts
-      const req = { toTier: numberOr(o.tier), dryRun: !!o.dryRun }
-      if (o.olderThan) req.olderThan = numberOr(o.olderThan)
-      if (o.limit) req.limit = o.limit
-      if (o.project) req.projectId = o.project
-      if (o.ids) req.frameIds = o.ids
-      const r = await (await s.open()).migrate(req)
-      s.print(r, fmt.printMigrate)
-      return r.failed.length ? 1 : 0
-    },
-  },
+  ...RUN_COMMANDS,
   {
     name: 'retrieve',
     description: 'print the frame bundle (JSON), from whichever tier holds it',
@@ -202,6 +180,8 @@ function context(io = {}) {
     fail: (e) => err(maskSecrets(`error [${typeof e?.code === 'string' && e.code.startsWith('ERR_') ? e.code : 'ERR_UNKNOWN'}]: ${e?.message ?? e}`)),
     env: io.env || process.env,
     home: io.home,
+    /** Output goes to the caller's functions, not a terminal: no progress bar. */
+    redirected: Boolean(io.stdout || io.stderr),
     // An action's result: the host program keeps running.
     exitCode: io.exitCode || ((code) => code && (process.exitCode = code)),
     // Help, version or a usage error from commander (which would call process.exit itself).
@@ -251,6 +231,8 @@ function session(opts, ctx) {
       }
       return st
     },
+    /** `value` with every URL password masked. */
+    mask: maskDeep,
     /** JSON with --json or without a human form, else the human form; URL passwords masked unless `raw`. */
     print(value, human, { raw = false } = {}) {
       const v = raw ? value : maskDeep(value)

@@ -124,8 +124,10 @@ export interface MigrateReport {
   bytesBefore: number
   bytesAfter: number
   durationMs: number
-  /** The run that made the moves (`listMigrations`, `rollbackMigration`). */
+  /** The run that made the moves (`listMigrations`, `rollbackMigration`); none for a dry run. */
   runId?: string
+  /** Stopped by its `signal` before the end; `resumeMigration(runId)` continues it. */
+  cancelled?: boolean
 }
 
 /** A run's progress, after every batch. */

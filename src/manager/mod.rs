@@ -227,8 +227,8 @@ impl TierManager {
     /// A migration, run as a bulk run (`runs.rs`) and awaited: every frame it moved, held back,
     /// skipped or failed is in the report, with the run's id.
     pub async fn migrate(&self, req: MigrateRequest) -> Result<MigrateReport> {
-        self.check_open()?;
-        self.migrate_as_run(req).await
+        let opts = crate::moves::RunOptions { max_batch: self.batch_size(), ..Default::default() };
+        self.migrate_run(req, opts, None).await
     }
 
     /// A move through the mover (its batches are serialised with every other move).

@@ -196,22 +196,24 @@ impl TierManager {
         Ok(runs.into_iter().map(|run| RunStatus { active: active.contains_key(&run.run_id), run }).collect())
     }
 
-    /// `migrate()`: a run that is awaited, reporting every frame.
-    pub(super) async fn migrate_as_run(&self, req: MigrateRequest) -> Result<MigrateReport> {
-        let opts = RunOptions { max_batch: self.inner.config.policies.batch_size, ..RunOptions::default() };
-        // A dry run is not a run: nothing is kept of it.
-        let mut rec = if req.dry_run {
-            RunRecord::transient(&(&req, &opts))
-        } else {
-            self.new_run("migrate", &req, &opts).await?
-        };
-        let cancel = AtomicBool::new(false);
-        let rep = self.execute_run(&mut rec, &req, &opts, &cancel, None, true).await;
-        if let Ok(mut r) = rep {
-            r.run_id = (!rec.run_id.is_empty()).then(|| rec.run_id.clone());
-            return Ok(r);
+    /// `migrate()`: a run that is awaited, reporting every frame (a dry run is not kept).
+    pub async fn migrate_run(
+        &self,
+        req: MigrateRequest,
+        opts: RunOptions,
+        progress: Option<ProgressSink>,
+    ) -> Result<MigrateReport> {
+        self.check_open()?;
+        if req.dry_run {
+            let mut rec = RunRecord::transient(&(&req, &opts));
+            return self.execute_run(&mut rec, &req, &opts, &AtomicBool::new(false), progress, true).await;
         }
-        rep
+        let rec = self.new_run("migrate", &req, &opts).await?;
+        let (rec, rep) = self.registered(rec, req, opts, progress, true).await;
+        let mut r = rep?;
+        r.run_id = Some(rec.run_id.clone());
+        r.cancelled = rec.state == "cancelled";
+        Ok(r)
     }
 
     /// Moves every frame a run moved back to the tier it came from, verified like any move; a frame
@@ -296,27 +298,42 @@ impl TierManager {
 
     fn spawn_run(
         &self,
-        mut rec: RunRecord,
+        rec: RunRecord,
         req: MigrateRequest,
         opts: RunOptions,
         progress: Option<ProgressSink>,
     ) -> Result<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = me.registered(rec, req, opts, progress, false).await;
+        });
+        Ok(())
+    }
+
+    /// Runs `rec` as a run of this process (cancellable and awaitable by its id), keeping a
+    /// failure in its record; returns the record as it ended, and the report.
+    async fn registered(
+        &self,
+        mut rec: RunRecord,
+        req: MigrateRequest,
+        opts: RunOptions,
+        progress: Option<ProgressSink>,
+        collect: bool,
+    ) -> (RunRecord, Result<MigrateReport>) {
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = watch::channel(None);
         self.inner.runs.lock().insert(rec.run_id.clone(), Active { cancel: cancel.clone(), done: rx });
-        let me = self.clone();
-        tokio::spawn(async move {
-            let r = me.execute_run(&mut rec, &req, &opts, &cancel, progress, false).await;
-            if let Err(e) = r {
-                rec.state = "failed".into();
-                rec.error = Some(e.to_string());
-                let saved = rec.clone();
-                let _ = me.inner.hot.call(move |hot| hot.run_save(&saved)).await;
-            }
-            me.inner.runs.lock().remove(&rec.run_id);
-            let _ = tx.send(Some(rec));
-        });
-        Ok(())
+        let r = self.execute_run(&mut rec, &req, &opts, &cancel, progress, collect).await;
+        if let Err(e) = &r {
+            rec.state = "failed".into();
+            rec.error = Some(e.to_string());
+            let saved = rec.clone();
+            // Unsaved, the run stays `running` in the file; `resumeMigration` continues it.
+            let _ = self.inner.hot.call(move |hot| hot.run_save(&saved)).await;
+        }
+        self.inner.runs.lock().remove(&rec.run_id);
+        let _ = tx.send(Some(rec.clone()));
+        (rec, r)
     }
 
     /// Runs `rec` to its end (or to a cancel), telling the policy engine of every move and keeping

@@ -154,6 +154,9 @@ pub struct MigrateReport {
     /// The run this report is of (every `migrate` is a run, see `listMigrations`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// Stopped by a cancel before the end (`resumeMigration(runId)` continues it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -31,6 +31,14 @@ fn sink(f: Option<ProgressFn>) -> Option<ProgressSink> {
 
 #[napi]
 impl TierManager {
+    /// Move frames to a tier, as a run that is awaited: every frame it moved, held back, skipped or
+    /// failed is in the report, with the run's id.
+    #[napi(ts_args_type = "options: MigrateOptions | StartMigrationOptions", ts_return_type = "Promise<MigrateReport>")]
+    pub async fn migrate(&self, options: Value, on_progress: Option<ProgressFn>) -> napi::Result<String> {
+        let (req, opts) = js(start_request(&options, self.inner.batch_size()))?;
+        report_text(self.inner.migrate_run(req, opts, sink(on_progress)).await)
+    }
+
     /// What a migration would move (per hop, per project, skipped and why, an estimated time);
     /// changes nothing.
     #[napi(ts_args_type = "options: MigrateOptions", ts_return_type = "Promise<MigrationPlan>")]

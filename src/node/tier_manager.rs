@@ -13,7 +13,6 @@ use crate::manager::requests::{
 };
 use crate::manager::TierManager as Manager;
 use crate::model::{Tier, TierError};
-use crate::moves::MigrateRequest;
 use crate::tiers::hot::HotBody;
 
 /// Named as the JS class it is, so napi-derive names every impl block of it (also those in other
@@ -99,12 +98,6 @@ impl TierManager {
     #[napi(ts_return_type = "Promise<TierStatus>")]
     pub async fn status(&self) -> napi::Result<Value> {
         js(self.inner.status().await)
-    }
-
-    /// Move frames to a tier: `{ toTier, frameIds?, olderThan?, projectId?, limit?, dryRun? }`.
-    #[napi(ts_args_type = "options: MigrateOptions", ts_return_type = "Promise<MigrateReport>")]
-    pub async fn migrate(&self, options: Value) -> napi::Result<String> {
-        report_text(self.inner.migrate(js(MigrateRequest::from_json(&options))?).await)
     }
 
     #[napi(
