@@ -278,6 +278,7 @@ impl TierManager {
             (Some(ids), _) => ids.len() as i64,
             (None, limit) => {
                 let has_cold = self.remotes().await.cold.is_some();
+                let cap = limit.map(|l| l as u64);
                 let (project, max_age) =
                     (req.project_id.clone(), req.older_than_ms.map(|ms| now_seconds() - (ms / 1000) as i64));
                 let pages: Vec<_> = (0..)
@@ -286,7 +287,7 @@ impl TierManager {
                 let n = self
                     .inner
                     .hot
-                    .call(move |hot| pages.iter().map(|p| hot.count_page_frames(p)).sum::<Result<i64>>())
+                    .call(move |hot| pages.iter().map(|p| hot.count_page_frames(p, cap)).sum::<Result<i64>>())
                     .await?;
                 limit.map(|l| n.min(l as i64)).unwrap_or(n)
             }

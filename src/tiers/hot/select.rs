@@ -143,16 +143,18 @@ impl HotTier {
             .collect())
     }
 
-    /// How many frames a walk by `Page` would see (from the index, without reading rows).
-    pub fn count_page_frames(&self, p: &Page) -> Result<i64> {
+    /// How many frames a walk by `Page` would see, up to `cap` (from the index, without reading
+    /// rows; a capped count stops at the cap, so a run with a `limit` pays for its limit only).
+    pub fn count_page_frames(&self, p: &Page, cap: Option<u64>) -> Result<i64> {
         let c = self.lock()?;
         let sql = format!(
-            "SELECT count(*) {CANDIDATE_FROM} WHERE f.tier_status = ?1 AND (?2 IS NULL OR f.project_id = ?2)
-               AND {AGE_S} <= ?3 AND (?4 = 0 OR COALESCE(m.body_local, 1) = 1)"
+            "SELECT count(*) FROM (SELECT 1 {CANDIDATE_FROM} WHERE f.tier_status = ?1 AND (?2 IS NULL OR f.project_id = ?2)
+               AND {AGE_S} <= ?3 AND (?4 = 0 OR COALESCE(m.body_local, 1) = 1) LIMIT ?5)"
         );
         let mut st = c.prepare_cached(&sql)?;
         let tier = p.tier.unwrap_or(Tier::Hot).as_str();
-        let args = rusqlite::params![tier, p.project_id, p.max_age_s.unwrap_or(i64::MAX), p.local_only as i64];
+        let cap = cap.map(|n| n.min(i64::MAX as u64) as i64).unwrap_or(-1);
+        let args = rusqlite::params![tier, p.project_id, p.max_age_s.unwrap_or(i64::MAX), p.local_only as i64, cap];
         let n = st.query_row(args, |r| r.get(0))?;
         Ok(n)
     }
