@@ -24,7 +24,7 @@ test('npm pack tarball installs into a fresh project and loads both ways', () =>
     // better-sqlite3 is a peer dependency (the addon runs on its SQLite library): the consumer has
     // its own; here a link to ours, already compiled, stands for it.
     const bs3 = path.dirname(require.resolve('better-sqlite3/package.json'))
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball, bs3], { cwd: app, encoding: 'utf8' })
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, bs3], { cwd: app, encoding: 'utf8' })
 
     const db = path.join(app, 'ctx.db')
     const bundle = { frame: { frame_id: 'pkg-1', run_id: 'r', project_id: 'p', type: 'task', name: 'packaged', state: 'closed', created_at: 1767960000 }, events: [], anchors: [] }
