@@ -100,6 +100,11 @@ export interface FrameBundle {
   }
   events?: Array<{ event_id: string; frame_id?: string; seq?: number; event_type?: string; payload?: unknown; ts?: number | string; [key: string]: unknown }>
   anchors?: Array<{ anchor_id: string; frame_id?: string; type?: string; text?: string; priority?: number; created_at?: number | string; metadata?: unknown; [key: string]: unknown }>
+  /**
+   * Set by `retrieve` on a frame whose archived body retention deleted while child frames still
+   * point at it: the row is all that is left (no events, no anchors).
+   */
+  expired?: true
 }
 
 export interface MigrateOptions {

@@ -45,6 +45,8 @@ use worker::WorkerRuns;
 struct Inner {
     config: TierConfig,
     hot: Arc<HotTier>,
+    /// This file's name in the archive's `frame_holders` (shared PostgreSQL, several machines).
+    holder: String,
     mover: Mover,
     warm: RemoteSlot<WarmTier>,
     cold: RemoteSlot<ColdTier>,
@@ -77,6 +79,7 @@ impl TierManager {
     pub async fn open(config: TierConfig) -> Result<TierManager> {
         let hot = HotTier::open_shared(config.db_path.clone()).await?;
         let mover = Mover::new(hot.clone(), config.postgres.compression_level, config.policies.batch_size);
+        let holder = hot.call(|hot| hot.holder_id()).await?;
         let engine = {
             let cfg = config.clone();
             hot.call(move |hot| policy_ops::engine_for(&cfg, hot)).await?
@@ -98,6 +101,7 @@ impl TierManager {
             cold: RemoteSlot::new(config.postgres.enabled),
             config,
             hot,
+            holder,
             mover,
             closed: AtomicBool::new(false),
             access: std::sync::Mutex::new(ReadLog::default()),
@@ -111,7 +115,10 @@ impl TierManager {
         let mgr = TierManager { inner };
         // Finish or undo moves a crash interrupted, before anything else touches those frames.
         let remotes = mgr.remotes().await;
-        let rec = mgr.inner.mover.recover(&remotes).await?;
+        let rec = {
+            let _moving = mgr.inner.mover.lock_moves().await?;
+            mgr.inner.mover.recover(&remotes).await?
+        };
         if let Ok(mut g) = mgr.inner.last_recovery.lock() {
             *g = Some(rec);
         }
@@ -141,7 +148,9 @@ impl TierManager {
         let rc = self.inner.config.redis.clone();
         let pc = self.inner.config.postgres.clone();
         let (warm, warm_down) = self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }).await;
-        let (cold, cold_down) = self.inner.cold.get(|| async move { ColdTier::connect(&pc).await }).await;
+        let holder = self.inner.holder.clone();
+        let (cold, cold_down) =
+            self.inner.cold.get(|| async move { ColdTier::connect(&pc).await.map(|c| c.with_holder(&holder)) }).await;
         Remotes { warm, cold, warm_down, cold_down }
     }
 
@@ -198,7 +207,7 @@ impl TierManager {
     pub async fn delete(&self, frame_id: &str) -> Result<bool> {
         self.check_open()?;
         check_frame_id(frame_id)?;
-        let _moving = self.inner.mover.moving.lock().await;
+        let _moving = self.inner.mover.lock_moves().await?;
         let id = frame_id.to_string();
         let meta = self.inner.hot.call(move |hot| hot.delete(&id)).await?;
         if meta.is_some() {

@@ -67,7 +67,8 @@ impl TierManager {
     async fn views(&self, frame_ids: Option<Vec<String>>) -> Result<Vec<FrameView>> {
         let filter = CandidateFilter { frame_ids, ..Default::default() };
         let cands = self.inner.hot.call(move |hot| hot.candidates(&filter)).await?;
-        Ok(cands.iter().map(view_of).collect())
+        // Expired stubs (level 0) are in no tier: the policy never sees them.
+        Ok(cands.iter().filter(|c| c.tier > 0).map(view_of).collect())
     }
 
     async fn view(&self, frame_id: &str) -> Result<FrameView> {

@@ -83,7 +83,11 @@ impl TierManager {
             c.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
-        let tier = Tier::from_level(rec.meta.tier).unwrap_or(Tier::Hot);
+        let Some(tier) = Tier::from_level(rec.meta.tier) else {
+            // An expired stub: retention deleted its body; the row is all there is.
+            c.hot.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(serde_json::json!({"frame": rec.stub, "events": [], "anchors": [], "expired": true})));
+        };
         let value = if let Some(b) = rec.bundle {
             self.hot_read(frame_id, rec.meta.size_bytes);
             return Ok(Some(b.to_value()));

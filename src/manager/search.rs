@@ -22,7 +22,15 @@ impl TierManager {
         let tokens = tokenize(query);
         let pid = project_id.clone();
         let mut warnings: Vec<String> = vec![];
-        let hot_hits = self.inner.hot.call(move |hot| hot.search(&tokens, pid.as_deref(), limit)).await?;
+        // Even the local tier failing (a damaged FTS index, a busy file) is a warning: the archive's
+        // hits still answer.
+        let hot_hits = match self.inner.hot.call(move |hot| hot.search(&tokens, pid.as_deref(), limit)).await {
+            Ok(h) => h,
+            Err(e) => {
+                warnings.push(format!("local frames not searched: {e}"));
+                vec![]
+            }
+        };
         let remotes = self.remotes().await;
         let mut cold_hits = vec![];
         match &remotes.cold {
@@ -41,7 +49,7 @@ impl TierManager {
         let mut ts_rank: Option<HashMap<String, f64>> = None;
         if let (Some(c), false) = (&remotes.cold, warnings.iter().any(|w| w.starts_with("archive not searched"))) {
             let ids = bodies.clone();
-            let texts = self.inner.hot.call(move |hot| hot.search_texts(&ids)).await?;
+            let texts = self.inner.hot.call(move |hot| hot.search_texts(&ids)).await.unwrap_or_default();
             match c.rank_texts(query, &texts.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>()).await {
                 Ok(ranks) => {
                     ts_rank = Some(texts.into_iter().map(|(id, _)| id).zip(ranks.into_iter().map(f64::from)).collect())

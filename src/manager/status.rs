@@ -53,6 +53,7 @@ impl TierManager {
                 "warm": {"frames": counts.warm.frames, "bytes": counts.warm.bytes},
                 "cold": {"frames": counts.cold.frames, "bytes": counts.cold.bytes},
             },
+            "expiredStubs": counts.expired.frames,
             "backends": {
                 "sqlite": {"configured": true, "reachable": true, "path": self.inner.hot.path().display().to_string()},
                 "redis": redis,
@@ -70,7 +71,7 @@ impl TierManager {
     /// Finish stale moves, drop orphan Redis index entries, apply retention, reclaim SQLite space.
     pub async fn compact(&self) -> Result<Value> {
         self.check_open()?;
-        let _moving = self.inner.mover.moving.lock().await;
+        let _moving = self.inner.mover.lock_moves().await?;
         self.flush_accesses().await?;
         let remotes = self.remotes().await;
         let recovery = self.inner.mover.recover(&remotes).await?;
@@ -79,12 +80,16 @@ impl TierManager {
             out["redisOrphansRemoved"] = json!(w.remove_orphans().await?);
             out["redisEvicted"] = json!(w.enforce_cap().await?.len());
         }
-        if let Some(c) = &remotes.cold {
-            let expired = c.apply_retention(self.inner.config.postgres.retention_days, now_seconds()).await?;
-            let ids = expired.clone();
-            let dropped = self.inner.hot.call(move |hot| hot.drop_expired_stubs(&ids)).await?;
-            out["retentionDeleted"] = json!(expired.len());
-            out["stubsDropped"] = json!(dropped);
+        if remotes.cold.is_some() {
+            let days = self.inner.config.postgres.retention_days;
+            let r = self.inner.mover.expire(&remotes, days, now_seconds()).await?;
+            for id in r.removed_ids.iter() {
+                self.engine().forget(id);
+            }
+            out["retentionDeleted"] = json!(r.deleted);
+            out["stubsDropped"] = json!(r.stubs_removed);
+            out["stubsExpired"] = json!(r.stubs_expired);
+            out["retentionKept"] = json!(r.kept);
         }
         let (pruned, reclaimed) =
             self.inner.hot.call(move |hot| Ok((hot.journal_prune(7 * 86_400)?, hot.reclaim()?))).await?;

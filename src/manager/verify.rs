@@ -182,6 +182,19 @@ impl TierManager {
             Some(c) => Some(c.get_many(&ids).await?),
             None => None,
         };
+        // A hot frame's archive row (and Redis copy) that another machine sharing these servers
+        // still reads is that machine's copy, not an orphan of ours.
+        let others = match (&rm.cold, &cold_got) {
+            (Some(c), Some(got)) => {
+                let hot_rows: Vec<String> = metas
+                    .iter()
+                    .filter(|m| m.body_local && got.contains_key(&m.frame_id))
+                    .map(|m| m.frame_id.clone())
+                    .collect();
+                c.held_elsewhere(&hot_rows).await?
+            }
+            _ => Default::default(),
+        };
         // Held-back warm frames: their Redis copy is of the body in SQLite, as it is now.
         let held: Vec<String> =
             metas.iter().filter(|m| m.body_local && m.tier == Tier::Warm.level()).map(|m| m.frame_id.clone()).collect();
@@ -192,9 +205,13 @@ impl TierManager {
             recs.into_iter().filter_map(|r| r.bundle.map(|b| (r.meta.frame_id, b))).collect()
         };
         for (i, m) in metas.iter().enumerate() {
-            let copies = Copies {
-                warm: warm_got.as_ref().and_then(|g| g.get(i).cloned().flatten()),
-                cold: cold_got.as_mut().and_then(|g| g.remove(&m.frame_id)),
+            let copies = if others.contains(&m.frame_id) {
+                Copies { warm: None, cold: None }
+            } else {
+                Copies {
+                    warm: warm_got.as_ref().and_then(|g| g.get(i).cloned().flatten()),
+                    cold: cold_got.as_mut().and_then(|g| g.remove(&m.frame_id)),
+                }
             };
             let local_sum = local.get(&m.frame_id).map(codec::bundle_checksum);
             let found = self.verify_frame(m, &copies, local.get(&m.frame_id), local_sum.as_deref(), rm, req).await;

@@ -23,6 +23,8 @@ pub enum TierError {
     Corrupt { frame_id: String, tier: String, message: String },
     /// The frame is not in any tier.
     NotFound { frame_id: String },
+    /// Another process kept the file's move lease for longer than we wait (`tiers/hot/lease.rs`).
+    Busy { message: String },
 }
 
 pub type Result<T> = std::result::Result<T, TierError>;
@@ -39,6 +41,7 @@ impl TierError {
             TierError::TierUnavailable { .. } => "ERR_TIER_UNAVAILABLE",
             TierError::Corrupt { .. } => "ERR_CORRUPT",
             TierError::NotFound { .. } => "ERR_NOT_FOUND",
+            TierError::Busy { .. } => "ERR_BUSY",
         }
     }
 
@@ -79,6 +82,7 @@ impl fmt::Display for TierError {
                 write!(f, "corrupt copy of frame {frame_id} in the {tier} tier: {message}")
             }
             TierError::NotFound { frame_id } => write!(f, "frame {frame_id} is not in any tier"),
+            TierError::Busy { message } => write!(f, "busy: {message}"),
         }
     }
 }

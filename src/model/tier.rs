@@ -9,6 +9,14 @@ pub enum Tier {
     Cold = 3,
 }
 
+/// `frames.tier_status` of a stub whose archived body retention deleted while child frames still
+/// point at it: no tier holds a body (its level is 0). It stays for StackMemory's tree (parent
+/// links), is never a candidate for a move, and reads back as the stub row alone.
+pub const EXPIRED: &str = "expired";
+
+/// The journal's `to_tier` for a retention deletion (0 is a discard of stale copies).
+pub const EXPIRE_LEVEL: i64 = -1;
+
 impl Tier {
     pub fn level(self) -> i64 {
         self as i64

@@ -124,7 +124,7 @@ impl Mover {
     /// If the frame moved since it was fetched (another promotion, a new version), the fetched body
     /// is stale: nothing is restored from it.
     pub async fn promote_fetched(&self, f: Fetched, from: Tier, rm: &Remotes) -> Result<u64> {
-        let _moving = self.moving.lock().await;
+        let _moving = self.lock_moves_within(std::time::Duration::from_millis(250)).await?;
         let id = f.id.clone();
         let meta = self.hot.call(move |hot| hot.meta(&id)).await?;
         match meta {

@@ -3,6 +3,7 @@
 
 use super::report::RecoveryReport;
 use super::{Mover, Remotes};
+use crate::model::tier::EXPIRE_LEVEL;
 use crate::model::{Result, Tier};
 use crate::tiers::hot::journal::{self, JournalEntry};
 use crate::tiers::hot::Demotion;
@@ -26,6 +27,16 @@ impl Mover {
             // A copy of a body kept in SQLite (a hot frame, or a warm one held back): `demote_local`
             // journals those with the body's checksum; warm ↔ cold shifts of stubs carry none.
             let copy_of_local = e.to_tier >= Tier::Warm.level() && e.checksum.is_some();
+            if e.to_tier == EXPIRE_LEVEL {
+                // Retention: finish the deletes for the stub it journaled (`retention.rs`).
+                let unchanged = meta.as_ref().is_some_and(|m| !m.body_local && m.change_seq == e.change_seq);
+                if self.finish_expiry(e.move_id, &e.frame_id, e.change_seq, unchanged, rm).await.unwrap_or(false) {
+                    rep.finished += 1;
+                } else {
+                    rep.pending += 1;
+                }
+                continue;
+            }
             let (step, note): (Option<&str>, Option<String>) = if e.to_tier == 0 {
                 // Discard: delete stale remote copies, unless the frame went remote again since.
                 if body_local && self.delete_remote(&ids, rm).await {

@@ -220,7 +220,7 @@ impl Mover {
         let done_at_start = rec.done;
         let mut report = MigrateReport { to_tier: req.to.as_str(), dry_run: req.dry_run, ..Default::default() };
         if !req.dry_run {
-            let _moving = self.moving.lock().await;
+            let _moving = self.lock_moves().await?;
             self.recover(remotes).await?;
         }
         let mut cursor: Cursor = rec.cursor.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
@@ -396,7 +396,7 @@ impl Mover {
         let t0 = Instant::now();
         let mut part = MigrateReport::default();
         {
-            let _moving = self.moving.lock().await;
+            let _moving = self.lock_moves().await?;
             let hop = Hop { ids: &ids, from, to: req.to, run: req.run_id.as_deref() };
             let r = if body_local {
                 self.demote_local(&hop, remotes, &mut part).await

@@ -21,7 +21,10 @@ impl Mover {
         report: &mut MigrateReport,
     ) -> bool {
         let to = req.to;
-        let from = Tier::from_level(c.tier).unwrap_or(Tier::Hot);
+        let Some(from) = Tier::from_level(c.tier) else {
+            report.skip(&c.frame_id, "its archived body expired (retention); nothing to move");
+            return false;
+        };
         // A warm frame held back (body still local) is unfinished: moving it on is allowed.
         let held_warm = from == Tier::Warm && c.body_local;
         if from == to && !(held_warm && to == Tier::Warm) {

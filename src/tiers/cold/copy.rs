@@ -228,6 +228,9 @@ impl ColdTier {
         }
         writer.as_mut().finish().await.map_err(|e| pg_err("copy into staging", e))?;
         let n = tx.execute(self.sql.upsert.as_str(), &[]).await.map_err(|e| pg_err("upsert", e))?;
+        if !self.holder.is_empty() {
+            tx.execute(self.sql.hold.as_str(), &[&&*self.holder]).await.map_err(|e| pg_err("upsert holders", e))?;
+        }
         tx.commit().await.map_err(|e| pg_err("commit upsert", e))?;
         Ok(n)
     }

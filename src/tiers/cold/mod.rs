@@ -43,6 +43,8 @@ pub struct ColdTier {
     pool: Pool,
     cfg: Arc<PostgresConfig>,
     sql: Arc<Sql>,
+    /// This SQLite file's name in `frame_holders` (see [`ColdTier::with_holder`]); empty: none kept.
+    holder: Arc<str>,
 }
 
 impl std::fmt::Debug for ColdTier {
@@ -52,6 +54,13 @@ impl std::fmt::Debug for ColdTier {
 }
 
 impl ColdTier {
+    /// Archive rows this handle writes are held for `holder` (one SQLite file, i.e. one of a user's
+    /// machines), and its deletes only release that hold: a row goes when no machine holds it.
+    pub fn with_holder(mut self, holder: &str) -> ColdTier {
+        self.holder = Arc::from(holder);
+        self
+    }
+
     /// Build the pool and run the migrations. Fails within about `connect_timeout_ms` with
     /// `TierUnavailable` when the server cannot be reached.
     pub async fn connect(cfg: &PostgresConfig) -> Result<ColdTier> {
@@ -94,7 +103,8 @@ impl ColdTier {
             .build()
             .map_err(|e| TierError::invalid_config("tiers.postgres", format!("cannot build the pool: {e}")))?;
 
-        let tier = ColdTier { pool, cfg: Arc::new(cfg.clone()), sql: Arc::new(Sql::new(&cfg.schema)) };
+        let tier =
+            ColdTier { pool, cfg: Arc::new(cfg.clone()), sql: Arc::new(Sql::new(&cfg.schema)), holder: Arc::from("") };
         tier.upgrade_schema().await?;
         Ok(tier)
     }

@@ -87,6 +87,19 @@ impl ColdTier {
         Ok(())
     }
 
+    /// Those of `ids` whose archive row another machine (another SQLite file) holds.
+    pub async fn held_elsewhere(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
+        if ids.is_empty() || self.holder.is_empty() {
+            return Ok(Default::default());
+        }
+        let client = self.client().await?;
+        let rows = client
+            .query(self.sql.held_elsewhere.as_str(), &[&ids, &&*self.holder])
+            .await
+            .map_err(|e| pg_err("holders", e))?;
+        rows.iter().map(|r| r.try_get::<_, String>(0).map_err(|e| pg_err("holders", e))).collect()
+    }
+
     pub async fn delete_many(&self, ids: &[String]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
@@ -94,8 +107,19 @@ impl ColdTier {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| pg_err("delete", e))?;
         tx.execute(LOCK_SHARED, &[]).await.map_err(|e| pg_err("delete lock", e))?;
-        let st = tx.prepare_cached(&self.sql.delete_many).await.map_err(|e| pg_err("delete", e))?;
-        let n = tx.execute(&st, &[&ids]).await.map_err(|e| pg_err("delete", e))?;
+        let n = if self.holder.is_empty() {
+            let st = tx.prepare_cached(&self.sql.delete_many).await.map_err(|e| pg_err("delete", e))?;
+            tx.execute(&st, &[&ids]).await.map_err(|e| pg_err("delete", e))?
+        } else {
+            // Our hold goes; a row goes only when no other machine holds it. The rows are locked
+            // first so a concurrent archive of the same frame (which takes the row lock and adds
+            // its hold in one transaction) is either seen by the last statement or comes after it.
+            tx.query(self.sql.lock_rows.as_str(), &[&ids]).await.map_err(|e| pg_err("delete lock rows", e))?;
+            tx.execute(self.sql.release.as_str(), &[&ids, &&*self.holder])
+                .await
+                .map_err(|e| pg_err("delete holders", e))?;
+            tx.execute(self.sql.delete_unheld.as_str(), &[&ids]).await.map_err(|e| pg_err("delete", e))?
+        };
         tx.commit().await.map_err(|e| pg_err("delete commit", e))?;
         Ok(n)
     }

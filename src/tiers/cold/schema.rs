@@ -15,11 +15,27 @@ pub(super) struct Sql {
     pub(super) set_tier: String,
     pub(super) touch: String,
     pub(super) delete_many: String,
+    pub(super) hold: String,
+    pub(super) lock_rows: String,
+    pub(super) release: String,
+    pub(super) delete_unheld: String,
+    pub(super) held_elsewhere: String,
     pub(super) search_all: String,
     pub(super) search_project: String,
-    pub(super) retention: String,
+    /// Ids past retention after a cursor, in id order (`expired_ids`).
+    pub(super) expired: String,
+    /// Deletes listed ids that are still past retention (`delete_expired`).
+    pub(super) delete_expired: String,
     pub(super) stats: String,
 }
+
+/// The retention rule, in one place: age from `closed_at`, else `created_at`, else the time of
+/// archiving; `keep_forever` never; `ttl_7d` 7 days, `ttl_30d` 30, anything else `$2` days;
+/// `$1` is now (unix seconds).
+const PAST_RETENTION: &str = "COALESCE(retention_policy, 'default') <> 'keep_forever' \
+   AND COALESCE(closed_at, created_at, extract(epoch FROM archived_at)::int8) \
+       < $1::int8 - 86400::int8 * (CASE retention_policy \
+           WHEN 'ttl_7d' THEN 7::int8 WHEN 'ttl_30d' THEN 30::int8 ELSE $2::int8 END)";
 
 impl Sql {
     pub(super) fn new(schema: &str) -> Sql {
@@ -57,6 +73,19 @@ impl Sql {
             set_tier: format!("UPDATE {t} SET tier = $2 WHERE frame_id = ANY($1)"),
             touch: format!("UPDATE {t} SET access_count = access_count + 1, last_accessed = $2 WHERE frame_id = $1"),
             delete_many: format!("DELETE FROM {t} WHERE frame_id = ANY($1)"),
+            hold: format!(
+                "INSERT INTO {s}.frame_holders (frame_id, holder) SELECT frame_id, $1 FROM pg_temp.tiers_stage \
+                 ON CONFLICT DO NOTHING"
+            ),
+            held_elsewhere: format!(
+                "SELECT DISTINCT frame_id FROM {s}.frame_holders WHERE frame_id = ANY($1) AND holder <> $2"
+            ),
+            lock_rows: format!("SELECT frame_id FROM {t} WHERE frame_id = ANY($1) ORDER BY frame_id FOR UPDATE"),
+            release: format!("DELETE FROM {s}.frame_holders WHERE frame_id = ANY($1) AND holder = $2"),
+            delete_unheld: format!(
+                "DELETE FROM {t} a WHERE a.frame_id = ANY($1) \
+                 AND NOT EXISTS (SELECT 1 FROM {s}.frame_holders h WHERE h.frame_id = a.frame_id)"
+            ),
             search_all: format!(
                 "SELECT a.frame_id, a.project_id, a.name, ts_rank(a.search, q.q) AS rank, a.tier \
                  FROM {t} a, websearch_to_tsquery('english', $1) AS q(q) \
@@ -67,14 +96,10 @@ impl Sql {
                  FROM {t} a, websearch_to_tsquery('english', $1) AS q(q) \
                  WHERE a.search @@ q.q AND a.project_id = $3 ORDER BY rank DESC, a.frame_id LIMIT $2"
             ),
-            retention: format!(
-                "DELETE FROM {t} \
-                 WHERE COALESCE(retention_policy, 'default') <> 'keep_forever' \
-                   AND COALESCE(closed_at, created_at, extract(epoch FROM archived_at)::int8) \
-                       < $1::int8 - 86400::int8 * (CASE retention_policy \
-                           WHEN 'ttl_7d' THEN 7::int8 WHEN 'ttl_30d' THEN 30::int8 ELSE $2::int8 END) \
-                 RETURNING frame_id"
+            expired: format!(
+                "SELECT frame_id FROM {t} WHERE {PAST_RETENTION} AND frame_id > $3 ORDER BY frame_id LIMIT $4"
             ),
+            delete_expired: format!("DELETE FROM {t} WHERE frame_id = ANY($3) AND {PAST_RETENTION} RETURNING frame_id"),
             stats: format!(
                 "SELECT count(*)::int8, count(*) FILTER (WHERE tier = 2)::int8, \
                    count(*) FILTER (WHERE tier = 3)::int8, COALESCE(sum(size_bytes), 0)::int8, \
@@ -87,9 +112,10 @@ impl Sql {
 }
 
 /// Versioned schema upgrades; `{s}` is replaced by the quoted schema. Append only, never edit.
-pub(super) const SCHEMA_UPGRADES: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS {s}.frames_archive (
+pub(super) const SCHEMA_UPGRADES: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS {s}.frames_archive (
         frame_id TEXT PRIMARY KEY,
         run_id TEXT,
         project_id TEXT,
@@ -116,7 +142,18 @@ pub(super) const SCHEMA_UPGRADES: &[(i32, &str)] = &[(
     CREATE INDEX IF NOT EXISTS frames_archive_project_idx ON {s}.frames_archive (project_id);
     CREATE INDEX IF NOT EXISTS frames_archive_created_idx ON {s}.frames_archive (created_at);
     CREATE INDEX IF NOT EXISTS frames_archive_run_idx ON {s}.frames_archive (run_id);",
-)];
+    ),
+    (
+        2,
+        // Which SQLite files (a user's machines) hold a stub that relies on each archive row: one
+        // machine bringing a shared frame home must not delete the row another machine still reads.
+        "CREATE TABLE IF NOT EXISTS {s}.frame_holders (
+        frame_id TEXT NOT NULL REFERENCES {s}.frames_archive (frame_id) ON DELETE CASCADE,
+        holder TEXT NOT NULL,
+        PRIMARY KEY (frame_id, holder)
+    );",
+    ),
+];
 
 impl ColdTier {
     pub(super) async fn upgrade_schema(&self) -> Result<()> {

@@ -107,17 +107,27 @@ impl ColdTier {
         Ok(hits)
     }
 
-    /// Delete frames past their retention and return their ids. Age counts from `closed_at`, else
-    /// `created_at`, else the time of archiving. `keep_forever` is never deleted, `ttl_7d` and
-    /// `ttl_30d` keep 7 and 30 days, anything else `default_days`.
-    pub async fn apply_retention(&self, default_days: u32, now_s: i64) -> Result<Vec<String>> {
-        if default_days == 0 {
-            return Err(TierError::invalid_argument("retentionDays", "must be at least 1"));
+    /// Up to `limit` ids past their retention (see `schema.rs`, `PAST_RETENTION`), after `after`
+    /// in id order. Changes nothing: retention deletes through the mover's journal.
+    pub async fn expired_ids(&self, default_days: u32, now_s: i64, after: &str, limit: usize) -> Result<Vec<String>> {
+        let days = retention_days(default_days)?;
+        let client = self.client().await?;
+        let st = client.prepare_cached(&self.sql.expired).await.map_err(|e| pg_err("retention", e))?;
+        let rows =
+            client.query(&st, &[&now_s, &days, &after, &(limit as i64)]).await.map_err(|e| pg_err("retention", e))?;
+        rows.iter().map(|r| r.try_get::<_, String>(0).map_err(|e| pg_err("retention", e))).collect()
+    }
+
+    /// Deletes those of `ids` still past their retention (a row archived again since with a later
+    /// date stays); returns the ids deleted.
+    pub async fn delete_expired(&self, ids: &[String], default_days: u32, now_s: i64) -> Result<Vec<String>> {
+        let days = retention_days(default_days)?;
+        if ids.is_empty() {
+            return Ok(vec![]);
         }
         let client = self.client().await?;
-        let st = client.prepare_cached(&self.sql.retention).await.map_err(|e| pg_err("retention", e))?;
-        let days = i64::from(default_days);
-        let rows = client.query(&st, &[&now_s, &days]).await.map_err(|e| pg_err("retention", e))?;
+        let st = client.prepare_cached(&self.sql.delete_expired).await.map_err(|e| pg_err("retention", e))?;
+        let rows = client.query(&st, &[&now_s, &days, &ids]).await.map_err(|e| pg_err("retention", e))?;
         rows.iter().map(|r| r.try_get::<_, String>(0).map_err(|e| pg_err("retention", e))).collect()
     }
 
@@ -137,4 +147,11 @@ impl ColdTier {
             latency_us: latency.as_micros().min(u64::MAX as u128) as u64,
         })
     }
+}
+
+fn retention_days(default_days: u32) -> Result<i64> {
+    if default_days == 0 {
+        return Err(TierError::invalid_argument("retentionDays", "must be at least 1"));
+    }
+    Ok(i64::from(default_days))
 }

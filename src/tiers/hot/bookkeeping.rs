@@ -20,6 +20,8 @@ pub struct HotCounts {
     pub hot: TierCount,
     pub warm: TierCount,
     pub cold: TierCount,
+    /// Stubs whose archived body retention deleted, kept for their children (`model::tier::EXPIRED`).
+    pub expired: TierCount,
     /// Warm frames whose full rows stay in SQLite, by reason.
     pub held_back: Vec<(String, i64)>,
     pub file_bytes: i64,
@@ -41,6 +43,7 @@ impl HotTier {
                 let slot = match t.as_str() {
                     "warm" => &mut out.warm,
                     "cold" => &mut out.cold,
+                    crate::model::tier::EXPIRED => &mut out.expired,
                     _ => &mut out.hot,
                 };
                 slot.frames += n;

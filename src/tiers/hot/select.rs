@@ -61,7 +61,8 @@ fn candidate_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
         frame_id: r.get(0)?,
         parent_id: r.get(1)?,
         project_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-        tier: Tier::parse(&tier).unwrap_or(Tier::Hot).level(),
+        // An `expired` stub is in no tier (level 0): never a candidate for a move.
+        tier: Tier::parse(&tier).map(Tier::level).unwrap_or(0),
         body_local: r.get::<_, i64>(4)? != 0,
         active: r.get::<_, String>(5)? != "closed",
         created_s: int_or_none(r.get_ref(6)?).map(to_seconds),
@@ -247,6 +248,24 @@ impl HotTier {
                 pinned: r.get::<_, i64>(5)? != 0,
             })
         })?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
+    /// Stubs (body not local) past the archive's retention rule as SQLite sees them (the same
+    /// rule as `tiers/cold/schema.rs` `PAST_RETENTION`, on StackMemory's columns), after `after`
+    /// in id order: retention checks these against the archive, for rows another machine's
+    /// retention already deleted.
+    pub fn stubs_past_retention(&self, now_s: i64, days: u32, after: &str, limit: usize) -> Result<Vec<String>> {
+        let c = self.lock()?;
+        let mut st = c.prepare_cached(&format!(
+            "SELECT f.frame_id FROM frames f JOIN tier_metadata m ON m.frame_id = f.frame_id
+             WHERE f.tier_status IN ('warm', 'cold') AND m.body_local = 0
+               AND COALESCE(f.retention_policy, 'default') <> 'keep_forever'
+               AND {AGE_S} < ?1 - 86400 * (CASE f.retention_policy WHEN 'ttl_7d' THEN 7 WHEN 'ttl_30d' THEN 30 ELSE ?2 END)
+               AND f.frame_id > ?3
+             ORDER BY f.frame_id LIMIT ?4"
+        ))?;
+        let rows = st.query_map(rusqlite::params![now_s, days, after, limit as i64], |r| r.get(0))?;
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
     }
 }

@@ -6,6 +6,7 @@ use rusqlite::{params, Transaction, TransactionBehavior};
 use super::journal;
 use super::read::{load_meta, FrameMeta};
 use super::HotTier;
+use crate::model::tier::EXPIRED;
 use crate::model::units::now_seconds;
 use crate::model::{Result, Tier, TierError};
 
@@ -145,28 +146,36 @@ impl HotTier {
         Ok(())
     }
 
-    /// Remove stubs whose archived body was deleted by retention, when no child points at them.
-    pub fn drop_expired_stubs(&self, ids: &[String]) -> Result<u64> {
+    /// After retention deleted their archived bodies: each stub is removed (with its bookkeeping)
+    /// when no child frame points at it, else kept as an `expired` stub for StackMemory's tree;
+    /// its journal entry is finished either way. A stub written since its entry began (`seq`
+    /// differs) keeps what was written and becomes an expired stub too. Returns (removed, kept).
+    pub fn expire_stubs(&self, items: &[(i64, String, i64)]) -> Result<(Vec<String>, Vec<String>)> {
         let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut n = 0;
-        for id in ids {
-            let meta = load_meta(&tx, id)?;
-            let Some(meta) = meta else { continue };
-            if meta.body_local || meta.is_dirty_stub() {
-                continue; // local rows are data: never dropped for a remote retention
+        let (mut removed, mut kept) = (vec![], vec![]);
+        for (move_id, id, seq) in items {
+            if let Some(meta) = load_meta(&tx, id)? {
+                let children: i64 =
+                    tx.query_row("SELECT count(*) FROM frames WHERE parent_frame_id = ?1", [id], |r| r.get(0))?;
+                if children == 0 && meta.change_seq == *seq && !meta.body_local {
+                    tx.execute("DELETE FROM tier_metadata WHERE frame_id = ?1", [id])?;
+                    tx.execute("DELETE FROM frames WHERE frame_id = ?1", [id])?;
+                    removed.push(id.clone());
+                } else if !meta.body_local {
+                    tx.execute("UPDATE frames SET tier_status = ?2 WHERE frame_id = ?1", params![id, EXPIRED])?;
+                    tx.execute(
+                        "UPDATE tier_metadata SET tier_level = 0, held_back = NULL, checksum = NULL WHERE frame_id = ?1",
+                        [id],
+                    )?;
+                    mark_written_by_us(&tx, id)?;
+                    kept.push(id.clone());
+                }
             }
-            let children: i64 =
-                tx.query_row("SELECT count(*) FROM frames WHERE parent_frame_id = ?1", [id], |r| r.get(0))?;
-            if children == 0 {
-                tx.execute("DELETE FROM tier_metadata WHERE frame_id = ?1", [id])?;
-                n += tx.execute("DELETE FROM frames WHERE frame_id = ?1", [id])? as u64;
-            } else {
-                tx.execute("UPDATE frames SET tier_status = 'expired' WHERE frame_id = ?1", [id])?;
-            }
+            journal::set_step(&tx, *move_id, journal::DONE, None)?;
         }
         tx.commit()?;
-        Ok(n)
+        Ok((removed, kept))
     }
 }
 
