@@ -48,7 +48,7 @@
 //!   the server comes back succeed on the fresh connection.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisResult, ScriptInvocation};
@@ -62,9 +62,8 @@ mod keys;
 mod scripts;
 
 pub use config::RedisConfig;
-pub use frames::WarmItem;
-pub use keys::{frame_key, meta_key};
-use keys::{info_field, IndexKeys};
+pub use frames::{PutOutcome, WarmItem};
+use keys::{info_field, Layout};
 
 const TIER: &str = "redis";
 /// Longest we wait for the answer to one command.
@@ -77,20 +76,18 @@ const PUT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 const GET_CHUNK: usize = 64;
 /// Ids per delete / orphan-check script call.
 const DELETE_CHUNK: usize = 256;
-/// Eviction candidates read per round of `enforce_cap`.
-const EVICT_BATCH: usize = 128;
-/// Upper bound on `enforce_cap` rounds, so a corrupted index can never make it loop forever.
-const MAX_EVICT_ROUNDS: usize = 100_000;
 /// COUNT hint for SCAN / HSCAN / ZSCAN.
 const SCAN_COUNT: usize = 1000;
 
 /// What `WarmTier::stats` reports.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WarmStats {
-    /// Frames in our index (entries of keys that expired count until they are cleaned).
+    /// Frames in our index (entries of keys that expired by TTL are removed first).
     pub frames: u64,
-    /// Bytes in our index (envelope sizes).
+    /// Bytes in our index (envelope sizes); never more than `maxSize`.
     pub bytes: u64,
+    /// Index entries of expired keys this call removed.
+    pub expired_removed: u64,
     /// `used_memory` from INFO memory.
     pub used_memory: Option<u64>,
     /// `maxmemory` from INFO memory, as Redis reports it (0 means no limit).
@@ -113,7 +110,7 @@ pub struct WarmTier {
     manager_cfg: ConnectionManagerConfig,
     connect_timeout: Duration,
     cfg: RedisConfig,
-    keys: IndexKeys,
+    layout: Layout,
     /// Bound on one whole operation (including waiting for a reconnect).
     op_timeout: Duration,
 }
@@ -163,7 +160,7 @@ impl WarmTier {
             client,
             manager_cfg,
             connect_timeout,
-            keys: IndexKeys::new(&cfg.key_prefix),
+            layout: Layout::new(&cfg.key_prefix, false),
             cfg: cfg.clone(),
             op_timeout: RESPONSE_TIMEOUT + connect_timeout,
         })
@@ -182,17 +179,17 @@ impl WarmTier {
 
     /// Our index totals, the server's memory figures and version, and a PING's latency.
     pub async fn stats(&self) -> Result<WarmStats> {
+        let totals = self.index_totals().await?;
         let mut pipe = redis::pipe();
-        pipe.cmd("HLEN").arg(&self.keys.size);
-        pipe.cmd("GET").arg(&self.keys.bytes);
         // Two INFO calls: several sections in one INFO needs Redis 7.
         pipe.cmd("INFO").arg("server");
         pipe.cmd("INFO").arg("memory");
-        let (frames, bytes, server, memory): (u64, Option<i64>, String, String) = self.pipeline("stats", &pipe).await?;
+        let (server, memory): (String, String) = self.pipeline("stats", &pipe).await?;
         let latency = self.ping().await?;
         Ok(WarmStats {
-            frames,
-            bytes: bytes.unwrap_or(0).max(0) as u64,
+            frames: totals.frames,
+            bytes: totals.bytes,
+            expired_removed: totals.expired_removed,
             used_memory: info_field(&memory, "used_memory").and_then(|v| v.parse().ok()),
             maxmemory: info_field(&memory, "maxmemory").and_then(|v| v.parse().ok()),
             version: info_field(&server, "redis_version").unwrap_or_default().to_string(),
@@ -274,7 +271,7 @@ impl WarmTier {
 impl WarmTier {
     /// Tests only: deletes every key under our prefix (SCAN + UNLINK). Returns how many keys were removed.
     pub async fn flush_prefix(&self) -> Result<u64> {
-        let pattern = format!("{}*", keys::glob_escape(&self.cfg.key_prefix));
+        let pattern = format!("{}*", keys::glob_escape(self.layout.prefix()));
         let mut removed = 0u64;
         let mut cursor: u64 = 0;
         loop {
@@ -293,12 +290,6 @@ impl WarmTier {
         }
         Ok(removed)
     }
-}
-
-/// (unix ms, unix s) now.
-fn now() -> (i64, i64) {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    (d.as_millis() as i64, d.as_secs() as i64)
 }
 
 #[cfg(test)]
