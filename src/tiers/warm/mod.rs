@@ -57,11 +57,13 @@ use crate::model::{Result, TierError};
 
 mod cap;
 pub mod config;
+mod conn;
 mod frames;
 mod keys;
 mod scripts;
 
 pub use config::RedisConfig;
+use conn::Conn;
 pub use frames::{PutOutcome, WarmItem};
 use keys::{info_field, Layout};
 
@@ -102,7 +104,9 @@ pub struct WarmStats {
 #[derive(Clone)]
 pub struct WarmTier {
     /// The shared connection; replaced wholesale after a timeout (see `run`).
-    conn: std::sync::Arc<std::sync::Mutex<ConnectionManager>>,
+    conn: std::sync::Arc<std::sync::Mutex<Conn>>,
+    /// Set on Redis Cluster: reconnects go through it instead of `client`.
+    cluster: Option<redis::cluster::ClusterClient>,
     /// Set when an operation timed out: the multiplexed connection may still owe answers to
     /// requests nobody waits for, so the next operation opens a fresh one first.
     poisoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -129,9 +133,18 @@ impl WarmTier {
             .connection_string
             .as_deref()
             .ok_or_else(|| TierError::unavailable(TIER, "no connection string configured"))?;
-        let client = redis::Client::open(url)
+        let first = url.split(',').next().unwrap_or(url).trim();
+        let client = redis::Client::open(first)
             .map_err(|e| TierError::invalid_config("tiers.redis.connectionString", e.to_string()))?;
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
+        let cluster = if cfg.cluster {
+            Some(
+                conn::cluster_client(url, connect_timeout, RESPONSE_TIMEOUT)
+                    .map_err(|e| TierError::invalid_config("tiers.redis.connectionString", e.to_string()))?,
+            )
+        } else {
+            None
+        };
         // No internal retries: the manager's backoff starts at one second and grows, and calls
         // wait on it. Instead each failed call triggers one fresh attempt (see module docs).
         let manager_cfg = ConnectionManagerConfig::new()
@@ -140,7 +153,10 @@ impl WarmTier {
             .set_number_of_retries(0)
             .set_max_delay(1000);
         let connecting = async {
-            let mut conn = ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await?;
+            let mut conn = match &cluster {
+                Some(cc) => Conn::Cluster(cc.get_async_connection().await?),
+                None => Conn::Single(ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await?),
+            };
             redis::cmd("PING").query_async::<()>(&mut conn).await?;
             Ok::<_, RedisError>(conn)
         };
@@ -157,10 +173,11 @@ impl WarmTier {
         Ok(WarmTier {
             conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
             poisoned: Default::default(),
+            cluster,
             client,
             manager_cfg,
             connect_timeout,
-            layout: Layout::new(&cfg.key_prefix, false),
+            layout: Layout::new(&cfg.key_prefix, cfg.cluster),
             cfg: cfg.clone(),
             op_timeout: RESPONSE_TIMEOUT + connect_timeout,
         })
@@ -180,19 +197,35 @@ impl WarmTier {
     /// Our index totals, the server's memory figures and version, and a PING's latency.
     pub async fn stats(&self) -> Result<WarmStats> {
         let totals = self.index_totals().await?;
-        let mut pipe = redis::pipe();
-        // Two INFO calls: several sections in one INFO needs Redis 7.
-        pipe.cmd("INFO").arg("server");
-        pipe.cmd("INFO").arg("memory");
-        let (server, memory): (String, String) = self.pipeline("stats", &pipe).await?;
+        let (server, memory) = if self.layout.is_cluster() {
+            // On a cluster INFO goes to every master and answers per node: memory figures are
+            // summed over the masters.
+            let (mut s, mut m) = (redis::cmd("INFO"), redis::cmd("INFO"));
+            s.arg("server");
+            m.arg("memory");
+            let server: redis::Value = self.query("stats", &s).await?;
+            let memory: redis::Value = self.query("stats", &m).await?;
+            (info_texts(&server), info_texts(&memory))
+        } else {
+            let mut pipe = redis::pipe();
+            // Two INFO calls: several sections in one INFO needs Redis 7.
+            pipe.cmd("INFO").arg("server");
+            pipe.cmd("INFO").arg("memory");
+            let (server, memory): (String, String) = self.pipeline("stats", &pipe).await?;
+            (vec![server], vec![memory])
+        };
+        let sum = |name: &str| -> Option<u64> {
+            let v: Vec<u64> = memory.iter().filter_map(|t| info_field(t, name)?.parse().ok()).collect();
+            (!v.is_empty()).then(|| v.iter().sum())
+        };
         let latency = self.ping().await?;
         Ok(WarmStats {
             frames: totals.frames,
             bytes: totals.bytes,
             expired_removed: totals.expired_removed,
-            used_memory: info_field(&memory, "used_memory").and_then(|v| v.parse().ok()),
-            maxmemory: info_field(&memory, "maxmemory").and_then(|v| v.parse().ok()),
-            version: info_field(&server, "redis_version").unwrap_or_default().to_string(),
+            used_memory: sum("used_memory"),
+            maxmemory: sum("maxmemory"),
+            version: server.iter().find_map(|t| info_field(t, "redis_version")).unwrap_or_default().to_string(),
             latency_us: latency.as_micros().min(u64::MAX as u128) as u64,
         })
     }
@@ -214,15 +247,19 @@ impl WarmTier {
     /// whatever went wrong, the warm tier is skipped and the durable copy serves.
     async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         use std::sync::atomic::Ordering;
         if self.poisoned.load(Ordering::SeqCst) {
-            let fresh = tokio::time::timeout(
-                self.connect_timeout,
-                ConnectionManager::new_with_config(self.client.clone(), self.manager_cfg.clone()),
-            )
+            let fresh = tokio::time::timeout(self.connect_timeout, async {
+                match &self.cluster {
+                    Some(cc) => cc.get_async_connection().await.map(Conn::Cluster),
+                    None => ConnectionManager::new_with_config(self.client.clone(), self.manager_cfg.clone())
+                        .await
+                        .map(Conn::Single),
+                }
+            })
             .await;
             match fresh {
                 Ok(Ok(c)) => {
@@ -289,6 +326,19 @@ impl WarmTier {
             cursor = next;
         }
         Ok(removed)
+    }
+}
+
+/// The text of an INFO reply: one string from a server, one per node (a map) from a cluster.
+fn info_texts(v: &redis::Value) -> Vec<String> {
+    use redis::Value;
+    match v {
+        Value::BulkString(b) => vec![String::from_utf8_lossy(b).into_owned()],
+        Value::SimpleString(s) => vec![s.clone()],
+        Value::VerbatimString { text, .. } => vec![text.clone()],
+        Value::Map(pairs) => pairs.iter().flat_map(|(_, v)| info_texts(v)).collect(),
+        Value::Array(items) => items.iter().flat_map(info_texts).collect(),
+        _ => Vec::new(),
     }
 }
 
