@@ -344,7 +344,8 @@ async fn expired_keys_leave_the_index() {
     let fresh = item("y", 1, 0);
     let t2 = WarmTier { cfg: RedisConfig { ttl_secs: 600, ..t.cfg.clone() }, ..t.clone() };
     t2.put_many(std::slice::from_ref(&fresh)).await.expect("put");
-    let total: Option<i64> = t.conn.lock().expect("lock").clone().get(&t.layout.buckets()[0].bytes).await.expect("get");
+    let mut c = t.conn.lock().expect("lock").clone();
+    let total: Option<i64> = c.get(&t.layout.buckets()[0].bytes).await.expect("get");
     assert_eq!(total, Some(fresh.bytes.len() as i64));
     t.flush_prefix().await.expect("flush");
 }
