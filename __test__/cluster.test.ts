@@ -3,6 +3,7 @@
 // outage of one master (reads fall back to the archived copies, no error, no loss).
 
 import { ChildProcess, execFileSync, spawn } from 'child_process'
+import * as crypto from 'crypto'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
@@ -123,6 +124,25 @@ test('round trip, flush and the outage of one master on a 3-master Redis Cluster
   expect(v.findings.filter((f) => f.kind === 'missing' && f.tier === 'warm').length).toBe(120)
   expect(v.unrepaired).toBe(0)
   expect(frameKeysPerNode(e.prefix).reduce((a, b) => a + b, 0)).toBe(120)
+
+  // The cap on a cluster: each of the 16 buckets holds at most maxSize / 16, so the sum holds too.
+  const e2 = env()
+  const cap = 16 * 8 * 1024
+  const base = e2.with({ redisUrl: url })
+  const m2 = await open({ ...base, tiers: { ...base.tiers, redis: { ...base.tiers!.redis, maxSize: cap } } })
+  const big = Array.from({ length: 100 }, (_, i) =>
+    simpleBundle(`cap-${i}`, { state: 'closed', createdAt: t0 + i, closedAt: t0 + i + 1, digest: crypto.randomBytes(3000).toString('base64') }),
+  )
+  await m2.storeMany(big)
+  expect((await m2.migrate({ toTier: 'warm' })).failed).toEqual([])
+  const buckets = Array.from({ length: 16 }, (_, k) => parseInt(cli(cluster.nodes[0].port, ['-c', 'GET', `${e2.prefix}idx:{w${k}}bytes`]).trim() || '0', 10))
+  expect(Math.max(...buckets)).toBeLessThanOrEqual(cap / 16)
+  const used = buckets.reduce((a, b) => a + b, 0)
+  expect(used).toBeLessThanOrEqual(cap)
+  expect(((await m2.status()).backends.redis as any).bytes).toBe(used)
+  expect(frameKeysPerNode(e2.prefix).reduce((a, b) => a + b, 0)).toBeLessThan(100)
+  expect(await mismatched(m2, big)).toEqual([])
+  console.log(`cluster cap ${cap} B: ${used} B used over 16 buckets (max ${Math.max(...buckets)} B per bucket)`)
 
   // Outage: one master dies. No read fails, none returns something else.
   await stop(cluster.nodes[2])
