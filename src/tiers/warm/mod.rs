@@ -11,19 +11,22 @@
 //! |----------------------------|--------|----------------------------------------------------------|
 //! | `{p}frame:{<id>}`          | string | the envelope bytes (see `codec`), TTL `ttl_secs`         |
 //! | `{p}meta:{<id>}`           | hash   | tier=2, accessed_at, access_count, size, created_at; TTL |
-//! | `{p}idx:lru`               | zset   | id → last access, unix ms                                |
+//! | `{p}idx:lru`               | zset   | id → last access, unix ms (server clock)                 |
 //! | `{p}idx:lfu`               | zset   | id → access count                                        |
 //! | `{p}idx:age`               | zset   | id → created_at, unix s                                  |
 //! | `{p}idx:size`              | hash   | id → envelope bytes                                      |
 //! | `{p}idx:bytes`             | string | running total of `idx:size`                              |
+//! | `{p}idx:exp`               | zset   | id → expiry deadline, unix ms (server clock)             |
 //!
-//! The braces around the id are Redis Cluster hash tags: a frame and its meta hash always share a
-//! slot.
+//! That is the layout on one server. On Redis Cluster (`cfg.cluster`) every frame belongs to one
+//! of `keys::CLUSTER_BUCKETS` buckets and the bucket's hash tag comes first in all its keys
+//! (`{p}frame:{w<k>}<id>`, `{p}idx:{w<k>}lru`, ...), so a frame's keys and its bucket's index
+//! share a slot and every script touches one slot only; each bucket holds `maxSize / buckets`.
 //!
-//! ## Size accounting
+//! ## Size accounting and the cap
 //!
-//! The running total lives in `idx:bytes` and is only ever changed by three small Lua scripts
-//! (put, get, delete) that update the frame key, its meta hash, the indexes and the total in one
+//! The running total lives in `idx:bytes` and is only ever changed by small Lua scripts (put, get,
+//! delete, stats) that update the frame key, its meta hash, the indexes and the total in one
 //! atomic step. We chose scripts over "HGET old size, then pipeline HSET + HINCRBY delta" because
 //! this Redis is shared between a user's machines: two machines re-putting or evicting the same
 //! frame at once would each apply the old-size correction and the total would drift. Inside a
@@ -31,10 +34,12 @@
 //! delete of an id that is already gone is a harmless no-op. Each script handles a whole chunk of
 //! ids, so a batch costs one round trip per chunk (the same as a pipeline).
 //!
-//! Keys that expire by TTL leave their index entries behind (Redis cannot tell us). They are
-//! cleaned lazily: `enforce_cap` cleans them when it meets them as eviction candidates, and
-//! `remove_orphans` sweeps them all and then recomputes `idx:bytes` from `idx:size`, so any drift
-//! (e.g. someone deleting `idx:bytes` by hand) heals itself.
+//! The cap holds on every write: before each frame the put script evicts the frames the eviction
+//! strategy ranks lowest until it fits (reported back, so the mover knows those copies are gone;
+//! Redis is never a frame's last copy). Keys that expire by TTL leave the index: the put and stats
+//! scripts first trim `idx:exp` entries whose deadline passed and whose key is gone. Keys removed
+//! any other way (Redis' own eviction, a flush) are swept by `remove_orphans`, which also
+//! recomputes `idx:bytes` from `idx:size`, so any drift heals itself.
 //!
 //! ## Timeouts
 //!
