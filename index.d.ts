@@ -46,12 +46,16 @@ export interface TierConfig {
     sqlite?: { maxSize?: Size; maxFrames?: number; maxAge?: Duration }
     redis?: {
       enabled?: boolean
-      /** Falls back to `REDIS_URL`. */
+      /** Falls back to `REDIS_URL`. Several comma-separated node URLs mean a Redis Cluster. */
       connectionString?: string
       /** Seconds (or a duration string); renewed on every read. Default 24 h. */
       ttl?: number | string
+      /** Cap on our envelope bytes, kept on every write (evicting by `policies.evictionStrategy`). */
       maxSize?: Size
       keyPrefix?: string
+      /** Redis Cluster: the cluster client and one hash-tagged index per bucket. Default: true when
+       * `connectionString` lists several nodes. */
+      cluster?: boolean
       connectTimeout?: Duration
     }
     postgres?: {

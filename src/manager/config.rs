@@ -155,6 +155,12 @@ mod tests {
             (json!({"tiers": {"redis": {"enabled": true}}}), "tiers.redis.connectionString"),
             (json!({"tiers": {"redis": {"connectionString": "http://x"}}}), "tiers.redis.connectionString"),
             (json!({"tiers": {"redis": {"ttl": 0}}}), "tiers.redis.ttl"),
+            (json!({"tiers": {"redis": {"connectionString": "redis://a:1,http://b"}}}), "tiers.redis.connectionString"),
+            (
+                json!({"tiers": {"redis": {"connectionString": "redis://a:1,redis://b:2", "cluster": false}}}),
+                "tiers.redis.cluster",
+            ),
+            (json!({"tiers": {"redis": {"cluster": "yes"}}}), "tiers.redis.cluster"),
             (json!({"tiers": {"postgres": {"compressionLevel": 40}}}), "tiers.postgres.compressionLevel"),
             (json!({"policies": {"evictionStrategy": "MRU"}}), "policies.evictionStrategy"),
             (json!({"policies": {"promotionThreshold": 0}}), "policies.promotionThreshold"),

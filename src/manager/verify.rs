@@ -323,7 +323,7 @@ impl TierManager {
             created_s: bundle.int_field("created_at").map(to_seconds).unwrap_or(0),
             access_count: m.access_count.max(0) as u64,
         };
-        w.put_many(&[item]).await.map_err(|e| e.to_string())
+        w.put_many(&[item]).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     async fn put_cold(

@@ -20,6 +20,7 @@ async fn remotes() -> Remotes {
         key_prefix: format!("t:mover{tag}:"),
         connect_timeout_ms: 2000,
         eviction_strategy: EvictionStrategy::Lru,
+        cluster: false,
     };
     let pc = PostgresConfig {
         enabled: true,

@@ -1,76 +1,90 @@
-//! The size cap: eviction by LRU, LFU or AGE down to `maxSize`, and the sweep of index entries whose
-//! keys are gone (expired, evicted by Redis, flushed), which also heals the running total.
+//! The size cap outside of writes (`compact`), the index totals, and the sweep of index entries
+//! whose keys are gone (evicted by Redis itself, flushed, deleted by hand), which also heals the
+//! running totals.
+//!
+//! Every write already keeps the cap (see `PUT_SCRIPT`) and trims entries whose TTL passed, so
+//! `enforce_cap` only matters after `maxSize` or the strategy was lowered between runs.
 
 use super::frames::DeleteMode;
-use super::keys::{frame_key, glob_escape};
-use super::scripts::RECONCILE_SCRIPT;
-use super::{WarmTier, DELETE_CHUNK, EVICT_BATCH, MAX_EVICT_ROUNDS, SCAN_COUNT};
+use super::keys::{glob_escape, IndexKeys};
+use super::scripts::{RECONCILE_SCRIPT, STATS_SCRIPT};
+use super::{WarmTier, DELETE_CHUNK, SCAN_COUNT};
 use crate::model::Result;
+
+/// Expired entries trimmed per stats script call (the call repeats while it hits this).
+const TRIM_PER_CALL: u64 = 5000;
+/// Upper bound on stats rounds per bucket, so a stats call stays short whatever the backlog.
+const MAX_TRIM_ROUNDS: usize = 20;
+
+/// Index totals after trimming expired entries.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct IndexTotals {
+    pub(super) frames: u64,
+    pub(super) bytes: u64,
+    pub(super) expired_removed: u64,
+}
 
 impl WarmTier {
     /// Evicts frames by the configured strategy (LRU: least recently read first; LFU: fewest
-    /// reads first; AGE: oldest created first) until our total is at most `max_size`.
-    /// Returns the ids whose frame key was evicted. Candidates whose key already expired are
-    /// cleaned from the index (freeing their accounted bytes) but not reported.
+    /// reads first; AGE: oldest created first) until every bucket is at most its share of
+    /// `max_size`. Returns the ids whose frame key was evicted.
     pub async fn enforce_cap(&self) -> Result<Vec<String>> {
-        let max = self.cfg.max_size;
-        let zset = self.keys.for_strategy(self.cfg.eviction_strategy).to_string();
         let mut evicted = Vec::new();
-        let mut reconciled = false;
-        for _ in 0..MAX_EVICT_ROUNDS {
-            let total = self.total_bytes().await?;
-            if total <= max {
-                break;
-            }
-            let mut range = redis::cmd("ZRANGE");
-            range.arg(&zset).arg(0).arg(EVICT_BATCH - 1);
-            let candidates: Vec<String> = self.query("enforce_cap", &range).await?;
-            if candidates.is_empty() {
-                // Over the cap with nothing left to evict: the total has drifted. Recompute it
-                // once and re-check; if it is still over, the index is inconsistent - stop.
-                if reconciled {
-                    break;
-                }
-                self.reconcile().await?;
-                reconciled = true;
-                continue;
-            }
-            let mut hmget = redis::cmd("HMGET");
-            hmget.arg(&self.keys.size).arg(&candidates);
-            let sizes: Vec<Option<u64>> = self.query("enforce_cap", &hmget).await?;
-            // Take the lowest-ranked candidates until they free enough.
-            let mut need = total - max;
-            let mut picked = Vec::new();
-            for (id, size) in candidates.into_iter().zip(sizes) {
-                let size = size.unwrap_or(0);
-                picked.push(id);
-                if size >= need {
-                    break;
-                }
-                need -= size;
-            }
-            let flags = self.delete_chunk(&picked, DeleteMode::Force).await?;
-            evicted.extend(picked.into_iter().zip(flags).filter(|(_, f)| *f == 2).map(|(id, _)| id));
+        for idx in self.layout.buckets() {
+            let (e, _) = self.put_chunk(idx, &[]).await?;
+            evicted.extend(e);
         }
         Ok(evicted)
     }
 
+    /// Frames and bytes in our index, after removing the entries whose keys expired by TTL (so
+    /// the policy never sees pressure from frames that are gone).
+    pub(super) async fn index_totals(&self) -> Result<IndexTotals> {
+        let mut t = IndexTotals::default();
+        for idx in self.layout.buckets() {
+            for round in 0..MAX_TRIM_ROUNDS {
+                let mut inv = idx.invocation(&STATS_SCRIPT);
+                inv.arg(TRIM_PER_CALL);
+                let (frames, bytes, trimmed): (u64, i64, u64) = self.script("stats", &inv).await?;
+                t.expired_removed += trimmed;
+                if trimmed < TRIM_PER_CALL || round + 1 == MAX_TRIM_ROUNDS {
+                    t.frames += frames;
+                    t.bytes += bytes.max(0) as u64;
+                    break;
+                }
+            }
+        }
+        Ok(t)
+    }
+
     /// Removes index entries and meta hashes whose frame key is gone (expired, evicted by Redis
     /// itself, flushed). Frame keys that exist are never touched: other machines share this
-    /// Redis. Afterwards the running total is recomputed from the size index.
+    /// Redis. Afterwards the running totals are recomputed from the size indexes.
     /// Returns how many ids were cleaned.
     pub async fn remove_orphans(&self) -> Result<u64> {
-        // Every id we know of: the size hash, the three sorted sets and the meta keys.
+        let mut removed = 0u64;
+        for (bucket, idx) in self.layout.buckets().iter().enumerate() {
+            removed += self.remove_bucket_orphans(bucket, idx).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn remove_bucket_orphans(&self, bucket: usize, idx: &IndexKeys) -> Result<u64> {
+        // Every id we know of: the size hash, the sorted sets and (standalone only: SCAN sees one
+        // node of a cluster) the meta keys. On a cluster a meta key without index entries simply
+        // expires by its TTL.
         let mut ids = std::collections::BTreeSet::new();
-        ids.extend(self.scan_members("HSCAN", &self.keys.size).await?);
-        for z in [&self.keys.lru, &self.keys.lfu, &self.keys.age] {
+        ids.extend(self.scan_members("HSCAN", &idx.size).await?);
+        for z in [&idx.lru, &idx.lfu, &idx.age, &idx.exp] {
             ids.extend(self.scan_members("ZSCAN", z).await?);
         }
-        let meta_start = format!("{}meta:{{", self.cfg.key_prefix);
-        let pattern = format!("{}*", glob_escape(&meta_start));
-        for key in self.scan_keys(&pattern).await? {
-            if let Some(id) = key.strip_prefix(&meta_start).and_then(|r| r.strip_suffix('}')) {
-                ids.insert(id.to_string());
+        if !self.layout.is_cluster() {
+            let meta_start = &idx.meta_parts.0;
+            let pattern = format!("{}*", glob_escape(meta_start));
+            for key in self.scan_keys(&pattern).await? {
+                if let Some(id) = key.strip_prefix(meta_start.as_str()).and_then(|r| r.strip_suffix('}')) {
+                    ids.insert(id.to_string());
+                }
             }
         }
 
@@ -81,7 +95,7 @@ impl WarmTier {
             // atomically, so a frame written in between is left alone.
             let mut pipe = redis::pipe();
             for id in chunk {
-                pipe.cmd("EXISTS").arg(frame_key(&self.cfg.key_prefix, id));
+                pipe.cmd("EXISTS").arg(self.layout.frame(id));
             }
             let exists: Vec<i64> = self.pipeline("remove_orphans", &pipe).await?;
             let gone: Vec<String> =
@@ -89,26 +103,12 @@ impl WarmTier {
             if gone.is_empty() {
                 continue;
             }
-            let flags = self.delete_chunk(&gone, DeleteMode::OrphanOnly).await?;
+            let flags = self.delete_chunk(bucket, &gone, DeleteMode::OrphanOnly).await?;
             removed += flags.iter().filter(|f| **f > 0).count() as u64;
         }
-        self.reconcile().await?;
+        let inv = idx.invocation(&RECONCILE_SCRIPT);
+        self.script::<i64>("reconcile", &inv).await?;
         Ok(removed)
-    }
-
-    pub(super) async fn total_bytes(&self) -> Result<u64> {
-        let mut get = redis::cmd("GET");
-        get.arg(&self.keys.bytes);
-        let total: Option<i64> = self.query("size total", &get).await?;
-        Ok(total.unwrap_or(0).max(0) as u64)
-    }
-
-    /// Recomputes `idx:bytes` from `idx:size`.
-    pub(super) async fn reconcile(&self) -> Result<u64> {
-        let mut inv = RECONCILE_SCRIPT.prepare_invoke();
-        inv.key(&self.keys.size).key(&self.keys.bytes);
-        let total: i64 = self.script("reconcile", &inv).await?;
-        Ok(total.max(0) as u64)
     }
 
     /// All members of a hash (`HSCAN`) or sorted set (`ZSCAN`): the even positions of each reply.
@@ -127,7 +127,7 @@ impl WarmTier {
         }
     }
 
-    /// All keys matching a glob pattern.
+    /// All keys matching a glob pattern (standalone only).
     pub(super) async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut cursor: u64 = 0;

@@ -20,6 +20,9 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// From `policies.evictionStrategy`.
     pub eviction_strategy: EvictionStrategy,
+    /// Redis Cluster (`cluster: true`, or several comma-separated node URLs): the cluster client
+    /// and the bucketed key layout (see `keys`).
+    pub cluster: bool,
 }
 
 impl RedisConfig {
@@ -29,13 +32,20 @@ impl RedisConfig {
         env_url: Option<String>,
         eviction_strategy: EvictionStrategy,
     ) -> Result<RedisConfig> {
-        rd.known(&["enabled", "connectionString", "ttl", "maxSize", "keyPrefix", "connectTimeout"])?;
+        rd.known(&["enabled", "connectionString", "ttl", "maxSize", "keyPrefix", "connectTimeout", "cluster"])?;
         let url = rd.opt_string("connectionString")?.or(env_url);
         if let Some(u) = &url {
             let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
-            if !schemes.iter().any(|s| u.starts_with(s)) {
-                return Err(rd.fail("connectionString", "must be a redis:// or rediss:// URL"));
+            if !u.split(',').all(|n| schemes.iter().any(|s| n.trim().starts_with(s))) {
+                return Err(
+                    rd.fail("connectionString", "must be a redis:// or rediss:// URL (or several, comma-separated)")
+                );
             }
+        }
+        let several = url.as_deref().is_some_and(|u| u.contains(','));
+        let cluster = rd.boolean("cluster", several)?;
+        if several && !cluster {
+            return Err(rd.fail("cluster", "must be true when connectionString lists several nodes"));
         }
         let enabled = rd.boolean("enabled", url.is_some())?;
         if enabled && url.is_none() {
@@ -54,6 +64,7 @@ impl RedisConfig {
             key_prefix,
             connect_timeout_ms: rd.duration_ms("connectTimeout", 2000, 1)?,
             eviction_strategy,
+            cluster,
         })
     }
 }

@@ -11,19 +11,22 @@
 //! |----------------------------|--------|----------------------------------------------------------|
 //! | `{p}frame:{<id>}`          | string | the envelope bytes (see `codec`), TTL `ttl_secs`         |
 //! | `{p}meta:{<id>}`           | hash   | tier=2, accessed_at, access_count, size, created_at; TTL |
-//! | `{p}idx:lru`               | zset   | id → last access, unix ms                                |
+//! | `{p}idx:lru`               | zset   | id → last access, unix ms (server clock)                 |
 //! | `{p}idx:lfu`               | zset   | id → access count                                        |
 //! | `{p}idx:age`               | zset   | id → created_at, unix s                                  |
 //! | `{p}idx:size`              | hash   | id → envelope bytes                                      |
 //! | `{p}idx:bytes`             | string | running total of `idx:size`                              |
+//! | `{p}idx:exp`               | zset   | id → expiry deadline, unix ms (server clock)             |
 //!
-//! The braces around the id are Redis Cluster hash tags: a frame and its meta hash always share a
-//! slot.
+//! That is the layout on one server. On Redis Cluster (`cfg.cluster`) every frame belongs to one
+//! of `keys::CLUSTER_BUCKETS` buckets and the bucket's hash tag comes first in all its keys
+//! (`{p}frame:{w<k>}<id>`, `{p}idx:{w<k>}lru`, ...), so a frame's keys and its bucket's index
+//! share a slot and every script touches one slot only; each bucket holds `maxSize / buckets`.
 //!
-//! ## Size accounting
+//! ## Size accounting and the cap
 //!
-//! The running total lives in `idx:bytes` and is only ever changed by three small Lua scripts
-//! (put, get, delete) that update the frame key, its meta hash, the indexes and the total in one
+//! The running total lives in `idx:bytes` and is only ever changed by small Lua scripts (put, get,
+//! delete, stats) that update the frame key, its meta hash, the indexes and the total in one
 //! atomic step. We chose scripts over "HGET old size, then pipeline HSET + HINCRBY delta" because
 //! this Redis is shared between a user's machines: two machines re-putting or evicting the same
 //! frame at once would each apply the old-size correction and the total would drift. Inside a
@@ -31,10 +34,12 @@
 //! delete of an id that is already gone is a harmless no-op. Each script handles a whole chunk of
 //! ids, so a batch costs one round trip per chunk (the same as a pipeline).
 //!
-//! Keys that expire by TTL leave their index entries behind (Redis cannot tell us). They are
-//! cleaned lazily: `enforce_cap` cleans them when it meets them as eviction candidates, and
-//! `remove_orphans` sweeps them all and then recomputes `idx:bytes` from `idx:size`, so any drift
-//! (e.g. someone deleting `idx:bytes` by hand) heals itself.
+//! The cap holds on every write: before each frame the put script evicts the frames the eviction
+//! strategy ranks lowest until it fits (reported back, so the mover knows those copies are gone;
+//! Redis is never a frame's last copy). Keys that expire by TTL leave the index: the put and stats
+//! scripts first trim `idx:exp` entries whose deadline passed and whose key is gone. Keys removed
+//! any other way (Redis' own eviction, a flush) are swept by `remove_orphans`, which also
+//! recomputes `idx:bytes` from `idx:size`, so any drift heals itself.
 //!
 //! ## Timeouts
 //!
@@ -48,7 +53,7 @@
 //!   the server comes back succeed on the fresh connection.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisError, RedisResult, ScriptInvocation};
@@ -57,14 +62,15 @@ use crate::model::{Result, TierError};
 
 mod cap;
 pub mod config;
+mod conn;
 mod frames;
 mod keys;
 mod scripts;
 
 pub use config::RedisConfig;
-pub use frames::WarmItem;
-pub use keys::{frame_key, meta_key};
-use keys::{info_field, IndexKeys};
+use conn::Conn;
+pub use frames::{PutOutcome, WarmItem};
+use keys::{info_field, Layout};
 
 const TIER: &str = "redis";
 /// Longest we wait for the answer to one command.
@@ -77,20 +83,18 @@ const PUT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 const GET_CHUNK: usize = 64;
 /// Ids per delete / orphan-check script call.
 const DELETE_CHUNK: usize = 256;
-/// Eviction candidates read per round of `enforce_cap`.
-const EVICT_BATCH: usize = 128;
-/// Upper bound on `enforce_cap` rounds, so a corrupted index can never make it loop forever.
-const MAX_EVICT_ROUNDS: usize = 100_000;
 /// COUNT hint for SCAN / HSCAN / ZSCAN.
 const SCAN_COUNT: usize = 1000;
 
 /// What `WarmTier::stats` reports.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WarmStats {
-    /// Frames in our index (entries of keys that expired count until they are cleaned).
+    /// Frames in our index (entries of keys that expired by TTL are removed first).
     pub frames: u64,
-    /// Bytes in our index (envelope sizes).
+    /// Bytes in our index (envelope sizes); never more than `maxSize`.
     pub bytes: u64,
+    /// Index entries of expired keys this call removed.
+    pub expired_removed: u64,
     /// `used_memory` from INFO memory.
     pub used_memory: Option<u64>,
     /// `maxmemory` from INFO memory, as Redis reports it (0 means no limit).
@@ -105,7 +109,9 @@ pub struct WarmStats {
 #[derive(Clone)]
 pub struct WarmTier {
     /// The shared connection; replaced wholesale after a timeout (see `run`).
-    conn: std::sync::Arc<std::sync::Mutex<ConnectionManager>>,
+    conn: std::sync::Arc<std::sync::Mutex<Conn>>,
+    /// Set on Redis Cluster: reconnects go through it instead of `client`.
+    cluster: Option<redis::cluster::ClusterClient>,
     /// Set when an operation timed out: the multiplexed connection may still owe answers to
     /// requests nobody waits for, so the next operation opens a fresh one first.
     poisoned: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -113,7 +119,7 @@ pub struct WarmTier {
     manager_cfg: ConnectionManagerConfig,
     connect_timeout: Duration,
     cfg: RedisConfig,
-    keys: IndexKeys,
+    layout: Layout,
     /// Bound on one whole operation (including waiting for a reconnect).
     op_timeout: Duration,
 }
@@ -132,9 +138,18 @@ impl WarmTier {
             .connection_string
             .as_deref()
             .ok_or_else(|| TierError::unavailable(TIER, "no connection string configured"))?;
-        let client = redis::Client::open(url)
+        let first = url.split(',').next().unwrap_or(url).trim();
+        let client = redis::Client::open(first)
             .map_err(|e| TierError::invalid_config("tiers.redis.connectionString", e.to_string()))?;
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
+        let cluster = if cfg.cluster {
+            Some(
+                conn::cluster_client(url, connect_timeout, RESPONSE_TIMEOUT)
+                    .map_err(|e| TierError::invalid_config("tiers.redis.connectionString", e.to_string()))?,
+            )
+        } else {
+            None
+        };
         // No internal retries: the manager's backoff starts at one second and grows, and calls
         // wait on it. Instead each failed call triggers one fresh attempt (see module docs).
         let manager_cfg = ConnectionManagerConfig::new()
@@ -143,7 +158,10 @@ impl WarmTier {
             .set_number_of_retries(0)
             .set_max_delay(1000);
         let connecting = async {
-            let mut conn = ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await?;
+            let mut conn = match &cluster {
+                Some(cc) => Conn::Cluster(cc.get_async_connection().await?),
+                None => Conn::Single(ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await?),
+            };
             redis::cmd("PING").query_async::<()>(&mut conn).await?;
             Ok::<_, RedisError>(conn)
         };
@@ -160,10 +178,11 @@ impl WarmTier {
         Ok(WarmTier {
             conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
             poisoned: Default::default(),
+            cluster,
             client,
             manager_cfg,
             connect_timeout,
-            keys: IndexKeys::new(&cfg.key_prefix),
+            layout: Layout::new(&cfg.key_prefix, cfg.cluster),
             cfg: cfg.clone(),
             op_timeout: RESPONSE_TIMEOUT + connect_timeout,
         })
@@ -182,20 +201,36 @@ impl WarmTier {
 
     /// Our index totals, the server's memory figures and version, and a PING's latency.
     pub async fn stats(&self) -> Result<WarmStats> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("HLEN").arg(&self.keys.size);
-        pipe.cmd("GET").arg(&self.keys.bytes);
-        // Two INFO calls: several sections in one INFO needs Redis 7.
-        pipe.cmd("INFO").arg("server");
-        pipe.cmd("INFO").arg("memory");
-        let (frames, bytes, server, memory): (u64, Option<i64>, String, String) = self.pipeline("stats", &pipe).await?;
+        let totals = self.index_totals().await?;
+        let (server, memory) = if self.layout.is_cluster() {
+            // On a cluster INFO goes to every master and answers per node: memory figures are
+            // summed over the masters.
+            let (mut s, mut m) = (redis::cmd("INFO"), redis::cmd("INFO"));
+            s.arg("server");
+            m.arg("memory");
+            let server: redis::Value = self.query("stats", &s).await?;
+            let memory: redis::Value = self.query("stats", &m).await?;
+            (info_texts(&server), info_texts(&memory))
+        } else {
+            let mut pipe = redis::pipe();
+            // Two INFO calls: several sections in one INFO needs Redis 7.
+            pipe.cmd("INFO").arg("server");
+            pipe.cmd("INFO").arg("memory");
+            let (server, memory): (String, String) = self.pipeline("stats", &pipe).await?;
+            (vec![server], vec![memory])
+        };
+        let sum = |name: &str| -> Option<u64> {
+            let v: Vec<u64> = memory.iter().filter_map(|t| info_field(t, name)?.parse().ok()).collect();
+            (!v.is_empty()).then(|| v.iter().sum())
+        };
         let latency = self.ping().await?;
         Ok(WarmStats {
-            frames,
-            bytes: bytes.unwrap_or(0).max(0) as u64,
-            used_memory: info_field(&memory, "used_memory").and_then(|v| v.parse().ok()),
-            maxmemory: info_field(&memory, "maxmemory").and_then(|v| v.parse().ok()),
-            version: info_field(&server, "redis_version").unwrap_or_default().to_string(),
+            frames: totals.frames,
+            bytes: totals.bytes,
+            expired_removed: totals.expired_removed,
+            used_memory: sum("used_memory"),
+            maxmemory: sum("maxmemory"),
+            version: server.iter().find_map(|t| info_field(t, "redis_version")).unwrap_or_default().to_string(),
             latency_us: latency.as_micros().min(u64::MAX as u128) as u64,
         })
     }
@@ -217,15 +252,19 @@ impl WarmTier {
     /// whatever went wrong, the warm tier is skipped and the durable copy serves.
     async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         use std::sync::atomic::Ordering;
         if self.poisoned.load(Ordering::SeqCst) {
-            let fresh = tokio::time::timeout(
-                self.connect_timeout,
-                ConnectionManager::new_with_config(self.client.clone(), self.manager_cfg.clone()),
-            )
+            let fresh = tokio::time::timeout(self.connect_timeout, async {
+                match &self.cluster {
+                    Some(cc) => cc.get_async_connection().await.map(Conn::Cluster),
+                    None => ConnectionManager::new_with_config(self.client.clone(), self.manager_cfg.clone())
+                        .await
+                        .map(Conn::Single),
+                }
+            })
             .await;
             match fresh {
                 Ok(Ok(c)) => {
@@ -274,7 +313,7 @@ impl WarmTier {
 impl WarmTier {
     /// Tests only: deletes every key under our prefix (SCAN + UNLINK). Returns how many keys were removed.
     pub async fn flush_prefix(&self) -> Result<u64> {
-        let pattern = format!("{}*", keys::glob_escape(&self.cfg.key_prefix));
+        let pattern = format!("{}*", keys::glob_escape(self.layout.prefix()));
         let mut removed = 0u64;
         let mut cursor: u64 = 0;
         loop {
@@ -295,10 +334,17 @@ impl WarmTier {
     }
 }
 
-/// (unix ms, unix s) now.
-fn now() -> (i64, i64) {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    (d.as_millis() as i64, d.as_secs() as i64)
+/// The text of an INFO reply: one string from a server, one per node (a map) from a cluster.
+fn info_texts(v: &redis::Value) -> Vec<String> {
+    use redis::Value;
+    match v {
+        Value::BulkString(b) => vec![String::from_utf8_lossy(b).into_owned()],
+        Value::SimpleString(s) => vec![s.clone()],
+        Value::VerbatimString { text, .. } => vec![text.clone()],
+        Value::Map(pairs) => pairs.iter().flat_map(|(_, v)| info_texts(v)).collect(),
+        Value::Array(items) => items.iter().flat_map(info_texts).collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ fn test_cfg(strategy: EvictionStrategy, max_size: u64, ttl_secs: u64) -> RedisCo
         key_prefix: format!("t:{:016x}:", rand::random::<u64>()),
         connect_timeout_ms: 2000,
         eviction_strategy: strategy,
+        cluster: false,
     }
 }
 
@@ -68,7 +69,7 @@ async fn put_get_round_trip() {
     assert_eq!(meta.get("access_count").map(String::as_str), Some("3"));
     assert_eq!(meta.get("size"), Some(&a.bytes.len().to_string()));
     assert_eq!(meta.get("created_at").map(String::as_str), Some("100"));
-    let lfu: Option<f64> = c.zscore(&t.keys.lfu, "a").await.expect("zscore");
+    let lfu: Option<f64> = c.zscore(&t.layout.buckets()[0].lfu, "a").await.expect("zscore");
     assert_eq!(lfu, Some(3.0));
     let stats = t.stats().await.expect("stats");
     assert_eq!(stats.frames, 2);
@@ -140,7 +141,7 @@ async fn get_many_and_delete_many() {
     assert_eq!(t.get("a").await.expect("get"), None);
     assert!(!exists(&t, &meta_key(&t.cfg.key_prefix, "a")).await);
     let mut c = t.conn.lock().expect("lock").clone();
-    let lru: Vec<String> = c.zrange(&t.keys.lru, 0, -1).await.expect("zrange");
+    let lru: Vec<String> = c.zrange(&t.layout.buckets()[0].lru, 0, -1).await.expect("zrange");
     assert_eq!(sorted(lru), ids(&["b", "d"]));
     // Deleting twice does not double-subtract.
     t.delete_many(&ids(&["b"])).await.expect("delete");
@@ -236,7 +237,7 @@ async fn remove_orphans_keeps_live_frames() {
     // Another machine's frame without our index entries: must survive.
     let _: () = c.set(frame_key(&p, "other"), b"SMT-other".to_vec()).await.expect("set");
     // Drift the running total; remove_orphans recomputes it.
-    let _: () = c.set(&t.keys.bytes, 1).await.expect("set");
+    let _: () = c.set(&t.layout.buckets()[0].bytes, 1).await.expect("set");
 
     let removed = t.remove_orphans().await.expect("remove_orphans");
     assert_eq!(removed, 3);
@@ -247,7 +248,7 @@ async fn remove_orphans_keeps_live_frames() {
     assert!(!exists(&t, &meta_key(&p, "lonely")).await);
     assert!(exists(&t, &frame_key(&p, "other")).await);
     assert!(exists(&t, &frame_key(&p, "c")).await && exists(&t, &meta_key(&p, "c")).await);
-    let lru: Vec<String> = c.zrange(&t.keys.lru, 0, -1).await.expect("zrange");
+    let lru: Vec<String> = c.zrange(&t.layout.buckets()[0].lru, 0, -1).await.expect("zrange");
     assert_eq!(sorted(lru), ids(&["c", "d"]));
     assert_eq!(t.remove_orphans().await.expect("again"), 0);
     t.flush_prefix().await.expect("flush");
@@ -270,8 +271,107 @@ async fn stats_fields() {
     assert!(t.ping().await.expect("ping") < Duration::from_secs(1));
     let json = serde_json::to_value(&s).expect("serialize");
     assert!(json.get("latency_us").is_some());
-    // frame, meta, three sorted sets, the size hash and the total.
-    assert_eq!(t.flush_prefix().await.expect("flush"), 7);
+    assert_eq!(s.expired_removed, 0);
+    // frame, meta, four sorted sets (lru, lfu, age, exp), the size hash and the total.
+    assert_eq!(t.flush_prefix().await.expect("flush"), 8);
+}
+
+/// Every write keeps the total under the cap, evicting by the strategy inside the put script.
+#[tokio::test]
+async fn every_put_keeps_the_cap() {
+    let one = item("f00", 1, 0).bytes.len() as u64;
+    let cap = one * 5 + one / 2;
+    let t = tier(EvictionStrategy::Age, cap, 600).await;
+    let mut evicted_all = Vec::new();
+    // One at a time, oldest first: each put beyond five evicts exactly the oldest frame.
+    for i in 0..12 {
+        let out = t.put_many(&[item(&format!("f{i:02}"), 100 + i, 0)]).await.expect("put");
+        assert!(out.not_stored.is_empty());
+        let st = t.stats().await.expect("stats");
+        assert!(st.bytes <= cap, "bytes {} over cap {cap} after put {i}", st.bytes);
+        evicted_all.extend(out.evicted);
+    }
+    assert_eq!(evicted_all, (0..7).map(|i| format!("f{i:02}")).collect::<Vec<_>>());
+    // A batch larger than the cap: the batch's own oldest frames go too, and are reported.
+    let batch: Vec<WarmItem> = (20..40).map(|i| item(&format!("f{i:02}"), 100 + i, 0)).collect();
+    let out = t.put_many(&batch).await.expect("put batch");
+    let st = t.stats().await.expect("stats");
+    assert!(st.bytes <= cap && st.frames == 5, "{st:?}");
+    assert_eq!(out.evicted.len(), 5 + 15);
+    let kept: Vec<Option<Vec<u8>>> = t.get_many(&ids(&["f35", "f36", "f37", "f38", "f39"])).await.expect("get");
+    assert!(kept.iter().all(Option::is_some));
+    for id in &out.evicted {
+        assert!(out.dropped(id));
+        assert!(!exists(&t, &frame_key(&t.cfg.key_prefix, id)).await);
+    }
+    // Larger than the whole cap: not stored, an old copy of it removed, nothing else evicted.
+    let mut huge = item("f39", 1, 0);
+    let noise: Vec<u8> = (0..cap * 2).map(|_| rand::random::<u8>()).collect();
+    huge.bytes = codec::encode_raw("f39".into(), &noise, 0).expect("encode").bytes;
+    let out = t.put_many(std::slice::from_ref(&huge)).await.expect("put huge");
+    assert_eq!((out.evicted.len(), out.not_stored.clone()), (0, ids(&["f39"])));
+    let st = t.stats().await.expect("stats");
+    assert_eq!(st.frames, 4);
+    t.flush_prefix().await.expect("flush");
+}
+
+/// LRU on put: the frame read most recently survives the writes that evict its peers.
+#[tokio::test]
+async fn put_evicts_least_recently_used() {
+    let one = item("a", 1, 0).bytes.len() as u64;
+    let t = tier(EvictionStrategy::Lru, one * 3, 600).await;
+    t.put_many(&[item("a", 1, 0), item("b", 1, 0), item("c", 1, 0)]).await.expect("put");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(t.get("a").await.expect("get").is_some());
+    let out = t.put_many(&[item("d", 1, 0)]).await.expect("put");
+    assert_eq!(out.evicted, ids(&["b"]));
+    t.flush_prefix().await.expect("flush");
+}
+
+/// Keys that expire by TTL leave the index at the next stats call or write.
+#[tokio::test]
+async fn expired_keys_leave_the_index() {
+    let t = tier(EvictionStrategy::Lru, 1 << 30, 1).await;
+    let items: Vec<WarmItem> = ["x1", "x2", "x3"].iter().map(|id| item(id, 1, 0)).collect();
+    t.put_many(&items).await.expect("put");
+    assert_eq!(t.stats().await.expect("stats").frames, 3);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let st = t.stats().await.expect("stats");
+    assert_eq!((st.frames, st.bytes, st.expired_removed), (0, 0, 3));
+    // A put trims too: only the new frame counts.
+    t.put_many(&items).await.expect("put");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let fresh = item("y", 1, 0);
+    let t2 = WarmTier { cfg: RedisConfig { ttl_secs: 600, ..t.cfg.clone() }, ..t.clone() };
+    t2.put_many(std::slice::from_ref(&fresh)).await.expect("put");
+    let mut c = t.conn.lock().expect("lock").clone();
+    let total: Option<i64> = c.get(&t.layout.buckets()[0].bytes).await.expect("get");
+    assert_eq!(total, Some(fresh.bytes.len() as i64));
+    t.flush_prefix().await.expect("flush");
+}
+
+#[test]
+fn cluster_layout_keeps_a_frame_and_its_index_in_one_slot() {
+    let l = Layout::new("sm:", true);
+    assert_eq!(l.buckets().len(), keys::CLUSTER_BUCKETS);
+    let tag = |k: &str| k[k.find('{').expect("open") + 1..k.find('}').expect("close")].to_string();
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        let id = format!("frame-{i}");
+        let b = l.index_of(&id);
+        let t = tag(&l.frame(&id));
+        assert_eq!(t, tag(&l.meta(&id)));
+        for k in [&b.lru, &b.lfu, &b.age, &b.size, &b.bytes, &b.exp] {
+            assert_eq!(tag(k), t);
+        }
+        assert_eq!(format!("{}{id}{}", b.frame_parts.0, b.frame_parts.1), l.frame(&id));
+        used.insert(t);
+    }
+    assert_eq!(used.len(), keys::CLUSTER_BUCKETS);
+    assert_eq!(l.bucket_cap(1600), 100);
+    let s = Layout::new("sm:", false);
+    assert_eq!(s.frame("f1"), "sm:frame:{f1}");
+    assert_eq!(s.buckets()[0].lru, "sm:idx:lru");
 }
 
 #[tokio::test]
