@@ -20,6 +20,7 @@ async fn remotes() -> Remotes {
         key_prefix: format!("t:mover{tag}:"),
         connect_timeout_ms: 2000,
         eviction_strategy: EvictionStrategy::Lru,
+        ca_file: None,
     };
     let pc = PostgresConfig {
         enabled: true,
@@ -31,6 +32,7 @@ async fn remotes() -> Remotes {
         pool_size: 2,
         connect_timeout_ms: 3000,
         schema: format!("t_mover_{tag}"),
+        tls: Default::default(),
     };
     let warm = WarmTier::connect(&rc).await.expect("connect to the test Redis");
     let cold = ColdTier::connect(&pc).await.expect("connect to the test PostgreSQL");

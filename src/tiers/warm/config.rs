@@ -3,6 +3,8 @@
 //! Units: `ttl` is **seconds** (as Redis counts them) or a duration such as `"24h"`; `maxSize` bytes
 //! or a size such as `"1GB"`; `connectTimeout` milliseconds or a duration.
 
+use std::path::PathBuf;
+
 use serde_json::Value;
 
 use crate::model::units::{parse_duration_ms, GB};
@@ -20,6 +22,9 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// From `policies.evictionStrategy`.
     pub eviction_strategy: EvictionStrategy,
+    /// `tiers.redis.tls.caFile`: trusted roots (PEM) for a `rediss://` server, instead of the
+    /// system's store. `rediss://host:port/#insecure` skips verification (redis-rs's convention).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl RedisConfig {
@@ -29,7 +34,7 @@ impl RedisConfig {
         env_url: Option<String>,
         eviction_strategy: EvictionStrategy,
     ) -> Result<RedisConfig> {
-        rd.known(&["enabled", "connectionString", "ttl", "maxSize", "keyPrefix", "connectTimeout"])?;
+        rd.known(&["enabled", "connectionString", "ttl", "maxSize", "keyPrefix", "connectTimeout", "tls"])?;
         let url = rd.opt_string("connectionString")?.or(env_url);
         if let Some(u) = &url {
             let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
@@ -46,6 +51,17 @@ impl RedisConfig {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 && !s.contains(['{', '}', ' ']) => s.clone(),
             Some(_) => return Err(rd.fail("keyPrefix", "must be 1-64 characters without braces or spaces")),
         };
+        let tls = rd.section("tls", "tiers.redis.tls")?;
+        tls.known(&["caFile"])?;
+        let ca_file = tls.opt_string("caFile")?.map(PathBuf::from);
+        if let Some(p) = &ca_file {
+            if !url.as_deref().is_some_and(|u| u.starts_with("rediss://")) {
+                return Err(tls.fail("caFile", "needs a rediss:// connection string"));
+            }
+            if !p.is_file() {
+                return Err(tls.fail("caFile", format!("{} is not a readable file", p.display())));
+            }
+        }
         Ok(RedisConfig {
             enabled,
             connection_string: url,
@@ -54,6 +70,7 @@ impl RedisConfig {
             key_prefix,
             connect_timeout_ms: rd.duration_ms("connectTimeout", 2000, 1)?,
             eviction_strategy,
+            ca_file,
         })
     }
 }

@@ -132,8 +132,7 @@ impl WarmTier {
             .connection_string
             .as_deref()
             .ok_or_else(|| TierError::unavailable(TIER, "no connection string configured"))?;
-        let client = redis::Client::open(url)
-            .map_err(|e| TierError::invalid_config("tiers.redis.connectionString", e.to_string()))?;
+        let client = open_client(url, cfg)?;
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
         // No internal retries: the manager's backoff starts at one second and grows, and calls
         // wait on it. Instead each failed call triggers one fresh attempt (see module docs).
@@ -171,6 +170,11 @@ impl WarmTier {
 
     pub fn config(&self) -> &RedisConfig {
         &self.cfg
+    }
+
+    /// Whether the connection is TLS (`rediss://`).
+    pub fn tls(&self) -> bool {
+        matches!(self.client.get_connection_info().addr, redis::ConnectionAddr::TcpTls { .. })
     }
 
     /// Round trip of one PING.
@@ -292,6 +296,28 @@ impl WarmTier {
             cursor = next;
         }
         Ok(removed)
+    }
+}
+
+/// The client for `url`: `rediss://` over rustls, with `cfg.ca_file`'s roots when given (else
+/// the system's). Errors never quote the URL (it may hold a password).
+fn open_client(url: &str, cfg: &RedisConfig) -> Result<redis::Client> {
+    // One crypto provider for the process (ring); harmless when one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bad_url = |e: RedisError| {
+        TierError::invalid_config("tiers.redis.connectionString", format!("not a valid Redis URL ({:?})", e.kind()))
+    };
+    match &cfg.ca_file {
+        None => redis::Client::open(url).map_err(bad_url),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                TierError::invalid_config("tiers.redis.tls.caFile", format!("cannot read {}: {e}", path.display()))
+            })?;
+            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+            redis::Client::build_with_tls(url, certs).map_err(|e| {
+                TierError::invalid_config("tiers.redis.tls.caFile", format!("cannot use the CA file ({:?})", e.kind()))
+            })
+        }
     }
 }
 

@@ -19,6 +19,7 @@ fn test_cfg(strategy: EvictionStrategy, max_size: u64, ttl_secs: u64) -> RedisCo
         key_prefix: format!("t:{:016x}:", rand::random::<u64>()),
         connect_timeout_ms: 2000,
         eviction_strategy: strategy,
+        ca_file: None,
     }
 }
 
