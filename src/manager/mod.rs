@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{Mutex as AsyncMutex, Notify};
@@ -41,6 +41,9 @@ pub use retrieve::RetrieveStats;
 use retrieve::{Counters, ReadLog};
 pub use trace::simulate;
 use worker::WorkerRuns;
+
+/// How long a read waits for a remote tier still connecting when another tier can serve it.
+const READ_WAIT: Duration = Duration::from_millis(20);
 
 struct Inner {
     config: TierConfig,
@@ -94,8 +97,8 @@ impl TierManager {
             last_snapshot: std::sync::Mutex::new(None),
             worker_runs: std::sync::Mutex::new(WorkerRuns::default()),
             trace: std::sync::Mutex::new(trace),
-            warm: RemoteSlot::new(config.redis.enabled),
-            cold: RemoteSlot::new(config.postgres.enabled),
+            warm: RemoteSlot::new("redis", config.redis.enabled),
+            cold: RemoteSlot::new("postgres", config.postgres.enabled),
             config,
             hot,
             mover,
@@ -109,8 +112,11 @@ impl TierManager {
             last_recovery: std::sync::Mutex::new(None),
         });
         let mgr = TierManager { inner };
-        // Finish or undo moves a crash interrupted, before anything else touches those frames.
-        let remotes = mgr.remotes().await;
+        // Finish or undo moves a crash interrupted, before anything else touches those frames. The
+        // remote tiers connect in the background (open() waits for them only when the journal
+        // has moves to finish).
+        let pending = mgr.inner.hot.call(|hot| hot.journal_open()).await?.len();
+        let remotes = if pending > 0 { mgr.remotes().await } else { mgr.remotes_within(Duration::ZERO).await };
         let rec = mgr.inner.mover.recover(&remotes).await?;
         if let Ok(mut g) = mgr.inner.last_recovery.lock() {
             *g = Some(rec);
@@ -136,13 +142,35 @@ impl TierManager {
         }
     }
 
-    /// The remote tiers as reachable now (connecting lazily, retrying after failures).
+    /// The remote tiers as reachable now: a closed breaker's tier at once, an open one's never;
+    /// a probe under way is waited for up to its connect timeout.
     pub async fn remotes(&self) -> Remotes {
+        let cfg = &self.inner.config;
+        let wait = Duration::from_millis(cfg.redis.connect_timeout_ms.max(cfg.postgres.connect_timeout_ms) + 100);
+        self.remotes_within(wait).await
+    }
+
+    /// The remote tiers, waiting at most `wait` for a probe under way (both at once).
+    pub async fn remotes_within(&self, wait: Duration) -> Remotes {
         let rc = self.inner.config.redis.clone();
         let pc = self.inner.config.postgres.clone();
-        let (warm, warm_down) = self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }).await;
-        let (cold, cold_down) = self.inner.cold.get(|| async move { ColdTier::connect(&pc).await }).await;
+        let ((warm, warm_down), (cold, cold_down)) = tokio::join!(
+            self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }, wait),
+            self.inner.cold.get(|| async move { ColdTier::connect(&pc).await }, wait),
+        );
         Remotes { warm, cold, warm_down, cold_down }
+    }
+
+    /// For a read of a body in `tier`: a tier still connecting costs at most `READ_WAIT`, unless
+    /// no tier that could serve the read is there yet (then the probe is waited for).
+    pub(super) async fn remotes_for_read(&self, tier: Tier) -> Remotes {
+        let r = self.remotes_within(READ_WAIT).await;
+        let served = r.cold.is_some() || (tier == Tier::Warm && r.warm.is_some());
+        if served {
+            r
+        } else {
+            self.remotes().await
+        }
     }
 
     pub async fn close(&self) -> Result<()> {

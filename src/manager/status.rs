@@ -41,6 +41,13 @@ impl TierManager {
                 json!({"configured": true, "enabled": true, "reachable": false, "error": remotes.cold_down})
             }
         };
+        let (mut redis, mut postgres) = (redis, postgres);
+        if cfg.redis.enabled {
+            redis["breaker"] = self.inner.warm.status();
+        }
+        if cfg.postgres.enabled {
+            postgres["breaker"] = self.inner.cold.status();
+        }
         let local_only = remotes.warm.is_none() && remotes.cold.is_none();
         let held: Vec<Value> = counts.held_back.iter().map(|(r, n)| json!({"reason": r, "frames": n})).collect();
         let retrieves = self.inner.counters.snapshot();

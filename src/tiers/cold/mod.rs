@@ -44,6 +44,8 @@ pub struct ColdTier {
     pool: Pool,
     cfg: Arc<PostgresConfig>,
     sql: Arc<Sql>,
+    /// Told about every connection that could not be made (the manager's breaker).
+    outage: Arc<std::sync::OnceLock<crate::tiers::OutageHook>>,
 }
 
 impl std::fmt::Debug for ColdTier {
@@ -106,7 +108,12 @@ impl ColdTier {
             .build()
             .map_err(|e| TierError::invalid_config("tiers.postgres", format!("cannot build the pool: {e}")))?;
 
-        let tier = ColdTier { pool, cfg: Arc::new(cfg.clone()), sql: Arc::new(Sql::new(&cfg.schema)) };
+        let tier = ColdTier {
+            pool,
+            cfg: Arc::new(cfg.clone()),
+            sql: Arc::new(Sql::new(&cfg.schema)),
+            outage: Default::default(),
+        };
         tier.upgrade_schema().await?;
         Ok(tier)
     }
@@ -115,8 +122,30 @@ impl ColdTier {
         &self.cfg
     }
 
+    /// Who is told about outages (set once, by the manager's breaker).
+    pub fn set_outage_hook(&self, hook: crate::tiers::OutageHook) {
+        let _ = self.outage.set(hook);
+    }
+
+    /// A pooled connection. A connection that cannot be made (refused, timed out, TLS refused) is
+    /// an outage; waiting for a busy pool is not.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(pool_err)
+        self.pool.get().await.map_err(|e| {
+            let outage = matches!(
+                &e,
+                PoolError::Backend(_)
+                    | PoolError::Timeout(
+                        deadpool_postgres::TimeoutType::Create | deadpool_postgres::TimeoutType::Recycle
+                    )
+            );
+            let err = pool_err(e);
+            if let (true, Some(h)) = (outage, self.outage.get()) {
+                if let TierError::TierUnavailable { cause, .. } = &err {
+                    h(cause);
+                }
+            }
+            err
+        })
     }
 
     /// Whether our connection to the server is encrypted, as the server sees it (`pg_stat_ssl`).

@@ -116,6 +116,8 @@ pub struct WarmTier {
     keys: IndexKeys,
     /// Bound on one whole operation (including waiting for a reconnect).
     op_timeout: Duration,
+    /// Told about every call that failed because the server is unreachable (the breaker).
+    outage: std::sync::Arc<std::sync::OnceLock<crate::tiers::OutageHook>>,
 }
 
 impl std::fmt::Debug for WarmTier {
@@ -165,11 +167,24 @@ impl WarmTier {
             keys: IndexKeys::new(&cfg.key_prefix),
             cfg: cfg.clone(),
             op_timeout: RESPONSE_TIMEOUT + connect_timeout,
+            outage: Default::default(),
         })
     }
 
     pub fn config(&self) -> &RedisConfig {
         &self.cfg
+    }
+
+    /// Who is told about outages (set once, by the manager's breaker).
+    pub fn set_outage_hook(&self, hook: crate::tiers::OutageHook) {
+        let _ = self.outage.set(hook);
+    }
+
+    fn outage(&self, why: &str) -> TierError {
+        if let Some(h) = self.outage.get() {
+            h(why);
+        }
+        TierError::unavailable(TIER, why)
     }
 
     /// Whether the connection is TLS (`rediss://`).
@@ -238,8 +253,8 @@ impl WarmTier {
                     }
                     self.poisoned.store(false, Ordering::SeqCst);
                 }
-                Ok(Err(e)) => return Err(TierError::unavailable(TIER, format!("{what}: reconnect: {e}"))),
-                Err(_) => return Err(TierError::unavailable(TIER, format!("{what}: reconnect timed out"))),
+                Ok(Err(e)) => return Err(self.outage(&format!("{what}: reconnect: {e}"))),
+                Err(_) => return Err(self.outage(&format!("{what}: reconnect timed out"))),
             }
         }
         let conn = || self.conn.lock().map(|c| c.clone()).map_err(|_| ());
@@ -261,14 +276,15 @@ impl WarmTier {
                 if e.is_timeout() {
                     self.poisoned.store(true, Ordering::SeqCst);
                 }
-                Err(TierError::unavailable(TIER, format!("{what}: {e}")))
+                if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                    Err(self.outage(&format!("{what}: {e}")))
+                } else {
+                    Err(TierError::unavailable(TIER, format!("{what}: {e}")))
+                }
             }
             Err(_) => {
                 self.poisoned.store(true, Ordering::SeqCst);
-                Err(TierError::unavailable(
-                    TIER,
-                    format!("{what}: no answer within {} ms", self.op_timeout.as_millis()),
-                ))
+                Err(self.outage(&format!("{what}: no answer within {} ms", self.op_timeout.as_millis())))
             }
         }
     }
