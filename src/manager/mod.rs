@@ -116,7 +116,11 @@ impl TierManager {
         // remote tiers connect in the background (open() waits for them only when the journal
         // has moves to finish).
         let pending = mgr.inner.hot.call(|hot| hot.journal_open()).await?.len();
-        let remotes = if pending > 0 { mgr.remotes().await } else { mgr.remotes_within(Duration::ZERO).await };
+        let remotes = if pending > 0 {
+            mgr.remotes().await
+        } else {
+            mgr.remotes_within(Duration::ZERO, Duration::ZERO, false).await
+        };
         let rec = mgr.inner.mover.recover(&remotes).await?;
         if let Ok(mut g) = mgr.inner.last_recovery.lock() {
             *g = Some(rec);
@@ -147,30 +151,32 @@ impl TierManager {
     pub async fn remotes(&self) -> Remotes {
         let cfg = &self.inner.config;
         let wait = Duration::from_millis(cfg.redis.connect_timeout_ms.max(cfg.postgres.connect_timeout_ms) + 100);
-        self.remotes_within(wait).await
+        self.remotes_within(wait, wait, true).await
     }
 
-    /// The remote tiers, waiting at most `wait` for a probe under way (both at once).
-    pub async fn remotes_within(&self, wait: Duration) -> Remotes {
+    /// The remote tiers, waiting for a probe under way at most `warm_wait` / `cold_wait` (both at
+    /// once); `patient`: also for a probe after failures.
+    pub async fn remotes_within(&self, warm_wait: Duration, cold_wait: Duration, patient: bool) -> Remotes {
         let rc = self.inner.config.redis.clone();
         let pc = self.inner.config.postgres.clone();
         let ((warm, warm_down), (cold, cold_down)) = tokio::join!(
-            self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }, wait),
-            self.inner.cold.get(|| async move { ColdTier::connect(&pc).await }, wait),
+            self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }, warm_wait, patient),
+            self.inner.cold.get(|| async move { ColdTier::connect(&pc).await }, cold_wait, patient),
         );
         Remotes { warm, cold, warm_down, cold_down }
     }
 
-    /// For a read of a body in `tier`: a tier still connecting costs at most `READ_WAIT`, unless
-    /// no tier that could serve the read is there yet (then the probe is waited for).
+    /// For a read of a body in `tier`: a tier still making its first connection costs at most
+    /// `READ_WAIT`, one that failed before nothing; only when no tier that could serve the read
+    /// is there yet is the archive's first connection waited for.
     pub(super) async fn remotes_for_read(&self, tier: Tier) -> Remotes {
-        let r = self.remotes_within(READ_WAIT).await;
+        let r = self.remotes_within(READ_WAIT, READ_WAIT, false).await;
         let served = r.cold.is_some() || (tier == Tier::Warm && r.warm.is_some());
         if served {
-            r
-        } else {
-            self.remotes().await
+            return r;
         }
+        let cfg = &self.inner.config;
+        self.remotes_within(Duration::ZERO, Duration::from_millis(cfg.postgres.connect_timeout_ms + 100), false).await
     }
 
     pub async fn close(&self) -> Result<()> {

@@ -96,8 +96,10 @@ impl<T: Remote> RemoteSlot<T> {
     }
 
     /// The client when the breaker is closed; else starts a probe if one is due and waits for it
-    /// at most `wait`. Never holds a lock across the connect.
-    pub(super) async fn get<F, Fut>(&self, connect: F, wait: Duration) -> Got<T>
+    /// at most `wait` (`patient`: also after failures; else only for the very first connect, so
+    /// a read never waits on a probe of a tier that failed before). Never holds a lock across
+    /// the connect.
+    pub(super) async fn get<F, Fut>(&self, connect: F, wait: Duration, patient: bool) -> Got<T>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<T>> + Send + 'static,
@@ -118,6 +120,9 @@ impl<T: Remote> RemoteSlot<T> {
                     st.phase = Phase::HalfOpen;
                     self.spawn_probe(connect());
                 }
+            }
+            if st.failures > 0 && !patient {
+                return (None, st.last_error.clone());
             }
             self.probes.subscribe()
         };

@@ -8,7 +8,7 @@ use super::tls::{split_ssl, SslMode};
 use crate::model::values::Fields;
 use crate::model::Result;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PostgresConfig {
     pub enabled: bool,
     pub connection_string: Option<String>,
@@ -110,4 +110,20 @@ pub fn valid_schema(s: &str) -> bool {
         && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The connection string's password never shows (`redact`).
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("enabled", &self.enabled)
+            .field("connection_string", &self.connection_string.as_deref().map(crate::tiers::redact))
+            .field("compression_level", &self.compression_level)
+            .field("retention_days", &self.retention_days)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("schema", &self.schema)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }

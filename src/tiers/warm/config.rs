@@ -11,7 +11,7 @@ use crate::model::units::{parse_duration_ms, GB};
 use crate::model::values::Fields;
 use crate::model::{EvictionStrategy, Result};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     pub enabled: bool,
     pub connection_string: Option<String>,
@@ -86,5 +86,21 @@ fn ttl_secs(rd: &Fields<'_>) -> Result<u64> {
             .map(|ms| ms / 1000)
             .ok_or_else(|| rd.fail("ttl", "must be seconds or a duration such as '24h' (at least 1s)")),
         Some(_) => Err(rd.fail("ttl", "must be seconds or a duration such as '24h'")),
+    }
+}
+
+/// The connection string's password never shows (`redact`).
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("enabled", &self.enabled)
+            .field("connection_string", &self.connection_string.as_deref().map(crate::tiers::redact))
+            .field("ttl_secs", &self.ttl_secs)
+            .field("max_size", &self.max_size)
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("eviction_strategy", &self.eviction_strategy)
+            .field("ca_file", &self.ca_file)
+            .finish()
     }
 }
