@@ -54,4 +54,19 @@ mod redact_tests {
         assert_eq!(super::redact("postgres://h/db?password=pw&a=b"), "postgres://h/db?password=***&a=b");
         assert_eq!(super::redact("redis://h:1"), "redis://h:1");
     }
+
+    #[test]
+    fn config_debug_never_shows_the_password() {
+        let v = serde_json::json!({"tiers": {
+            "redis": {"connectionString": "rediss://:Sekr1t@h:6380"},
+            "postgres": {"connectionString": "postgres://u:Sekr1t@h/db?sslmode=require"}}});
+        let env = crate::manager::config::EnvFallback {
+            redis_url: Some("redis://:Sekr1t@h".into()),
+            database_url: Some("host=h password=Sekr1t".into()),
+        };
+        let c = crate::manager::config::TierConfig::from_json_with_env(&v, &env).unwrap();
+        let shown = format!("{c:?} {c:#?} {env:?}");
+        assert!(!shown.contains("Sekr1t"), "{shown}");
+        assert!(shown.contains("rediss://:***@h:6380"), "{shown}");
+    }
 }
