@@ -72,8 +72,9 @@ pub fn split_ssl(conn: &str) -> std::result::Result<(String, Option<SslMode>, Op
     let mut take = |k: &str, v: &str| -> std::result::Result<bool, String> {
         match k {
             "sslmode" => {
+                // The value is not quoted back: a mangled string may have a password there.
                 mode = Some(SslMode::parse(v).ok_or_else(|| {
-                    format!("sslmode must be disable, allow, prefer, require, verify-ca or verify-full (got {v:?})")
+                    "sslmode must be disable, allow, prefer, require, verify-ca or verify-full".to_string()
                 })?);
                 Ok(true)
             }
