@@ -29,12 +29,11 @@ impl TierManager {
         let postgres = match (&remotes.cold, cfg.postgres.enabled) {
             (_, false) => json!({"configured": false, "enabled": false, "reachable": false}),
             (Some(c), true) => match c.stats().await {
-                Ok(s) => {
-                    json!({"tls": c.tls_in_use().await.ok(), "sslMode": cfg.postgres.tls.mode.as_str(),"configured": true, "enabled": true, "reachable": true, "latencyUs": s.latency_us,
+                Ok(s) => json!({"configured": true, "enabled": true, "reachable": true, "latencyUs": s.latency_us,
                     "version": s.version, "frames": s.frames, "rawBytes": s.raw_bytes, "compressedBytes": s.compressed_bytes,
                     "compressionRatio": if s.compressed_bytes > 0 { s.raw_bytes as f64 / s.compressed_bytes as f64 } else { 0.0 },
-                    "schema": cfg.postgres.schema})
-                }
+                    "schema": cfg.postgres.schema, "tls": c.tls_in_use().await.ok(),
+                    "sslMode": cfg.postgres.tls.mode.as_str()}),
                 Err(e) => json!({"configured": true, "enabled": true, "reachable": false, "error": e.to_string()}),
             },
             (None, true) => {
