@@ -220,6 +220,55 @@ fn backoff(failures: u32) -> Duration {
 mod tests {
     use super::*;
 
+    #[derive(Clone)]
+    struct Fake(Arc<Mutex<Option<OutageHook>>>);
+
+    impl Remote for Fake {
+        fn watch_outages(&self, hook: OutageHook) {
+            *self.0.lock().unwrap() = Some(hook);
+        }
+    }
+
+    #[tokio::test]
+    async fn opens_on_failure_skips_at_once_and_closes_after_a_probe() {
+        let slot: RemoteSlot<Fake> = RemoteSlot::new("fake", true);
+        let fail = || async { Err::<Fake, _>(TierError::unavailable("fake", "refused")) };
+        let (c, why) = slot.get(fail, Duration::from_secs(1), true).await;
+        assert!(c.is_none() && why.unwrap().contains("refused"));
+        assert_eq!(slot.status()["state"], "open");
+        assert_eq!(slot.status()["failures"], 1);
+        assert!(slot.status()["nextProbeAt"].as_i64().unwrap() > now_millis() - 1000);
+        // Open and not due: no connect is even started, and the answer is immediate.
+        let t = Instant::now();
+        let never = || async { Err::<Fake, _>(TierError::unavailable("fake", "must not be called")) };
+        let (c, why) = slot.get(never, Duration::from_secs(1), true).await;
+        assert!(c.is_none() && t.elapsed() < Duration::from_millis(5));
+        assert!(why.unwrap().contains("refused"));
+        assert_eq!(slot.status()["failures"], 1);
+        // Due: a slow probe is not waited for by an impatient caller after a failure.
+        tokio::time::sleep(BASE).await;
+        let hooked = Arc::new(Mutex::new(None));
+        let h2 = hooked.clone();
+        let slow = move || async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(Fake(h2))
+        };
+        let t = Instant::now();
+        let (c, _) = slot.get(slow, Duration::from_secs(1), false).await;
+        assert!(c.is_none() && t.elapsed() < Duration::from_millis(5));
+        assert_eq!(slot.status()["state"], "half-open");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(slot.status()["state"], "closed");
+        let never = || async { Err::<Fake, _>(TierError::unavailable("fake", "must not be called")) };
+        let (c, _) = slot.get(never, Duration::ZERO, false).await;
+        assert!(c.is_some());
+        // The tier reports an outage: open again, the client dropped.
+        let hook = hooked.lock().unwrap().clone().unwrap();
+        hook("ping: broken pipe");
+        assert_eq!(slot.status()["state"], "open");
+        assert!(slot.status()["lastError"].as_str().unwrap().contains("broken pipe"));
+    }
+
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
         for n in 1..40 {
