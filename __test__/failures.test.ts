@@ -214,6 +214,9 @@ test('PostgreSQL dying mid-migration (proxy cut): no frame lost, nothing warm wi
   reg.defer(() => proxy.kill().catch(() => {}))
   const e = env({ pgUrl: proxy.url(PG_URL), policies: { batchSize: 20 } })
   const m = await open(e.config)
+  // open() connects in the background; the proxy runs on this thread, which storeAll keeps busy:
+  // let the first connection through first.
+  expect((await m.status()).backends.postgres.reachable).toBe(true)
   const gen = genBundles(1000, { seed: 25, idPrefix: 'pk', large: 0 })
   const want = await storeAll(m, gen.bundles)
 

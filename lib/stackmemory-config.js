@@ -68,11 +68,14 @@ function fillUrl(config, name, url) {
   config.tiers[name] = { ...section, connectionString: url }
 }
 
-/** Step 2 of the order: REDIS_URL / DATABASE_URL fill what the config left out (in place). */
+/**
+ * Step 2 of the order: STACKMEMORY_REDIS_URL / STACKMEMORY_POSTGRES_URL, else REDIS_URL /
+ * DATABASE_URL, fill what the config left out (in place). The environment keeps passwords out of `ps`.
+ */
 function fillFromEnv(config, env) {
   config.tiers = { ...(config.tiers || {}) }
-  fillUrl(config, 'redis', env.REDIS_URL)
-  fillUrl(config, 'postgres', env.DATABASE_URL)
+  fillUrl(config, 'redis', present(env.STACKMEMORY_REDIS_URL) ? env.STACKMEMORY_REDIS_URL : env.REDIS_URL)
+  fillUrl(config, 'postgres', present(env.STACKMEMORY_POSTGRES_URL) ? env.STACKMEMORY_POSTGRES_URL : env.DATABASE_URL)
   return config
 }
 

@@ -33,6 +33,8 @@ apt_install() {
 
 start_redis() {
   command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  # __test__/tls.test.ts makes its CA and certificates with openssl.
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
   say "starting redis-server on 127.0.0.1:$REDIS_PORT"
   local dir=/var/lib/redis log=/var/log/redis
   $SUDO mkdir -p "$dir" "$log"

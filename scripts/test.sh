@@ -19,7 +19,7 @@ fi
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/test}"
 export REDIS_TEST_URL="${REDIS_TEST_URL:-redis://127.0.0.1:6379}"
 # Tests pass their URLs explicitly; a developer's own REDIS_URL/DATABASE_URL must not leak in.
-unset REDIS_URL DATABASE_URL
+unset REDIS_URL DATABASE_URL STACKMEMORY_REDIS_URL STACKMEMORY_POSTGRES_URL
 TARGET="$(rustc -vV | sed -n 's/^host: //p')"
 
 echo "== cargo fmt --check =="

@@ -57,6 +57,8 @@ export interface TierConfig {
        * `connectionString` lists several nodes. */
       cluster?: boolean
       connectTimeout?: Duration
+      /** `rediss://` only: trusted roots (PEM) instead of the system's. `rediss://host:port/#insecure` skips verification. */
+      tls?: { caFile?: string }
     }
     postgres?: {
       enabled?: boolean
@@ -67,6 +69,11 @@ export interface TierConfig {
       poolSize?: number
       schema?: string
       connectTimeout?: Duration
+      /**
+       * libpq's `sslmode` (default `prefer`; wins over the URL's `sslmode`) and `sslrootcert`
+       * (`caFile`; the system's roots when absent). `require` with a `caFile` is `verify-ca`.
+       */
+      tls?: { mode?: 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'; caFile?: string }
     }
   }
   policies?: {
@@ -260,7 +267,21 @@ export interface BackendStatus {
   error?: string
   latencyUs?: number
   version?: string
+  /** Whether the connection is encrypted (PostgreSQL: as `pg_stat_ssl` says). */
+  tls?: boolean | null
+  /** The circuit breaker: `closed` (in use), `open` (skipped until `nextProbeAt`), `half-open` (a probe is under way). */
+  breaker?: BreakerStatus
   [key: string]: unknown
+}
+
+export interface BreakerStatus {
+  state: 'closed' | 'open' | 'half-open'
+  /** Consecutive failures (connects or calls); 0 when closed. */
+  failures: number
+  /** Unix ms of the next connection attempt while open. */
+  nextProbeAt: number | null
+  /** Why it opened (never holds a password). */
+  lastError: string | null
 }
 
 export interface TierStatus {

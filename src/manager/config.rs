@@ -35,16 +35,29 @@ pub struct TierConfig {
 }
 
 /// Environment values used when the config leaves a connection string out.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct EnvFallback {
     pub redis_url: Option<String>,
     pub database_url: Option<String>,
 }
 
+/// The URLs' passwords never show.
+impl std::fmt::Debug for EnvFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvFallback")
+            .field("redis_url", &self.redis_url.as_deref().map(crate::tiers::redact))
+            .field("database_url", &self.database_url.as_deref().map(crate::tiers::redact))
+            .finish()
+    }
+}
+
 impl EnvFallback {
     pub fn from_process() -> Self {
         let get = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
-        EnvFallback { redis_url: get("REDIS_URL"), database_url: get("DATABASE_URL") }
+        EnvFallback {
+            redis_url: get("STACKMEMORY_REDIS_URL").or_else(|| get("REDIS_URL")),
+            database_url: get("STACKMEMORY_POSTGRES_URL").or_else(|| get("DATABASE_URL")),
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{Mutex as AsyncMutex, Notify};
@@ -41,6 +41,9 @@ pub use retrieve::RetrieveStats;
 use retrieve::{Counters, ReadLog};
 pub use trace::simulate;
 use worker::WorkerRuns;
+
+/// How long a read waits for a remote tier still connecting when another tier can serve it.
+const READ_WAIT: Duration = Duration::from_millis(20);
 
 struct Inner {
     config: TierConfig,
@@ -97,8 +100,8 @@ impl TierManager {
             last_snapshot: std::sync::Mutex::new(None),
             worker_runs: std::sync::Mutex::new(WorkerRuns::default()),
             trace: std::sync::Mutex::new(trace),
-            warm: RemoteSlot::new(config.redis.enabled),
-            cold: RemoteSlot::new(config.postgres.enabled),
+            warm: RemoteSlot::new("redis", config.redis.enabled),
+            cold: RemoteSlot::new("postgres", config.postgres.enabled),
             config,
             hot,
             holder,
@@ -113,8 +116,15 @@ impl TierManager {
             last_recovery: std::sync::Mutex::new(None),
         });
         let mgr = TierManager { inner };
-        // Finish or undo moves a crash interrupted, before anything else touches those frames.
-        let remotes = mgr.remotes().await;
+        // Finish or undo moves a crash interrupted, before anything else touches those frames. The
+        // remote tiers connect in the background (open() waits for them only when the journal
+        // has moves to finish).
+        let pending = mgr.inner.hot.call(|hot| hot.journal_open()).await?.len();
+        let remotes = if pending > 0 {
+            mgr.remotes().await
+        } else {
+            mgr.remotes_within(Duration::ZERO, Duration::ZERO, false).await
+        };
         let rec = {
             let _moving = mgr.inner.mover.lock_moves().await?;
             mgr.inner.mover.recover(&remotes).await?
@@ -143,15 +153,42 @@ impl TierManager {
         }
     }
 
-    /// The remote tiers as reachable now (connecting lazily, retrying after failures).
+    /// The remote tiers as reachable now: a closed breaker's tier at once, an open one's never;
+    /// a probe under way is waited for up to its connect timeout.
     pub async fn remotes(&self) -> Remotes {
+        let cfg = &self.inner.config;
+        let wait = Duration::from_millis(cfg.redis.connect_timeout_ms.max(cfg.postgres.connect_timeout_ms) + 100);
+        self.remotes_within(wait, wait, true).await
+    }
+
+    /// The remote tiers, waiting for a probe under way at most `warm_wait` / `cold_wait` (both at
+    /// once); `patient`: also for a probe after failures.
+    pub async fn remotes_within(&self, warm_wait: Duration, cold_wait: Duration, patient: bool) -> Remotes {
         let rc = self.inner.config.redis.clone();
         let pc = self.inner.config.postgres.clone();
-        let (warm, warm_down) = self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }).await;
         let holder = self.inner.holder.clone();
-        let (cold, cold_down) =
-            self.inner.cold.get(|| async move { ColdTier::connect(&pc).await.map(|c| c.with_holder(&holder)) }).await;
+        let ((warm, warm_down), (cold, cold_down)) = tokio::join!(
+            self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }, warm_wait, patient),
+            self.inner.cold.get(
+                || async move { ColdTier::connect(&pc).await.map(|c| c.with_holder(&holder)) },
+                cold_wait,
+                patient
+            ),
+        );
         Remotes { warm, cold, warm_down, cold_down }
+    }
+
+    /// For a read of a body in `tier`: a tier still making its first connection costs at most
+    /// `READ_WAIT`, one that failed before nothing; only when no tier that could serve the read
+    /// is there yet is the archive's first connection waited for.
+    pub(super) async fn remotes_for_read(&self, tier: Tier) -> Remotes {
+        let r = self.remotes_within(READ_WAIT, READ_WAIT, false).await;
+        let served = r.cold.is_some() || (tier == Tier::Warm && r.warm.is_some());
+        if served {
+            return r;
+        }
+        let cfg = &self.inner.config;
+        self.remotes_within(Duration::ZERO, Duration::from_millis(cfg.postgres.connect_timeout_ms + 100), false).await
     }
 
     pub async fn close(&self) -> Result<()> {

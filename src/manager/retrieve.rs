@@ -73,7 +73,7 @@ impl TierManager {
         let c = &self.inner.counters;
         let Some(rec) = rec else {
             // StackMemory's GC may have deleted the row of an archived frame: the archive still has it.
-            let remotes = self.remotes().await;
+            let remotes = self.remotes_for_read(Tier::Cold).await;
             if remotes.cold.is_some() {
                 if let Ok((b, _, _, _)) = self.inner.mover.fetch_remote(frame_id, Tier::Cold, &remotes, None).await {
                     c.cold.fetch_add(1, Ordering::Relaxed);
@@ -92,7 +92,7 @@ impl TierManager {
             self.hot_read(frame_id, rec.meta.size_bytes);
             return Ok(Some(b.to_value()));
         } else {
-            let remotes = self.remotes().await;
+            let remotes = self.remotes_for_read(tier).await;
             let (b, sum, served_by, corrupt) =
                 self.inner.mover.fetch_remote(frame_id, tier, &remotes, rec.meta.checksum.as_deref()).await?;
             if corrupt {

@@ -19,7 +19,7 @@ impl TierManager {
                 Ok(s) => json!({"configured": true, "enabled": true, "reachable": true, "latencyUs": s.latency_us,
                     "version": s.version, "frames": s.frames, "bytes": s.bytes, "usedMemory": s.used_memory,
                     "maxmemory": s.maxmemory, "maxSize": cfg.redis.max_size, "ttlSeconds": cfg.redis.ttl_secs,
-                    "keyPrefix": cfg.redis.key_prefix}),
+                    "keyPrefix": cfg.redis.key_prefix, "tls": w.tls()}),
                 Err(e) => json!({"configured": true, "enabled": true, "reachable": false, "error": e.to_string()}),
             },
             (None, true) => {
@@ -32,13 +32,21 @@ impl TierManager {
                 Ok(s) => json!({"configured": true, "enabled": true, "reachable": true, "latencyUs": s.latency_us,
                     "version": s.version, "frames": s.frames, "rawBytes": s.raw_bytes, "compressedBytes": s.compressed_bytes,
                     "compressionRatio": if s.compressed_bytes > 0 { s.raw_bytes as f64 / s.compressed_bytes as f64 } else { 0.0 },
-                    "schema": cfg.postgres.schema}),
+                    "schema": cfg.postgres.schema, "tls": c.tls_in_use().await.ok(),
+                    "sslMode": cfg.postgres.tls.mode.as_str()}),
                 Err(e) => json!({"configured": true, "enabled": true, "reachable": false, "error": e.to_string()}),
             },
             (None, true) => {
                 json!({"configured": true, "enabled": true, "reachable": false, "error": remotes.cold_down})
             }
         };
+        let (mut redis, mut postgres) = (redis, postgres);
+        if cfg.redis.enabled {
+            redis["breaker"] = self.inner.warm.status();
+        }
+        if cfg.postgres.enabled {
+            postgres["breaker"] = self.inner.cold.status();
+        }
         let local_only = remotes.warm.is_none() && remotes.cold.is_none();
         let held: Vec<Value> = counts.held_back.iter().map(|(r, n)| json!({"reason": r, "frames": n})).collect();
         let retrieves = self.inner.counters.snapshot();

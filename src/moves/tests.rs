@@ -21,6 +21,7 @@ async fn remotes() -> Remotes {
         connect_timeout_ms: 2000,
         eviction_strategy: EvictionStrategy::Lru,
         cluster: false,
+        ca_file: None,
     };
     let pc = PostgresConfig {
         enabled: true,
@@ -32,6 +33,7 @@ async fn remotes() -> Remotes {
         pool_size: 2,
         connect_timeout_ms: 3000,
         schema: format!("t_mover_{tag}"),
+        tls: Default::default(),
     };
     let warm = WarmTier::connect(&rc).await.expect("connect to the test Redis");
     let cold = ColdTier::connect(&pc).await.expect("connect to the test PostgreSQL");

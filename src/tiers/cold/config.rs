@@ -2,10 +2,13 @@
 
 use serde_json::Value;
 
+use std::path::PathBuf;
+
+use super::tls::{split_ssl, SslMode};
 use crate::model::values::Fields;
 use crate::model::Result;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PostgresConfig {
     pub enabled: bool,
     pub connection_string: Option<String>,
@@ -15,6 +18,16 @@ pub struct PostgresConfig {
     pub connect_timeout_ms: u64,
     /// PostgreSQL schema our tables live in (default `public`); tests use one each.
     pub schema: String,
+    /// `tiers.postgres.tls` (`mode`, `caFile`), else the connection string's `sslmode` / `sslrootcert`.
+    pub tls: PostgresTls,
+}
+
+/// How the archive's connections are encrypted and checked (libpq's `sslmode` semantics).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PostgresTls {
+    pub mode: SslMode,
+    /// Trusted roots (PEM); the system's store when absent.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl PostgresConfig {
@@ -28,6 +41,7 @@ impl PostgresConfig {
             "poolSize",
             "connectTimeout",
             "schema",
+            "tls",
         ])?;
         let url = pg.opt_string("connectionString")?.or(env_url);
         if let Some(u) = &url {
@@ -46,6 +60,7 @@ impl PostgresConfig {
             Some(Value::String(s)) if valid_schema(s) => s.clone(),
             Some(_) => return Err(pg.fail("schema", "must be a lowercase identifier (a-z, 0-9, _)")),
         };
+        let tls = tls_options(pg, url.as_deref())?;
         Ok(PostgresConfig {
             enabled,
             connection_string: url,
@@ -54,8 +69,39 @@ impl PostgresConfig {
             pool_size: pg.int("poolSize", 4, 1, 64)? as usize,
             connect_timeout_ms: pg.duration_ms("connectTimeout", 3000, 1)?,
             schema,
+            tls,
         })
     }
+}
+
+/// `tls.mode` / `tls.caFile` win over the URL's `sslmode` / `sslrootcert`; libpq's rule that a
+/// root certificate turns `require` into `verify-ca` holds for both.
+fn tls_options(pg: &Fields<'_>, url: Option<&str>) -> Result<PostgresTls> {
+    let (url_mode, url_root) = match url {
+        Some(u) => split_ssl(u).map(|(_, m, r)| (m, r)).map_err(|e| pg.fail("connectionString", e))?,
+        None => (None, None),
+    };
+    let t = pg.section("tls", "tiers.postgres.tls")?;
+    t.known(&["mode", "caFile"])?;
+    let mode = match t.opt_string("mode")? {
+        Some(m) => Some(
+            SslMode::parse(&m)
+                .ok_or_else(|| t.fail("mode", "must be disable, allow, prefer, require, verify-ca or verify-full"))?,
+        ),
+        None => url_mode,
+    };
+    let ca_file = t.opt_string("caFile")?.map(PathBuf::from).or(url_root);
+    let mode = match (mode, &ca_file) {
+        (Some(SslMode::Require), Some(_)) => SslMode::VerifyCa,
+        (Some(m), _) => m,
+        (None, _) => SslMode::Prefer,
+    };
+    if let Some(p) = &ca_file {
+        if !p.is_file() {
+            return Err(t.fail("caFile", format!("{} is not a readable file", p.display())));
+        }
+    }
+    Ok(PostgresTls { mode, ca_file })
 }
 
 /// A plain lowercase identifier: the only text we format into SQL (quoted) is the schema name.
@@ -64,4 +110,20 @@ pub fn valid_schema(s: &str) -> bool {
         && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The connection string's password never shows (`redact`).
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("enabled", &self.enabled)
+            .field("connection_string", &self.connection_string.as_deref().map(crate::tiers::redact))
+            .field("compression_level", &self.compression_level)
+            .field("retention_days", &self.retention_days)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("schema", &self.schema)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }

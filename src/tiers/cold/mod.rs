@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::model::{Result, TierError};
 
@@ -24,6 +24,7 @@ mod copy;
 mod rows;
 mod schema;
 mod search;
+pub mod tls;
 
 use config::valid_schema;
 pub use config::PostgresConfig;
@@ -45,6 +46,8 @@ pub struct ColdTier {
     sql: Arc<Sql>,
     /// This SQLite file's name in `frame_holders` (see [`ColdTier::with_holder`]); empty: none kept.
     holder: Arc<str>,
+    /// Told about every connection that could not be made (the manager's breaker).
+    outage: Arc<std::sync::OnceLock<crate::tiers::OutageHook>>,
 }
 
 impl std::fmt::Debug for ColdTier {
@@ -74,8 +77,15 @@ impl ColdTier {
                 "must be a lowercase identifier (a-z, 0-9, _)",
             ));
         }
+        // sslmode / sslrootcert are ours (tokio-postgres knows fewer modes): out of the string.
+        let (url, _, _) =
+            tls::split_ssl(url).map_err(|e| TierError::invalid_config("tiers.postgres.connectionString", e))?;
+        // The parser's messages never quote the string (it may hold a password).
         let mut pg: tokio_postgres::Config =
             url.parse().map_err(|e| TierError::invalid_config("tiers.postgres.connectionString", format!("{e}")))?;
+        pg.ssl_mode(cfg.tls.mode.wire());
+        let tls = tls::client_config(cfg.tls.mode, cfg.tls.ca_file.as_deref())
+            .map_err(|e| TierError::invalid_config("tiers.postgres.tls.caFile", e))?;
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
         pg.connect_timeout(connect_timeout);
         // Notice dead peers in minutes, not the OS default of hours.
@@ -92,7 +102,11 @@ impl ColdTier {
         };
         pg.options(options);
 
-        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            pg,
+            MakeRustlsConnect::new(tls),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size.max(1))
             .create_timeout(Some(connect_timeout))
@@ -103,8 +117,13 @@ impl ColdTier {
             .build()
             .map_err(|e| TierError::invalid_config("tiers.postgres", format!("cannot build the pool: {e}")))?;
 
-        let tier =
-            ColdTier { pool, cfg: Arc::new(cfg.clone()), sql: Arc::new(Sql::new(&cfg.schema)), holder: Arc::from("") };
+        let tier = ColdTier {
+            pool,
+            cfg: Arc::new(cfg.clone()),
+            sql: Arc::new(Sql::new(&cfg.schema)),
+            outage: Default::default(),
+            holder: Arc::from(""),
+        };
         tier.upgrade_schema().await?;
         Ok(tier)
     }
@@ -113,8 +132,40 @@ impl ColdTier {
         &self.cfg
     }
 
+    /// Who is told about outages (set once, by the manager's breaker).
+    pub fn set_outage_hook(&self, hook: crate::tiers::OutageHook) {
+        let _ = self.outage.set(hook);
+    }
+
+    /// A pooled connection. A connection that cannot be made (refused, timed out, TLS refused) is
+    /// an outage; waiting for a busy pool is not.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(pool_err)
+        self.pool.get().await.map_err(|e| {
+            let outage = matches!(
+                &e,
+                PoolError::Backend(_)
+                    | PoolError::Timeout(
+                        deadpool_postgres::TimeoutType::Create | deadpool_postgres::TimeoutType::Recycle
+                    )
+            );
+            let err = pool_err(e);
+            if let (true, Some(h)) = (outage, self.outage.get()) {
+                if let TierError::TierUnavailable { cause, .. } = &err {
+                    h(cause);
+                }
+            }
+            err
+        })
+    }
+
+    /// Whether our connection to the server is encrypted, as the server sees it (`pg_stat_ssl`).
+    pub async fn tls_in_use(&self) -> Result<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[])
+            .await
+            .map_err(|e| pg_err("tls", e))?;
+        row.try_get::<_, bool>(0).map_err(|e| pg_err("tls", e))
     }
 
     /// Round trip of a trivial query (including taking a pooled connection).

@@ -20,6 +20,7 @@ fn cfg_for(schema: &str) -> PostgresConfig {
         pool_size: 4,
         connect_timeout_ms: 3000,
         schema: schema.to_string(),
+        tls: Default::default(),
     }
 }
 

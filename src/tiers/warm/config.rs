@@ -3,13 +3,15 @@
 //! Units: `ttl` is **seconds** (as Redis counts them) or a duration such as `"24h"`; `maxSize` bytes
 //! or a size such as `"1GB"`; `connectTimeout` milliseconds or a duration.
 
+use std::path::PathBuf;
+
 use serde_json::Value;
 
 use crate::model::units::{parse_duration_ms, GB};
 use crate::model::values::Fields;
 use crate::model::{EvictionStrategy, Result};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     pub enabled: bool,
     pub connection_string: Option<String>,
@@ -23,6 +25,9 @@ pub struct RedisConfig {
     /// Redis Cluster (`cluster: true`, or several comma-separated node URLs): the cluster client
     /// and the bucketed key layout (see `keys`).
     pub cluster: bool,
+    /// `tiers.redis.tls.caFile`: trusted roots (PEM) for a `rediss://` server, instead of the
+    /// system's store. `rediss://host:port/#insecure` skips verification (redis-rs's convention).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl RedisConfig {
@@ -32,7 +37,7 @@ impl RedisConfig {
         env_url: Option<String>,
         eviction_strategy: EvictionStrategy,
     ) -> Result<RedisConfig> {
-        rd.known(&["enabled", "connectionString", "ttl", "maxSize", "keyPrefix", "connectTimeout", "cluster"])?;
+        rd.known(&["enabled", "connectionString", "ttl", "maxSize", "keyPrefix", "connectTimeout", "cluster", "tls"])?;
         let url = rd.opt_string("connectionString")?.or(env_url);
         if let Some(u) = &url {
             let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
@@ -56,6 +61,17 @@ impl RedisConfig {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 && !s.contains(['{', '}', ' ']) => s.clone(),
             Some(_) => return Err(rd.fail("keyPrefix", "must be 1-64 characters without braces or spaces")),
         };
+        let tls = rd.section("tls", "tiers.redis.tls")?;
+        tls.known(&["caFile"])?;
+        let ca_file = tls.opt_string("caFile")?.map(PathBuf::from);
+        if let Some(p) = &ca_file {
+            if !url.as_deref().is_some_and(|u| u.starts_with("rediss://")) {
+                return Err(tls.fail("caFile", "needs a rediss:// connection string"));
+            }
+            if !p.is_file() {
+                return Err(tls.fail("caFile", format!("{} is not a readable file", p.display())));
+            }
+        }
         Ok(RedisConfig {
             enabled,
             connection_string: url,
@@ -65,6 +81,7 @@ impl RedisConfig {
             connect_timeout_ms: rd.duration_ms("connectTimeout", 2000, 1)?,
             eviction_strategy,
             cluster,
+            ca_file,
         })
     }
 }
@@ -80,5 +97,21 @@ fn ttl_secs(rd: &Fields<'_>) -> Result<u64> {
             .map(|ms| ms / 1000)
             .ok_or_else(|| rd.fail("ttl", "must be seconds or a duration such as '24h' (at least 1s)")),
         Some(_) => Err(rd.fail("ttl", "must be seconds or a duration such as '24h'")),
+    }
+}
+
+/// The connection string's password never shows (`redact`).
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("enabled", &self.enabled)
+            .field("connection_string", &self.connection_string.as_deref().map(crate::tiers::redact))
+            .field("ttl_secs", &self.ttl_secs)
+            .field("max_size", &self.max_size)
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("eviction_strategy", &self.eviction_strategy)
+            .field("ca_file", &self.ca_file)
+            .finish()
     }
 }

@@ -122,6 +122,8 @@ pub struct WarmTier {
     layout: Layout,
     /// Bound on one whole operation (including waiting for a reconnect).
     op_timeout: Duration,
+    /// Told about every call that failed because the server is unreachable (the breaker).
+    outage: std::sync::Arc<std::sync::OnceLock<crate::tiers::OutageHook>>,
 }
 
 impl std::fmt::Debug for WarmTier {
@@ -139,8 +141,7 @@ impl WarmTier {
             .as_deref()
             .ok_or_else(|| TierError::unavailable(TIER, "no connection string configured"))?;
         let first = url.split(',').next().unwrap_or(url).trim();
-        let client = redis::Client::open(first)
-            .map_err(|e| TierError::invalid_config("tiers.redis.connectionString", e.to_string()))?;
+        let client = open_client(first, cfg)?;
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms.max(1));
         let cluster = if cfg.cluster {
             Some(
@@ -185,11 +186,29 @@ impl WarmTier {
             layout: Layout::new(&cfg.key_prefix, cfg.cluster),
             cfg: cfg.clone(),
             op_timeout: RESPONSE_TIMEOUT + connect_timeout,
+            outage: Default::default(),
         })
     }
 
     pub fn config(&self) -> &RedisConfig {
         &self.cfg
+    }
+
+    /// Who is told about outages (set once, by the manager's breaker).
+    pub fn set_outage_hook(&self, hook: crate::tiers::OutageHook) {
+        let _ = self.outage.set(hook);
+    }
+
+    fn outage(&self, why: &str) -> TierError {
+        if let Some(h) = self.outage.get() {
+            h(why);
+        }
+        TierError::unavailable(TIER, why)
+    }
+
+    /// Whether the connection is TLS (`rediss://`).
+    pub fn tls(&self) -> bool {
+        matches!(self.client.get_connection_info().addr, redis::ConnectionAddr::TcpTls { .. })
     }
 
     /// Round trip of one PING.
@@ -273,8 +292,8 @@ impl WarmTier {
                     }
                     self.poisoned.store(false, Ordering::SeqCst);
                 }
-                Ok(Err(e)) => return Err(TierError::unavailable(TIER, format!("{what}: reconnect: {e}"))),
-                Err(_) => return Err(TierError::unavailable(TIER, format!("{what}: reconnect timed out"))),
+                Ok(Err(e)) => return Err(self.outage(&format!("{what}: reconnect: {e}"))),
+                Err(_) => return Err(self.outage(&format!("{what}: reconnect timed out"))),
             }
         }
         let conn = || self.conn.lock().map(|c| c.clone()).map_err(|_| ());
@@ -296,14 +315,15 @@ impl WarmTier {
                 if e.is_timeout() {
                     self.poisoned.store(true, Ordering::SeqCst);
                 }
-                Err(TierError::unavailable(TIER, format!("{what}: {e}")))
+                if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                    Err(self.outage(&format!("{what}: {e}")))
+                } else {
+                    Err(TierError::unavailable(TIER, format!("{what}: {e}")))
+                }
             }
             Err(_) => {
                 self.poisoned.store(true, Ordering::SeqCst);
-                Err(TierError::unavailable(
-                    TIER,
-                    format!("{what}: no answer within {} ms", self.op_timeout.as_millis()),
-                ))
+                Err(self.outage(&format!("{what}: no answer within {} ms", self.op_timeout.as_millis())))
             }
         }
     }
@@ -344,6 +364,28 @@ fn info_texts(v: &redis::Value) -> Vec<String> {
         Value::Map(pairs) => pairs.iter().flat_map(|(_, v)| info_texts(v)).collect(),
         Value::Array(items) => items.iter().flat_map(info_texts).collect(),
         _ => Vec::new(),
+    }
+}
+
+/// The client for `url`: `rediss://` over rustls, with `cfg.ca_file`'s roots when given (else
+/// the system's). Errors never quote the URL (it may hold a password).
+fn open_client(url: &str, cfg: &RedisConfig) -> Result<redis::Client> {
+    // One crypto provider for the process (ring); harmless when one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bad_url = |e: RedisError| {
+        TierError::invalid_config("tiers.redis.connectionString", format!("not a valid Redis URL ({:?})", e.kind()))
+    };
+    match &cfg.ca_file {
+        None => redis::Client::open(url).map_err(bad_url),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                TierError::invalid_config("tiers.redis.tls.caFile", format!("cannot read {}: {e}", path.display()))
+            })?;
+            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+            redis::Client::build_with_tls(url, certs).map_err(|e| {
+                TierError::invalid_config("tiers.redis.tls.caFile", format!("cannot use the CA file ({:?})", e.kind()))
+            })
+        }
     }
 }
 

@@ -20,6 +20,7 @@ fn test_cfg(strategy: EvictionStrategy, max_size: u64, ttl_secs: u64) -> RedisCo
         connect_timeout_ms: 2000,
         eviction_strategy: strategy,
         cluster: false,
+        ca_file: None,
     }
 }
 
