@@ -6,6 +6,7 @@
 //! `policy`.
 
 pub mod manager;
+pub mod obs;
 pub mod model;
 pub mod moves;
 pub mod policy;
