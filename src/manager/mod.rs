@@ -23,6 +23,7 @@ use crate::tiers::warm::WarmTier;
 pub mod config;
 pub mod gc;
 mod policy_ops;
+mod observe;
 mod remotes;
 pub mod requests;
 mod retrieve;
@@ -66,6 +67,8 @@ struct Inner {
     trace: std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     /// Bulk runs going in this process.
     runs: runs::ActiveRuns,
+    /// Latency histograms, counts and moves for `stats()` / `metrics()`.
+    obs: crate::obs::Recorder,
 }
 
 #[derive(Clone)]
@@ -105,6 +108,7 @@ impl TierManager {
             shutdown: Arc::new(Notify::new()),
             flush_soon: Arc::new(Notify::new()),
             runs: runs::ActiveRuns::default(),
+            obs: crate::obs::Recorder::new(),
             background: AsyncMutex::new(()),
             last_recovery: std::sync::Mutex::new(None),
         });
@@ -140,8 +144,8 @@ impl TierManager {
     pub async fn remotes(&self) -> Remotes {
         let rc = self.inner.config.redis.clone();
         let pc = self.inner.config.postgres.clone();
-        let (warm, warm_down) = self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }).await;
-        let (cold, cold_down) = self.inner.cold.get(|| async move { ColdTier::connect(&pc).await }).await;
+        let (warm, warm_down) = self.inner.warm.get(|| async move { observe::connect("redis", rc.connection_string.as_deref(), WarmTier::connect(&rc).await) }).await;
+        let (cold, cold_down) = self.inner.cold.get(|| async move { observe::connect("postgres", pc.connection_string.as_deref(), ColdTier::connect(&pc).await) }).await;
         Remotes { warm, cold, warm_down, cold_down }
     }
 
@@ -162,6 +166,7 @@ impl TierManager {
     /// Normalises and upserts bundles in one transaction; errors name the bundle when `listed`.
     async fn store_bundles(&self, bundles: Vec<Value>, listed: bool) -> Result<Vec<(String, i64, i64)>> {
         self.check_open()?;
+        let started = Instant::now();
         let max = self.inner.config.max_frame_bytes;
         let out = self
             .inner
@@ -179,6 +184,7 @@ impl TierManager {
                 hot.store_many(&bs, max)
             })
             .await?;
+        self.inner.obs.record(crate::obs::Series::Store, started, out.iter().map(|r| r.2.max(0) as u64).sum());
         for (id, _, size) in &out {
             self.policy_access(id, Tier::Hot, *size, true);
         }
@@ -206,7 +212,7 @@ impl TierManager {
             // the remote copies are removed by the discard the delete journaled.
             self.engine().forget(frame_id);
             let remotes = self.remotes().await;
-            let _ = self.inner.mover.recover(&remotes).await;
+            crate::obs::log_err("removing a deleted frame's remote copies", self.inner.mover.recover(&remotes).await);
         }
         Ok(meta.is_some())
     }
@@ -233,8 +239,12 @@ impl TierManager {
 
     /// A move through the mover (its batches are serialised with every other move).
     async fn migrate_inner(&self, req: MigrateRequest) -> Result<MigrateReport> {
-        let remotes = self.remotes().await;
-        self.inner.mover.migrate(&req, &remotes).await
+        let (remotes, started) = (self.remotes().await, Instant::now());
+        let rep = self.inner.mover.migrate(&req, &remotes).await;
+        if let Ok(r) = &rep {
+            self.observe_report(r, req.to, started, true);
+        }
+        rep
     }
 }
 

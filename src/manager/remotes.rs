@@ -25,6 +25,20 @@ impl<T: Clone> RemoteSlot<T> {
         RemoteSlot { enabled, state: AsyncMutex::new(SlotState { client: None, last_error: None, last_attempt: None }) }
     }
 
+    /// The connection's state without waiting or connecting (`stats()`): a slot busy connecting
+    /// reads as idle.
+    pub(super) fn state(&self) -> crate::obs::export::Backend {
+        use crate::obs::export::Backend;
+        if !self.enabled {
+            return Backend::Disabled;
+        }
+        match self.state.try_lock() {
+            Ok(st) if st.client.is_some() => Backend::Up,
+            Ok(st) if st.last_error.is_some() => Backend::Down,
+            _ => Backend::Idle,
+        }
+    }
+
     pub(super) async fn get<F, Fut>(&self, connect: F) -> (Option<T>, Option<String>)
     where
         F: FnOnce() -> Fut,
