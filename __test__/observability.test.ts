@@ -16,6 +16,15 @@ const parsePrometheus: (text: string) => any[] = require('parse-prometheus-text-
 const reg = fileRegistry()
 const SECRET = 'pw-s3cret-xyz'
 
+/** One labelled series of a histogram family, parsed on its own (see the metrics test). */
+function histogram(text: string, name: string, labels: string): any {
+  const lines = text.split('\n').filter((l) => l.startsWith(name) && l.includes(`{${labels}`))
+  const body = lines.map((l) => l.replace(`{${labels},`, '{').replace(`{${labels}}`, '')).join('\n')
+  const [f] = parsePrometheus(`# HELP ${name} h\n# TYPE ${name} histogram\n${body}\n`)
+  expect(f.type).toBe('HISTOGRAM')
+  return f.metrics[0]
+}
+
 const op = (s: TierStats, o: string, tier: string) => s.operations.find((x) => x.op === o && x.tier === tier)
 
 describe('stats() and metrics()', () => {
@@ -81,11 +90,15 @@ describe('stats() and metrics()', () => {
     const lat = fam('stackmemory_tiers_operation_duration_seconds')
     expect(lat.type).toBe('HISTOGRAM')
     expect(lat.help).toMatch(/Latency/)
-    const hot = lat.metrics.find((x: any) => x.labels.op === 'retrieve' && x.labels.tier === 'hot')
+    // The parser flattens a histogram with labels into one series (it keeps `le` only), so each
+    // series is also parsed on its own: its lines, its other labels taken off.
+    const hot = histogram(text, 'stackmemory_tiers_operation_duration_seconds', 'op="retrieve",tier="hot"')
     expect(Number(hot.count)).toBe(50)
     expect(Number(hot.sum)).toBeGreaterThan(0)
+    expect(Number(hot.sum)).toBeCloseTo((op(m.stats(), 'retrieve', 'hot')!.sinceOpen.meanUs * 50) / 1e6, 4)
     // Buckets are cumulative and end at the count.
     const les = Object.keys(hot.buckets).filter((k) => k !== '+Inf').map(Number).sort((a, b) => a - b)
+    expect(les.length).toBe(19)
     let prev = 0
     for (const le of les) {
       const n = Number(hot.buckets[String(le)])
@@ -93,6 +106,9 @@ describe('stats() and metrics()', () => {
       prev = n
     }
     expect(prev).toBeLessThanOrEqual(50)
+    expect(Number(hot.buckets['+Inf'])).toBe(50)
+    expect(Number(histogram(text, 'stackmemory_tiers_operation_duration_seconds', 'op="retrieve",tier="warm"').count)).toBe(5)
+    expect(Number(histogram(text, 'stackmemory_tiers_operation_duration_seconds', 'op="store",tier="hot"').count)).toBe(6)
     expect(text).toContain('stackmemory_tiers_operation_duration_seconds_bucket{op="retrieve",tier="hot",le="+Inf"} 50')
     const moves = fam('stackmemory_tiers_moves_total')
     expect(moves.type).toBe('COUNTER')
