@@ -6,9 +6,9 @@
 //! `policy`.
 
 pub mod manager;
-pub mod obs;
 pub mod model;
 pub mod moves;
+pub mod obs;
 pub mod policy;
 pub mod sim;
 pub mod tiers;

@@ -22,8 +22,8 @@ use crate::tiers::warm::WarmTier;
 
 pub mod config;
 pub mod gc;
-mod policy_ops;
 mod observe;
+mod policy_ops;
 mod remotes;
 pub mod requests;
 mod retrieve;
@@ -144,8 +144,20 @@ impl TierManager {
     pub async fn remotes(&self) -> Remotes {
         let rc = self.inner.config.redis.clone();
         let pc = self.inner.config.postgres.clone();
-        let (warm, warm_down) = self.inner.warm.get(|| async move { observe::connect("redis", rc.connection_string.as_deref(), WarmTier::connect(&rc).await) }).await;
-        let (cold, cold_down) = self.inner.cold.get(|| async move { observe::connect("postgres", pc.connection_string.as_deref(), ColdTier::connect(&pc).await) }).await;
+        let (warm, warm_down) =
+            self.inner
+                .warm
+                .get(|| async move {
+                    observe::connect("redis", rc.connection_string.as_deref(), WarmTier::connect(&rc).await)
+                })
+                .await;
+        let (cold, cold_down) = self
+            .inner
+            .cold
+            .get(|| async move {
+                observe::connect("postgres", pc.connection_string.as_deref(), ColdTier::connect(&pc).await)
+            })
+            .await;
         Remotes { warm, cold, warm_down, cold_down }
     }
 

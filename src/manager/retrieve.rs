@@ -112,7 +112,10 @@ impl TierManager {
                     // Off the read's path: the archive's access time is advisory (retention).
                     let (cold, id) = (cold.clone(), frame_id.to_string());
                     tokio::spawn(async move {
-                        crate::obs::log_err("touching an archived frame's access time", cold.touch(&id, now_seconds()).await);
+                        crate::obs::log_err(
+                            "touching an archived frame's access time",
+                            cold.touch(&id, now_seconds()).await,
+                        );
                     });
                 }
             }

@@ -333,7 +333,10 @@ impl TierManager {
             rec.error = Some(e.to_string());
             let saved = rec.clone();
             // Unsaved, the run stays `running` in the file; `resumeMigration` continues it.
-            crate::obs::log_err("saving a failed run's record", self.inner.hot.call(move |hot| hot.run_save(&saved)).await);
+            crate::obs::log_err(
+                "saving a failed run's record",
+                self.inner.hot.call(move |hot| hot.run_save(&saved)).await,
+            );
         }
         self.inner.runs.lock().remove(&rec.run_id);
         let _ = tx.send(Some(rec.clone()));

@@ -38,8 +38,8 @@ pub struct Backends {
 
 /// Histogram buckets of `metrics()`, in seconds (10 µs to 10 s).
 const BUCKETS: [f64; 19] = [
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0,
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
@@ -120,7 +120,8 @@ pub fn prometheus(s: &Snapshot, backends: &Backends) -> String {
     let name = format!("{p}_moves_total");
     head(&mut o, &name, "counter", "Frames of moves by hop and outcome.");
     for (hop, c) in &s.moves {
-        for (outcome, n) in [("moved", c.moved), ("failed", c.failed), ("held_back", c.held_back), ("skipped", c.skipped)]
+        for (outcome, n) in
+            [("moved", c.moved), ("failed", c.failed), ("held_back", c.held_back), ("skipped", c.skipped)]
         {
             let _ = writeln!(o, "{name}{{hop=\"{}\",outcome=\"{outcome}\"}} {n}", esc(hop));
         }
@@ -183,8 +184,12 @@ mod tests {
         let b = Backends { redis: Backend::Up, postgres: Backend::Disabled };
         let text = prometheus(&r.snapshot(), &b);
         assert!(text.contains("# TYPE stackmemory_tiers_operation_duration_seconds histogram"));
-        assert!(text.contains("stackmemory_tiers_operation_duration_seconds_bucket{op=\"retrieve\",tier=\"hot\",le=\"0.00005\"} 1"));
-        assert!(text.contains("stackmemory_tiers_operation_duration_seconds_bucket{op=\"retrieve\",tier=\"warm\",le=\"0.00025\"} 0"));
+        assert!(text.contains(
+            "stackmemory_tiers_operation_duration_seconds_bucket{op=\"retrieve\",tier=\"hot\",le=\"0.00005\"} 1"
+        ));
+        assert!(text.contains(
+            "stackmemory_tiers_operation_duration_seconds_bucket{op=\"retrieve\",tier=\"warm\",le=\"0.00025\"} 0"
+        ));
         assert!(text.contains("stackmemory_tiers_moves_total{hop=\"hot→warm\",outcome=\"moved\"} 3"));
         assert!(text.contains("stackmemory_tiers_compression_ratio 3"));
         assert!(text.contains("stackmemory_tiers_hit_ratio{tier=\"hot\"} 0.5"));

@@ -227,7 +227,8 @@ fn redact_key_values(text: &str) -> String {
         let start = pos + i + "password=".len();
         out.push_str(&text[pos..start]);
         out.push_str("***");
-        let end = text[start..].find(|c: char| c.is_whitespace() || c == '&' || c == ';').map_or(text.len(), |e| start + e);
+        let end =
+            text[start..].find(|c: char| c.is_whitespace() || c == '&' || c == ';').map_or(text.len(), |e| start + e);
         pos = end;
     }
     out.push_str(&text[pos..]);
