@@ -427,6 +427,14 @@ export interface TierStats {
   backends: Record<'redis' | 'postgres', 'disabled' | 'idle' | 'up' | 'down'>
 }
 
+/** A running `serveMetrics` endpoint. */
+export interface MetricsServer {
+  port: number
+  /** `http://127.0.0.1:PORT/metrics` */
+  url: string
+  close(): Promise<void>
+}
+
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace'
 
 /** One log record (`onLog`): structured fields, passwords in URLs redacted. */
@@ -446,6 +454,12 @@ export interface LogRecord {
  * severe, passed to `callback` without blocking the addon. Returns a function that stops them.
  */
 export declare function onLog(callback: (record: LogRecord) => void, options?: { level?: LogLevel }): () => void
+
+// Methods written in JS (index.js), merged into the generated class.
+export interface TierManager {
+  /** A Prometheus scrape endpoint on node:http: `GET /metrics` answers `metrics()` (503 once closed). Host 127.0.0.1 unless given; `port: 0` picks one. */
+  serveMetrics(options: { port: number; host?: string }): Promise<MetricsServer>
+}
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for

@@ -6,6 +6,7 @@
 
 const native = require('./binding.js')
 const { prepareOpen } = require('./lib/sqlite-host.js')
+const { serveMetrics } = require('./lib/serve-metrics.js')
 
 const CODE_PREFIX = /^(ERR_[A-Z_]+): ([\s\S]*)$/
 // Statuses napi itself uses when an argument has the wrong JS type.
@@ -142,6 +143,7 @@ class TierManager {
   // Observability (src/node/observe.rs): synchronous, no round trip.
   stats() { return callSync(() => this.#inner.stats()) }
   metrics() { return callSync(() => this.#inner.metrics()) }
+  serveMetrics(options) { return call(async () => serveMetrics(this, options)) }
 }
 
 function invalidArgument(message) {

@@ -125,6 +125,24 @@ describe('stats() and metrics()', () => {
     expect(fam('stackmemory_tiers_uptime_seconds')).toBeTruthy()
   })
 
+  test('serveMetrics: GET /metrics on 127.0.0.1 answers metrics(); bad options are refused', async () => {
+    const srv = await m.serveMetrics({ port: 0 })
+    try {
+      expect(srv.url).toBe(`http://127.0.0.1:${srv.port}/metrics`)
+      const res = await fetch(srv.url)
+      expect(res.status).toBe(200)
+      expect(res.headers.get('content-type')).toContain('version=0.0.4')
+      const fams = parsePrometheus(await res.text())
+      expect(fams.find((f) => f.name === 'stackmemory_tiers_moves_total')?.type).toBe('COUNTER')
+      expect((await fetch(`http://127.0.0.1:${srv.port}/other`)).status).toBe(404)
+    } finally {
+      await srv.close()
+    }
+    for (const bad of [undefined, { port: -1 }, { port: 1.5 }, { port: 0, tls: true }]) {
+      expect((await rejectionOf(m.serveMetrics(bad as any))).code).toBe('ERR_INVALID_ARGUMENT')
+    }
+  })
+
   test('stats() and metrics() on a closed manager reject with ERR_CLOSED', async () => {
     const env = reg.env()
     const m2 = await TierManager.open({ dbPath: env.dbPath })
