@@ -6,6 +6,7 @@
 
 const native = require('./binding.js')
 const { prepareOpen } = require('./lib/sqlite-host.js')
+const { serveMetrics } = require('./lib/serve-metrics.js')
 
 const CODE_PREFIX = /^(ERR_[A-Z_]+): ([\s\S]*)$/
 // Statuses napi itself uses when an argument has the wrong JS type.
@@ -138,6 +139,11 @@ class TierManager {
   async listMigrations(options) { return JSON.parse(await call(() => this.#inner.listMigrations(options))) }
   async rollbackMigration(runId) { return JSON.parse(await call(() => this.#inner.rollbackMigration(runId))) }
   async verify(options) { return JSON.parse(await call(() => this.#inner.verify(options))) }
+
+  // Observability (src/node/observe.rs): synchronous, no round trip.
+  stats() { return callSync(() => this.#inner.stats()) }
+  metrics() { return callSync(() => this.#inner.metrics()) }
+  serveMetrics(options) { return call(async () => serveMetrics(this, options)) }
 }
 
 function invalidArgument(message) {
@@ -193,4 +199,24 @@ function sqliteLibrary() {
   return native.sqliteLibrary()
 }
 
-module.exports = { TierManager, simulate, sqliteLibrary, __napiBindingTarget: native.__napiBindingTarget }
+/**
+ * Log records of every TierManager in this process at `options.level` (default 'warn') or more
+ * severe, passed to `callback` (never blocking the addon); returns a function that stops them.
+ */
+function onLog(callback, options) {
+  if (typeof callback !== 'function') throw invalidArgument('callback: must be a function')
+  if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgument('options: must be an object')
+  const { level, ...rest } = options || {}
+  if (Object.keys(rest).length > 0) throw invalidArgument(`options.${Object.keys(rest)[0]}: unknown field (onLog takes level)`)
+  if (level !== undefined && typeof level !== 'string') throw invalidArgument("options.level: must be 'error', 'warn', 'info', 'debug' or 'trace'")
+  const id = callSync(() => native.onLog((text) => {
+    try {
+      callback(JSON.parse(text))
+    } catch (e) {
+      process.emitWarning(`onLog callback threw: ${e && e.message}`, 'StackMemoryTiersWarning')
+    }
+  }, level))
+  return () => native.offLog(id)
+}
+
+module.exports = { TierManager, simulate, sqliteLibrary, onLog, __napiBindingTarget: native.__napiBindingTarget }

@@ -4,5 +4,5 @@ import { createRequire } from 'node:module'
 const require = createRequire(import.meta.url)
 const tiers = require('./index.js')
 
-export const { TierManager, simulate, sqliteLibrary } = tiers
+export const { TierManager, simulate, sqliteLibrary, onLog } = tiers
 export default tiers

@@ -92,6 +92,28 @@ function printSimulations(reports, out) {
   }
 }
 
+const us = (v) => (v >= 1000 ? `${(v / 1000).toFixed(2)} ms` : `${v.toFixed(1)} µs`)
+
+function printStats({ status, stats }, out) {
+  printStatus(status, out)
+  out(`since open (${(stats.uptimeMs / 1000).toFixed(1)} s; recent: last ${stats.recentWindowSeconds} s):`)
+  if (!stats.operations.length) out('no operations yet')
+  else {
+    out(table([['op', 'tier', 'count', 'p50', 'p90', 'p99', 'p99.9', 'max', 'recent p99'],
+      ...stats.operations.map((o) => [o.op, o.tier, String(o.count), us(o.sinceOpen.p50Us), us(o.sinceOpen.p90Us), us(o.sinceOpen.p99Us),
+        us(o.sinceOpen.p999Us), us(o.sinceOpen.maxUs), o.recent.count ? us(o.recent.p99Us) : '-'])]))
+  }
+  const h = stats.hits
+  if (h.reads) out(`hits: ${['hot', 'warm', 'cold', 'miss'].map((t) => `${t} ${(h[t].ratio * 100).toFixed(1)}%`).join(', ')} of ${h.reads} reads`)
+  for (const [hop, c] of Object.entries(stats.moves)) out(`moves ${hop}: ${c.moved} moved, ${c.failed} failed, ${c.heldBack} held back, ${c.skipped} skipped`)
+  if (stats.compression.ratio) out(`compression of moved frames: ${stats.compression.ratio.toFixed(2)}x`)
+  for (const [kind, m] of Object.entries(stats.errors)) {
+    const e = Object.entries(m)
+    if (e.length) out(`errors (${kind}): ${e.map(([c, n]) => `${c} ${n}`).join(', ')}`)
+  }
+  out(`backends: redis ${stats.backends.redis}, postgres ${stats.backends.postgres}`)
+}
+
 function printPlan(p, out) {
   out(`would move ${p.frames} frame(s), ${fmtBytes(p.bytes)}, to ${p.toTier}` + (p.estimatedSeconds == null ? ' (no rate measured yet for an estimate)' : ` in about ${p.estimatedSeconds.toFixed(0)} s`))
   const hops = Object.entries(p.hops)
@@ -131,5 +153,5 @@ function printVerify(r, out) {
 
 module.exports = {
   fmtBytes, table, printStatus, printMigrate, printSearch, printExplain, printPin, printCycle, printCompact, printSimulations,
-  printPlan, printRun, printRuns, printRollback, printVerify,
+  printPlan, printStats, printRun, printRuns, printRollback, printVerify,
 }

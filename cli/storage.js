@@ -36,8 +36,19 @@ const COMMANDS = [
   },
   {
     name: 'stats',
-    description: 'status as JSON (alias of status --json)',
-    action: async (s) => s.print(await s.status()),
+    description: "per-tier counts and bytes, and this process's latency histograms, hits, moves and errors (stats())",
+    action: async (s) => {
+      const status = await s.status()
+      s.print({ status, stats: (await s.open()).stats() }, fmt.printStats)
+    },
+  },
+  {
+    name: 'metrics',
+    description: "this process's figures in Prometheus' text exposition format (metrics())",
+    action: async (s) => {
+      await s.status() // connects the remote tiers, so their state is known
+      s.ctx.out((await s.open()).metrics().replace(/\n$/, ''))
+    },
   },
   ...RUN_COMMANDS,
   {

@@ -8,6 +8,7 @@
 pub mod manager;
 pub mod model;
 pub mod moves;
+pub mod obs;
 pub mod policy;
 pub mod sim;
 pub mod tiers;

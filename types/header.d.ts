@@ -420,3 +420,73 @@ export interface GcReport {
   kept: Array<{ frameId: string; reason: string }>
   deletedWithoutArchive: number
 }
+
+/** A histogram's figures, in microseconds (`count` 0: no operation of this kind). */
+export interface Latency {
+  count: number
+  meanUs: number
+  p50Us: number
+  p90Us: number
+  p99Us: number
+  p999Us: number
+  maxUs: number
+}
+
+/** `stats()`: what this TierManager did since it opened, and over the recent window (last 60 s). */
+export interface TierStats {
+  uptimeMs: number
+  recentWindowSeconds: number
+  /** Only operations that ran. `tier`: `hot`/`warm`/`cold`/`miss` for retrieve, `all` for search, the hop (`hot→warm`) for hop. */
+  operations: Array<{
+    op: 'retrieve' | 'store' | 'search' | 'hop'
+    tier: string
+    count: number
+    bytes: number
+    sinceOpen: Latency
+    recent: Latency
+  }>
+  /** Reads by the tier that served them; `ratio` is null before the first read. */
+  hits: { reads: number } & Record<TierName | 'miss', { reads: number; ratio: number | null }>
+  /** Frames by hop (`hot→warm`, ...) and outcome. */
+  moves: Record<string, { moved: number; failed: number; heldBack: number; skipped: number }>
+  /** Bytes of moved frames as stored in SQLite and as written remotely; `ratio` before / after. */
+  compression: { bytesBefore: number; bytesAfter: number; ratio: number | null }
+  /** Errors by code, process-wide: returned to a caller, or only logged (background). */
+  errors: { returned: Partial<Record<TierErrorCode, number>>; background: Partial<Record<TierErrorCode, number>> }
+  /** Remote tiers' connections, without a round trip. */
+  backends: Record<'redis' | 'postgres', 'disabled' | 'idle' | 'up' | 'down'>
+}
+
+/** A running `serveMetrics` endpoint. */
+export interface MetricsServer {
+  port: number
+  /** `http://127.0.0.1:PORT/metrics` */
+  url: string
+  close(): Promise<void>
+}
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace'
+
+/** One log record (`onLog`): structured fields, passwords in URLs redacted. */
+export interface LogRecord {
+  level: LogLevel
+  /** The Rust module, e.g. `stackmemory_tiers::moves::demote`. */
+  target: string
+  message: string
+  /** `code` (an ERR_* code) on every failure, `what` failed, `error`, `backend`, `url`, ... */
+  fields: Record<string, string | number | boolean>
+  /** ms since the epoch. */
+  time: number
+}
+
+/**
+ * Log records of every TierManager in this process at `options.level` (default `'warn'`) or more
+ * severe, passed to `callback` without blocking the addon. Returns a function that stops them.
+ */
+export declare function onLog(callback: (record: LogRecord) => void, options?: { level?: LogLevel }): () => void
+
+// Methods written in JS (index.js), merged into the generated class.
+export interface TierManager {
+  /** A Prometheus scrape endpoint on node:http: `GET /metrics` answers `metrics()` (503 once closed). Host 127.0.0.1 unless given; `port: 0` picks one. */
+  serveMetrics(options: { port: number; host?: string }): Promise<MetricsServer>
+}

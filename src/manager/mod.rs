@@ -22,6 +22,7 @@ use crate::tiers::warm::WarmTier;
 
 pub mod config;
 pub mod gc;
+mod observe;
 mod policy_ops;
 mod remotes;
 pub mod requests;
@@ -71,6 +72,8 @@ struct Inner {
     trace: std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     /// Bulk runs going in this process.
     runs: runs::ActiveRuns,
+    /// Latency histograms, counts and moves for `stats()` / `metrics()`.
+    obs: crate::obs::Recorder,
 }
 
 #[derive(Clone)]
@@ -112,6 +115,7 @@ impl TierManager {
             shutdown: Arc::new(Notify::new()),
             flush_soon: Arc::new(Notify::new()),
             runs: runs::ActiveRuns::default(),
+            obs: crate::obs::Recorder::new(),
             background: AsyncMutex::new(()),
             last_recovery: std::sync::Mutex::new(None),
         });
@@ -168,9 +172,18 @@ impl TierManager {
         let pc = self.inner.config.postgres.clone();
         let holder = self.inner.holder.clone();
         let ((warm, warm_down), (cold, cold_down)) = tokio::join!(
-            self.inner.warm.get(|| async move { WarmTier::connect(&rc).await }, warm_wait, patient),
+            self.inner.warm.get(
+                || async move {
+                    observe::connect("redis", rc.connection_string.as_deref(), WarmTier::connect(&rc).await)
+                },
+                warm_wait,
+                patient
+            ),
             self.inner.cold.get(
-                || async move { ColdTier::connect(&pc).await.map(|c| c.with_holder(&holder)) },
+                || async move {
+                    let c = ColdTier::connect(&pc).await.map(|c| c.with_holder(&holder));
+                    observe::connect("postgres", pc.connection_string.as_deref(), c)
+                },
                 cold_wait,
                 patient
             ),
@@ -208,6 +221,7 @@ impl TierManager {
     /// Normalises and upserts bundles in one transaction; errors name the bundle when `listed`.
     async fn store_bundles(&self, bundles: Vec<Value>, listed: bool) -> Result<Vec<(String, i64, i64)>> {
         self.check_open()?;
+        let started = Instant::now();
         let max = self.inner.config.max_frame_bytes;
         let out = self
             .inner
@@ -225,6 +239,7 @@ impl TierManager {
                 hot.store_many(&bs, max)
             })
             .await?;
+        self.inner.obs.record(crate::obs::Series::Store, started, out.iter().map(|r| r.2.max(0) as u64).sum());
         for (id, _, size) in &out {
             self.policy_access(id, Tier::Hot, *size, true);
         }
@@ -252,7 +267,7 @@ impl TierManager {
             // the remote copies are removed by the discard the delete journaled.
             self.engine().forget(frame_id);
             let remotes = self.remotes().await;
-            let _ = self.inner.mover.recover(&remotes).await;
+            crate::obs::log_err("removing a deleted frame's remote copies", self.inner.mover.recover(&remotes).await);
         }
         Ok(meta.is_some())
     }
@@ -279,8 +294,12 @@ impl TierManager {
 
     /// A move through the mover (its batches are serialised with every other move).
     async fn migrate_inner(&self, req: MigrateRequest) -> Result<MigrateReport> {
-        let remotes = self.remotes().await;
-        self.inner.mover.migrate(&req, &remotes).await
+        let (remotes, started) = (self.remotes().await, Instant::now());
+        let rep = self.inner.mover.migrate(&req, &remotes).await;
+        if let Ok(r) = &rep {
+            self.observe_report(r, req.to, started, true);
+        }
+        rep
     }
 }
 

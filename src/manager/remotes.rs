@@ -90,6 +90,22 @@ impl<T: Remote> RemoteSlot<T> {
         RemoteSlot { name, enabled, state: Arc::new(Mutex::new(state)), probes: watch::channel(0).0 }
     }
 
+    /// The connection's state without waiting or connecting (`stats()`).
+    pub(super) fn state(&self) -> crate::obs::export::Backend {
+        use crate::obs::export::Backend;
+        if !self.enabled {
+            return Backend::Disabled;
+        }
+        let st = self.lock();
+        if st.client.is_some() {
+            Backend::Up
+        } else if st.last_error.is_some() {
+            Backend::Down
+        } else {
+            Backend::Idle
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
         // A panic while holding this lock cannot leave the state inconsistent (plain fields).
         self.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -5,6 +5,9 @@ use std::collections::HashMap;
 
 use crate::tiers::hot::HotBody;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::obs::{Series, ServedBy};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -68,6 +71,7 @@ impl TierManager {
     pub async fn retrieve(&self, frame_id: &str, opts: RetrieveOptions) -> Result<Option<Value>> {
         self.check_open()?;
         super::requests::check_frame_id(frame_id)?;
+        let started = Instant::now();
         let id = frame_id.to_string();
         let rec = self.inner.hot.call(move |hot| hot.load(&id)).await?;
         let c = &self.inner.counters;
@@ -77,10 +81,12 @@ impl TierManager {
             if remotes.cold.is_some() {
                 if let Ok((b, _, _, _)) = self.inner.mover.fetch_remote(frame_id, Tier::Cold, &remotes, None).await {
                     c.cold.fetch_add(1, Ordering::Relaxed);
+                    self.inner.obs.record(Series::Retrieve(ServedBy::Cold), started, 0);
                     return Ok(Some(b.to_value()));
                 }
             }
             c.misses.fetch_add(1, Ordering::Relaxed);
+            self.inner.obs.record(Series::Retrieve(ServedBy::Miss), started, 0);
             return Ok(None);
         };
         let Some(tier) = Tier::from_level(rec.meta.tier) else {
@@ -90,6 +96,7 @@ impl TierManager {
         };
         let value = if let Some(b) = rec.bundle {
             self.hot_read(frame_id, rec.meta.size_bytes);
+            self.inner.obs.record(Series::Retrieve(ServedBy::Hot), started, rec.meta.size_bytes.max(0) as u64);
             return Ok(Some(b.to_value()));
         } else {
             let remotes = self.remotes_for_read(tier).await;
@@ -102,12 +109,17 @@ impl TierManager {
                 Tier::Warm => c.warm.fetch_add(1, Ordering::Relaxed),
                 _ => c.cold.fetch_add(1, Ordering::Relaxed),
             };
+            let by = if served_by == Tier::Warm { ServedBy::Warm } else { ServedBy::Cold };
+            self.inner.obs.record(Series::Retrieve(by), started, rec.meta.size_bytes.max(0) as u64);
             if served_by == Tier::Cold {
                 if let Some(cold) = &remotes.cold {
                     // Off the read's path: the archive's access time is advisory (retention).
                     let (cold, id) = (cold.clone(), frame_id.to_string());
                     tokio::spawn(async move {
-                        let _ = cold.touch(&id, now_seconds()).await;
+                        crate::obs::log_err(
+                            "touching an archived frame's access time",
+                            cold.touch(&id, now_seconds()).await,
+                        );
                     });
                 }
             }
@@ -127,7 +139,10 @@ impl TierManager {
             };
             if promote {
                 let fetched = Fetched { id: frame_id.to_string(), bundle: b, sum, version: rec.meta.version };
-                match self.inner.mover.promote_fetched(fetched, tier, &remotes).await {
+                let t0 = Instant::now();
+                let r = self.inner.mover.promote_fetched(fetched, tier, &remotes).await;
+                self.observe_promotion(tier, t0, rec.meta.size_bytes, r.is_ok());
+                match r {
                     Ok(_) => {
                         c.promotions.fetch_add(1, Ordering::Relaxed);
                         self.policy_moved(frame_id, tier, Tier::Hot, true, None);
@@ -149,9 +164,11 @@ impl TierManager {
     pub fn read_hot(&self, frame_id: &str) -> Result<HotBody> {
         self.check_open()?;
         super::requests::check_frame_id(frame_id)?;
+        let started = Instant::now();
         let body = self.inner.hot.body_json(frame_id)?;
         if let HotBody::Json(text) = &body {
             self.hot_read(frame_id, text.len() as i64);
+            self.inner.obs.record(Series::Retrieve(ServedBy::Hot), started, text.len() as u64);
         }
         Ok(body)
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::TierManager;
+use super::{observe, TierManager};
 use crate::model::units::{now_millis, now_seconds};
 use crate::model::values::{Fields, Kind};
 use crate::model::{Result, Tier, TierError};
@@ -306,7 +306,10 @@ impl TierManager {
     ) -> Result<()> {
         let me = self.clone();
         tokio::spawn(async move {
-            let _ = me.registered(rec, req, opts, progress, false).await;
+            let (rec, r) = me.registered(rec, req, opts, progress, false).await;
+            if let Err(e) = r {
+                tracing::warn!(code = e.code(), run_id = %rec.run_id, error = %crate::obs::redact(&e.to_string()), "bulk run failed");
+            }
         });
         Ok(())
     }
@@ -330,7 +333,10 @@ impl TierManager {
             rec.error = Some(e.to_string());
             let saved = rec.clone();
             // Unsaved, the run stays `running` in the file; `resumeMigration` continues it.
-            let _ = self.inner.hot.call(move |hot| hot.run_save(&saved)).await;
+            crate::obs::log_err(
+                "saving a failed run's record",
+                self.inner.hot.call(move |hot| hot.run_save(&saved)).await,
+            );
         }
         self.inner.runs.lock().remove(&rec.run_id);
         let _ = tx.send(Some(rec.clone()));
@@ -350,7 +356,9 @@ impl TierManager {
     ) -> Result<MigrateReport> {
         let req = MigrateRequest { run_id: Some(rec.run_id.clone()), ..req.clone() };
         let remotes = self.remotes().await;
+        let batches = observe::Batches::new(&self.inner.obs);
         let tell = |moved: &[Moved]| {
+            batches.batch(moved);
             for m in moved {
                 if let (Some(from), Some(to)) = (Tier::parse(m.from), Tier::parse(m.to)) {
                     self.policy_moved(&m.frame_id, from, to, true, None);
@@ -367,6 +375,7 @@ impl TierManager {
         };
         let t0 = std::time::Instant::now();
         let rep = self.inner.mover.run(rec, &req, opts, &remotes, &ctl).await?;
+        batches.finish(&rep, req.to);
         if !req.dry_run && rec.done > 0 {
             self.note_rate(&req, rec.done, t0.elapsed().as_secs_f64());
         }
@@ -385,7 +394,7 @@ impl TierManager {
         };
         rates.insert(hop.to_string(), frames as f64 / secs);
         if let Ok(text) = serde_json::to_string(&rates) {
-            let _ = self.inner.hot.kv_set(RATES_KEY, &text);
+            crate::obs::log_err("saving measured hop rates", self.inner.hot.kv_set(RATES_KEY, &text));
         }
     }
 

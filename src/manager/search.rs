@@ -18,6 +18,7 @@ impl TierManager {
     pub async fn search(&self, req: SearchRequest) -> Result<Value> {
         self.check_open()?;
         req.check()?;
+        let started = std::time::Instant::now();
         let SearchRequest { ref query, ref project_id, limit, .. } = req;
         let tokens = tokenize(query);
         let pid = project_id.clone();
@@ -93,6 +94,7 @@ impl TierManager {
         merged.truncate(limit as usize);
         let scale =
             if ts_rank.is_some() || !merged.iter().any(|m| m["source"] == "sqlite") { "ts_rank" } else { "bm25" };
+        self.inner.obs.record(crate::obs::Series::Search, started, 0);
         Ok(json!({"results": merged, "warnings": warnings, "scale": scale}))
     }
 }

@@ -23,7 +23,8 @@ impl TierManager {
     pub(super) fn flush_trace(&self) {
         if let Ok(mut guard) = self.inner.trace.lock() {
             if let Some(w) = guard.as_mut() {
-                let _ = w.flush();
+                let r = w.flush().map_err(|e| crate::model::TierError::storage("recordTrace", e));
+                crate::obs::log_err("flushing the access trace", r);
             }
         }
     }

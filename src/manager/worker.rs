@@ -45,7 +45,7 @@ impl TierManager {
         let soon = self.inner.flush_soon.clone();
         tokio::spawn(async move {
             while let Some(mgr) = wake(&weak, Instant::now() + every, Some(soon.clone())).await {
-                let _ = mgr.flush_accesses().await;
+                crate::obs::log_err("flushing access counts", mgr.flush_accesses().await);
             }
         });
     }
@@ -78,7 +78,10 @@ impl TierManager {
                             last_level = level;
                             continue;
                         }
-                        Err(_) => continue,
+                        Err(e) => {
+                            crate::obs::failed("checking memory pressure", &e);
+                            continue;
+                        }
                     }
                 };
                 let _busy = mgr.inner.background.lock().await;
@@ -87,6 +90,9 @@ impl TierManager {
                 }
                 last_cycle = Instant::now();
                 let r = mgr.run_cycle(false).await;
+                if let Err(e) = &r {
+                    crate::obs::failed("background policy cycle", e);
+                }
                 if let Ok(level) = mgr.pressure_level().await {
                     last_level = level;
                 }

@@ -20,7 +20,7 @@ impl Mover {
         if to == Tier::Hot {
             // A held-back warm frame comes home: its body never left; drop the Redis copy.
             if let Some(w) = &rm.warm {
-                let _ = w.delete_many(ids).await;
+                crate::obs::log_err("dropping a held-back frame's Redis copy", w.delete_many(ids).await);
             }
             let moves: Vec<(i64, String)> = ids.iter().map(|i| (0, i.clone())).collect();
             self.hot.call(move |hot| hot.set_tier(&moves, Tier::Hot, None)).await?;
@@ -183,7 +183,7 @@ impl Mover {
             if to == Tier::Cold {
                 // A held-back frame may have had a Redis copy: the archive now replaces it.
                 if let Some(w) = &rm.warm {
-                    let _ = w.delete_many(&done).await;
+                    crate::obs::log_err("dropping archived frames' Redis copies", w.delete_many(&done).await);
                 }
             }
         } else {

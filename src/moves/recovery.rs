@@ -16,7 +16,7 @@ impl Mover {
         if !open.is_empty() {
             if let Some(c) = &rm.cold {
                 // A killed process's last archive write may still be finishing in its backend.
-                let _ = c.barrier().await;
+                crate::obs::log_err("waiting for the archive's last write (recovery)", c.barrier().await);
             }
         }
         for e in open {
@@ -138,7 +138,7 @@ impl Mover {
         if tier == Tier::Cold.level() {
             if let Some(w) = &rm.warm {
                 // Best effort, as in `shift_remote`: a cold frame's Redis copy is never served.
-                let _ = w.delete_many(&ids).await;
+                crate::obs::log_err("dropping a cold frame's Redis copy (recovery)", w.delete_many(&ids).await);
             }
         }
         true

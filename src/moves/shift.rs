@@ -41,7 +41,7 @@ impl Mover {
         if to == Tier::Cold {
             if let Some(w) = &rm.warm {
                 // Best effort: a Redis copy left behind expires by its TTL and is not served.
-                let _ = w.delete_many(ids).await;
+                crate::obs::log_err("dropping archived frames' Redis copies", w.delete_many(ids).await);
             }
             cold.set_tier(ids, 3).await?;
         } else if let Some(w) = &rm.warm {

@@ -13,6 +13,7 @@ pub fn js_err(e: TierError) -> napi::Error {
 }
 
 fn to_js(e: TierError) -> napi::Error {
+    crate::obs::log::count_error(crate::obs::log::ErrorKind::Returned, e.code());
     napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", e.code(), e))
 }
 

@@ -5,5 +5,6 @@
 mod error;
 mod extension;
 mod migrations;
+mod observe;
 mod simulate;
 mod tier_manager;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::journal;
 use super::read::ensure_meta_row;
 use super::HotTier;
-use crate::model::Result;
+use crate::model::{Result, TierError};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TierCount {
@@ -132,9 +132,11 @@ impl HotTier {
         let c = self.lock()?;
         let before = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
         // VACUUM needs no other open transaction; when StackMemory holds one, skip it this time.
-        let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-        let _ = c.execute_batch("VACUUM;");
-        let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        for sql in ["PRAGMA wal_checkpoint(TRUNCATE);", "VACUUM;", "PRAGMA wal_checkpoint(TRUNCATE);"] {
+            if let Err(e) = c.execute_batch(sql) {
+                crate::obs::failed("reclaiming SQLite space", &TierError::storage(sql, e));
+            }
+        }
         let after = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
         Ok((before - after).max(0))
     }
