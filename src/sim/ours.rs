@@ -129,15 +129,16 @@ pub(super) fn run_ours(
             next_cycle += cycle_ms;
         }
         let f = dense[i];
+        let s = e.t_ms.div_euclid(1000);
         if !sim.known[f] {
             sim.known[f] = true;
-            let s = (e.t_ms / 1000).max(0);
             sim.views[f].created_s = s;
             sim.views[f].closed_s = Some(s);
         }
         match e.op {
             Op::Write => {
-                sim.engine.on_write(&e.frame_id, e.t_ms);
+                // A write is the frame's own time (StackMemory closing or updating it), not a read.
+                sim.views[f].closed_s = Some(s);
                 if sim.views[f].tier != Tier::Hot && cap.fits(1, sim.views[f].size_bytes) {
                     sim.ensure_room(sim.views[f].size_bytes, e.t_ms);
                     sim.set_tier(f, Tier::Hot);

@@ -116,3 +116,31 @@ fn simulate_json_for_the_js_layer() {
     assert!(simulate_json(&json!(5), &Value::Null).is_err());
     assert!(simulate_json(&trace, &json!({"hotCapacityFrames": 0})).is_err());
 }
+
+/// JS hands `simulate()` numbers past 32 bits as doubles: epoch-millisecond `t` (and sizes) given as
+/// whole floats are the same trace as the JSON-lines text; fractions and NaN-like values are refused.
+#[test]
+fn epoch_millisecond_floats_are_accepted_in_arrays() {
+    let base = 1.8e12;
+    let as_floats = json!([
+        {"frameId": "a", "sizeBytes": 10.0, "t": base, "op": "write"},
+        {"frameId": "a", "sizeBytes": 10.0, "t": base + 1000.0, "op": "read"},
+        {"frameId": "b", "sizeBytes": 10.0, "t": base + 2000.0, "op": "read"}
+    ]);
+    let text = "{\"frameId\":\"a\",\"sizeBytes\":10,\"t\":1800000000000,\"op\":\"write\"}\n\
+        {\"frameId\":\"a\",\"sizeBytes\":10,\"t\":1800000001000,\"op\":\"read\"}\n\
+        {\"frameId\":\"b\",\"sizeBytes\":10,\"t\":1800000002000,\"op\":\"read\"}\n";
+    let a = simulate_json(&as_floats, &Value::Null).expect("floats");
+    let b = simulate_json(&json!(text), &Value::Null).expect("text");
+    assert_eq!(a, b);
+    for (bad, field) in [(json!(1.5), "trace[0].t"), (json!(f64::MAX), "trace[0].t")] {
+        match simulate_json(&json!([{"frameId": "a", "sizeBytes": 1, "t": bad}]), &Value::Null) {
+            Err(TierError::InvalidArgument { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected {field} refused, got {other:?}"),
+        }
+    }
+    match simulate_json(&json!([{"frameId": "a", "sizeBytes": 2.5, "t": 1}]), &Value::Null) {
+        Err(TierError::InvalidArgument { field, .. }) => assert_eq!(field, "trace[0].sizeBytes"),
+        other => panic!("expected sizeBytes refused, got {other:?}"),
+    }
+}

@@ -8,6 +8,18 @@ use super::{simulate, Op, SimOptions, TraceEvent};
 use crate::model::{Result, TierError};
 use crate::policy::PolicyOptions;
 
+/// A whole number, written as an integer (JSON text) or as a float with no fraction: numbers from
+/// JS arrive as doubles once they pass 32 bits (epoch milliseconds such as `Date.now()` do), and
+/// are exact up to 2^53.
+fn whole(v: &Value) -> Option<i64> {
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (f.is_finite() && f.fract() == 0.0 && f.abs() <= EXACT).then_some(f as i64)
+}
+
 fn parse_event(v: Value, at: &str) -> Result<TraceEvent> {
     let Value::Object(m) = v else { return Err(TierError::invalid_argument(at, "must be an object")) };
     for k in m.keys() {
@@ -24,11 +36,12 @@ fn parse_event(v: Value, at: &str) -> Result<TraceEvent> {
     };
     let size_bytes = m
         .get("sizeBytes")
-        .and_then(Value::as_u64)
+        .and_then(whole)
+        .and_then(|n| u64::try_from(n).ok())
         .ok_or_else(|| TierError::invalid_argument(format!("{at}.sizeBytes"), "must be a whole number of bytes"))?;
     let t_ms = m
         .get("t")
-        .and_then(Value::as_i64)
+        .and_then(whole)
         .ok_or_else(|| TierError::invalid_argument(format!("{at}.t"), "must be a whole number of milliseconds"))?;
     let op = match m.get("op").and_then(Value::as_str) {
         None => Op::Read,

@@ -339,14 +339,15 @@ impl PolicyEngine {
         self.opts.frequency_window_ms as f64 / 1000.0
     }
 
-    /// Seconds since the frame's last access; never read: since it closed (or was created).
-    fn idle_s(&self, f: &FrameView, now_ms: i64) -> f64 {
+    /// Seconds since the frame was last touched: read through us, or written (its own close time,
+    /// else its creation time, as the view gives them), whichever is later. Storing a frame is not
+    /// an access: an imported frame closed ten days ago is ten days idle.
+    pub(super) fn idle_s(&self, f: &FrameView, now_ms: i64) -> f64 {
+        let own_s = f.closed_s.unwrap_or(f.created_s).max(f.created_s);
+        let own = (now_ms as f64 / 1000.0 - own_s as f64).max(0.0);
         match self.access.get(&f.frame_id) {
-            Some(s) => s.age_s(now_ms),
-            None => {
-                let since = f.closed_s.unwrap_or(f.created_s).max(f.created_s);
-                (now_ms / 1000 - since).max(0) as f64
-            }
+            Some(s) => s.age_s(now_ms).min(own),
+            None => own,
         }
     }
 

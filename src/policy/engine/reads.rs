@@ -1,4 +1,10 @@
-//! Reads and writes of frames: each counts as an access; a read of a remote frame may promote it.
+//! Reads of frames: each counts as an access; a read of a remote frame may promote it.
+//!
+//! Writes are not accesses: storing a frame (an import through `storeMany`, StackMemory writing
+//! it on create and close) says nothing about whether anyone will read it. A frame never read
+//! through us is as old as its own times say (closed, else created; see [`FrameView`]).
+//!
+//! [`FrameView`]: super::FrameView
 
 use super::{clamp01, Decision, PolicyEngine};
 use crate::policy::filters::Verdict;
@@ -7,11 +13,6 @@ use crate::policy::score::score;
 use crate::policy::Tier;
 
 impl PolicyEngine {
-    /// A write (create or update) of the frame: counts as an access.
-    pub fn on_write(&mut self, frame_id: &str, now_ms: i64) {
-        self.access.record_access(frame_id, now_ms);
-    }
-
     /// A read of the frame, which is in `tier`. Returns a pending promotion when the frame should
     /// come back hot now: pinned; `promotionThreshold` reads since its last move (seed rule); or
     /// read again (at least twice ever, with a pattern that expects more) and scoring above the
