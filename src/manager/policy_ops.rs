@@ -255,10 +255,12 @@ impl TierManager {
     pub(super) fn policy_access(&self, frame_id: &str, tier: Tier, size: i64, write: bool) -> Option<Decision> {
         let now = now_millis();
         self.trace(frame_id, size, now, write);
+        let mut e = self.engine();
         if write {
+            e.on_write(frame_id, now);
             return None;
         }
-        self.engine().on_read(frame_id, tier, now)
+        e.on_read(frame_id, tier, now)
     }
 
     /// Tells the engine about a move it did not decide (an explicit `migrate`), so its cooldown

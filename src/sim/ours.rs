@@ -139,6 +139,7 @@ pub(super) fn run_ours(
             Op::Write => {
                 // A write is the frame's own time (StackMemory closing or updating it), not a read.
                 sim.views[f].closed_s = Some(s);
+                sim.engine.on_write(&e.frame_id, e.t_ms);
                 if sim.views[f].tier != Tier::Hot && cap.fits(1, sim.views[f].size_bytes) {
                     sim.ensure_room(sim.views[f].size_bytes, e.t_ms);
                     sim.set_tier(f, Tier::Hot);

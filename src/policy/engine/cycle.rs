@@ -224,24 +224,44 @@ impl PolicyEngine {
         }
     }
 
-    /// A hot frame idle beyond its age window goes warm (cold when idle beyond `warmMaxAge` too).
+    /// A hot frame idle beyond its age window is *eligible* to leave, not gone: `hotMaxAge`,
+    /// `sqlite.maxFrames` and `sqlite.maxSize` are limits hot must stay under, not a timer.
+    /// - Never read through us (imported, or written and not read since): nothing predicts a
+    ///   read, so it goes warm (cold when idle beyond `warmMaxAge` too) at any pressure.
+    /// - Read through us: while hot is at Normal pressure it stays (hot has room, and a frame
+    ///   read before is the likeliest to be read again, often the next working day); from
+    ///   Warning it goes unless its predicted next read falls within the (shortened) window.
+    ///   Critical and above rank by score instead (see `recommend_pressure_demotions`).
     fn idle_hot_demotion(&self, c: &Cycle, i: usize, f: &FrameView) -> Option<Rec> {
         let idle = self.idle_s(f, c.now_ms);
         // The seed's age window, refined by frequency: a frame read again and again gets up to
-        // twice as long (a quarter more per read beyond the first, from 2 reads), so the next
-        // day's session still finds yesterday's working set hot.
-        let reads = self.access.get(&f.frame_id).map(|s| s.count).unwrap_or(0);
+        // twice as long (a quarter more per read beyond the first, from 2 reads).
+        let stats = self.access.get(&f.frame_id);
+        let reads = stats.map(|s| s.count).unwrap_or(0);
         let frame_hot_max_s = c.hot_max_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64);
         if idle <= frame_hot_max_s {
             return None;
         }
+        let level = c.pressure.hot_level.max(c.pressure.host_level);
         let e = self.evaluate(f, c.now_ms);
+        let prediction = if reads == 0 {
+            "never read".to_string()
+        } else if level == PressureLevel::Normal {
+            return None;
+        } else {
+            match e.class.next_access_in_s {
+                Some(n) if n <= frame_hot_max_s => return None,
+                Some(n) => format!("next read expected in {}", human_secs(n)),
+                None => "no read expected".to_string(),
+            }
+        };
         let to = if idle > c.warm_max_s { Tier::Cold } else { Tier::Warm };
         let mut conf = 0.5 + 0.5 * (idle / frame_hot_max_s - 1.0).min(1.0);
         if e.class.pattern == Pattern::Cold {
             conf = conf.max(e.class.confidence);
         }
-        let basis = format!("idle {} > {}{}", human_secs(idle), human_secs(frame_hot_max_s), c.level_note);
+        let basis =
+            format!("idle {} > {} (hotMaxAge), {prediction}{}", human_secs(idle), human_secs(frame_hot_max_s), c.level_note);
         Some(Rec::new(i, to, basis, conf, 0.5 + 0.5 * (1.0 - e.score.total), &e))
     }
 

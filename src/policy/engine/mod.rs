@@ -265,6 +265,9 @@ pub struct PolicyEngine {
     decisions: HashMap<String, VecDeque<Decision>>,
     /// Pending moves whose outcome has not been recorded yet.
     in_flight: HashMap<String, Decision>,
+    /// When each frame was last written through us (not an access: it never makes a frame look
+    /// read; it lets a first read of fresh work promote it). In memory only.
+    written: HashMap<String, i64>,
     cycle: u64,
     /// Score of the weakest evictable hot frame when hot was last found under pressure; `None`
     /// while hot has room. A remote frame read again is promoted when it beats this.
@@ -298,6 +301,7 @@ impl PolicyEngine {
             persistence: HashMap::new(),
             decisions: HashMap::new(),
             in_flight: HashMap::new(),
+            written: HashMap::new(),
             cycle: 0,
             hot_floor: None,
         }
@@ -333,6 +337,7 @@ impl PolicyEngine {
         self.persistence.remove(frame_id);
         self.decisions.remove(frame_id);
         self.in_flight.remove(frame_id);
+        self.written.remove(frame_id);
     }
 
     fn tau_s(&self) -> f64 {

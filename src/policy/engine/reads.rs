@@ -13,6 +13,13 @@ use crate::policy::score::score;
 use crate::policy::Tier;
 
 impl PolicyEngine {
+    /// A write (create, close, update, import) of the frame through us. Not an access: the
+    /// frame's age stays its own; remembered only so that a first read of work written within
+    /// `hotMaxAge` is admitted like a read-again frame.
+    pub fn on_write(&mut self, frame_id: &str, now_ms: i64) {
+        self.written.insert(frame_id.to_string(), now_ms);
+    }
+
     /// A read of the frame, which is in `tier`. Returns a pending promotion when the frame should
     /// come back hot now: pinned; `promotionThreshold` reads since its last move (seed rule); or
     /// read again (at least twice ever, with a pattern that expects more) and scoring above the
@@ -43,13 +50,20 @@ impl PolicyEngine {
             let basis = format!("{} reads while {} (threshold {threshold})", stats.since_move, tier.as_str());
             return Some((basis, 1.0, 1.5));
         }
-        if stats.count < 2 {
+        let fresh_work = self
+            .written
+            .get(frame_id)
+            .is_some_and(|w| now_ms.saturating_sub(*w) <= self.opts.hot_max_age_ms.min(i64::MAX as u64) as i64);
+        if stats.count < 2 && !fresh_work {
             return None;
         }
         let class = classify(stats, now_ms);
-        class.next_access_in_s?;
+        if !fresh_work {
+            class.next_access_in_s?;
+        }
         let parts = score(Some(stats), &class, 0.0, 0, now_ms, self.tau_s(), &self.opts.weights);
         let basis = match self.hot_floor {
+            None if stats.count < 2 => "first read of a frame written within hotMaxAge; hot has room".to_string(),
             None => format!("read again, {} expected; hot has room", class.pattern.describe()),
             Some(floor) if parts.total > floor => {
                 format!("read again, score {:.2} > weakest hot frame {floor:.2}", parts.total)
