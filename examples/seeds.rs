@@ -12,10 +12,9 @@ fn main() {
     let json = args.iter().any(|a| a == "--json");
     let mut opts = SimOptions::default();
     if let Ok(text) = std::env::var("SIM_POLICIES") {
-        match serde_json::from_str(&text)
-            .map_err(|e| e.to_string())
-            .and_then(|v| PolicyOptions::from_json(&v, PolicyOptions::default().hot_max_age_ms).map_err(|e| e.to_string()))
-        {
+        match serde_json::from_str(&text).map_err(|e| e.to_string()).and_then(|v| {
+            PolicyOptions::from_json(&v, PolicyOptions::default().hot_max_age_ms).map_err(|e| e.to_string())
+        }) {
             Ok(p) => opts.policy = p,
             Err(e) => {
                 eprintln!("SIM_POLICIES: {e}");

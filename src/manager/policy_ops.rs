@@ -44,6 +44,7 @@ fn view_of(c: &Candidate) -> FrameView {
         active: c.active,
         pinned: c.pinned,
         keep_forever: c.keep_forever,
+        kind: c.project_id.clone(),
     }
 }
 

@@ -108,6 +108,7 @@ pub(super) fn run_ours(
             active: false,
             pinned: false,
             keep_forever: false,
+            kind: String::new(),
         })
         .collect();
     let mut sim = OursSim {

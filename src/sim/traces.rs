@@ -244,7 +244,8 @@ pub fn fortnight(seed: u64, days: u32) -> Vec<TraceEvent> {
             let reads = if revisit { rng.int(3, 10) } else { rng.int(8, 25) };
             for _ in 0..reads {
                 t += rng.exp(45.0 * SEC).max(SEC);
-                let id = if rng.chance(0.3) { &frames[0] } else { &frames[rng.int(0, frames.len() as u64 - 1) as usize] };
+                let id =
+                    if rng.chance(0.3) { &frames[0] } else { &frames[rng.int(0, frames.len() as u64 - 1) as usize] };
                 b.push(&mut rng, id, t, Op::Read);
             }
         }

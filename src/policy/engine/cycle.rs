@@ -150,6 +150,10 @@ impl PolicyEngine {
         reach: Reachability,
         dry_run: bool,
     ) -> CycleReport {
+        if !dry_run {
+            let window = self.regret_window_ms();
+            self.learning.settle(now_ms, window);
+        }
         let c = self.measure_pressure(now_ms, frames, inputs, reach);
         let mut plan = Plan::default();
         self.recommend_by_rules(&c, &mut plan);
@@ -165,6 +169,11 @@ impl PolicyEngine {
         }
         let (decisions, counts) = self.order_and_batch(&c, plan.recs);
         if !dry_run {
+            let pending: HashSet<&str> =
+                decisions.iter().filter(|d| d.action == Action::Pending).map(|d| d.frame_id.as_str()).collect();
+            for f in frames.iter().filter(|f| pending.contains(f.frame_id.as_str())) {
+                self.learning.note_kind(&f.frame_id, &f.kind);
+            }
             self.commit(c.number, persistence, &decisions);
         }
         CycleReport {
@@ -238,7 +247,9 @@ impl PolicyEngine {
         // twice as long (a quarter more per read beyond the first, from 2 reads).
         let stats = self.access.get(&f.frame_id);
         let reads = stats.map(|s| s.count).unwrap_or(0);
-        let frame_hot_max_s = c.hot_max_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64);
+        // Outcome learning: a frame (or kind) whose demotions were regretted keeps hot longer.
+        let (tight, learnt) = self.learning.tightening(&f.frame_id, &f.kind, c.now_ms);
+        let frame_hot_max_s = c.hot_max_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64) * tight;
         if idle <= frame_hot_max_s {
             return None;
         }
@@ -260,8 +271,14 @@ impl PolicyEngine {
         if e.class.pattern == Pattern::Cold {
             conf = conf.max(e.class.confidence);
         }
-        let basis =
-            format!("idle {} > {} (hotMaxAge), {prediction}{}", human_secs(idle), human_secs(frame_hot_max_s), c.level_note);
+        conf /= tight;
+        let learnt = learnt.map(|w| format!("; learnt: {w}")).unwrap_or_default();
+        let basis = format!(
+            "idle {} > {} (hotMaxAge), {prediction}{}{learnt}",
+            human_secs(idle),
+            human_secs(frame_hot_max_s),
+            c.level_note
+        );
         Some(Rec::new(i, to, basis, conf, 0.5 + 0.5 * (1.0 - e.score.total), &e))
     }
 

@@ -26,6 +26,7 @@
 mod cycle;
 mod explain;
 mod forced;
+pub mod learning;
 mod outcomes;
 mod pins;
 mod reads;
@@ -67,6 +68,9 @@ pub struct FrameView {
     pub pinned: bool,
     /// Retention only (cold tier); tiering treats it like any other frame.
     pub keep_forever: bool,
+    /// What outcome learning groups frames by (the manager gives the project id; may be empty).
+    #[serde(default)]
+    pub kind: String,
 }
 
 /// Which remote tiers can be reached right now. The hot tier always can.
@@ -268,6 +272,8 @@ pub struct PolicyEngine {
     /// When each frame was last written through us (not an access: it never makes a frame look
     /// read; it lets a first read of fresh work promote it). In memory only.
     written: HashMap<String, i64>,
+    /// Outcomes of executed moves, and what they tightened.
+    learning: learning::Learning,
     cycle: u64,
     /// Score of the weakest evictable hot frame when hot was last found under pressure; `None`
     /// while hot has room. A remote frame read again is promoted when it beats this.
@@ -302,6 +308,7 @@ impl PolicyEngine {
             decisions: HashMap::new(),
             in_flight: HashMap::new(),
             written: HashMap::new(),
+            learning: Default::default(),
             cycle: 0,
             hot_floor: None,
         }
@@ -338,6 +345,16 @@ impl PolicyEngine {
         self.decisions.remove(frame_id);
         self.in_flight.remove(frame_id);
         self.written.remove(frame_id);
+        self.learning.forget(frame_id);
+    }
+
+    /// How long after a demotion a promotion back counts as regretted: `hotMaxAge`.
+    fn regret_window_ms(&self) -> i64 {
+        self.opts.hot_max_age_ms.min(i64::MAX as u64) as i64
+    }
+
+    pub fn learning(&self) -> &learning::Learning {
+        &self.learning
     }
 
     fn tau_s(&self) -> f64 {

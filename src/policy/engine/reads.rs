@@ -26,6 +26,7 @@ impl PolicyEngine {
     /// weakest hot frame, or hot has room. Read-once frames are never promoted by a read alone.
     pub fn on_read(&mut self, frame_id: &str, tier: Tier, now_ms: i64) -> Option<Decision> {
         self.access.record_access(frame_id, now_ms);
+        self.learning.read(frame_id, tier, self.opts.promotion_threshold, now_ms);
         if tier == Tier::Hot || self.in_flight.contains_key(frame_id) {
             return None;
         }

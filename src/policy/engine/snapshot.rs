@@ -18,6 +18,9 @@ pub struct EngineSnapshot {
     pub moves: BTreeMap<String, Vec<MoveRecord>>,
     pub persistence: BTreeMap<String, Persistence>,
     pub decisions: BTreeMap<String, Vec<Decision>>,
+    /// Outcomes of executed moves (older snapshots have none).
+    #[serde(default)]
+    pub learning: super::learning::Learning,
 }
 
 impl PolicyEngine {
@@ -30,6 +33,7 @@ impl PolicyEngine {
             moves: self.moves.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
             persistence: self.persistence.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             decisions: self.decisions.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
+            learning: self.learning.clone(),
         }
     }
 
@@ -49,6 +53,7 @@ impl PolicyEngine {
                 (k, v.into_iter().skip(skip).collect())
             })
             .collect();
+        self.learning = snap.learning;
         self.in_flight.clear();
         self.cycle = snap.cycle;
     }
