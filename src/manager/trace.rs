@@ -30,22 +30,8 @@ impl TierManager {
 }
 
 /// `simulate(trace, options)`: replays a trace against our policy and the baselines. `trace` is
-/// an array of events, JSON-lines text, or the name of a shipped generator
-/// (`sessions`, `periodic`, `read-once`, `mixed`; seed 42, 7 days).
+/// an array of events, JSON-lines text, or the name of a generator (`sessions`, `periodic`,
+/// `read-once`, `mixed`, `fortnight`; `options.seed`, default 42, and `options.days`).
 pub fn simulate(trace: &Value, options: &Value) -> Result<Value> {
-    use crate::sim::traces;
-    let generated = match trace.as_str() {
-        Some("sessions") => Some(traces::sessions(42, 7)),
-        Some("periodic") => Some(traces::periodic(42, 7)),
-        Some("read-once") => Some(traces::read_once(42, 7)),
-        Some("mixed") => Some(traces::mixed(42, 7)),
-        _ => None,
-    };
-    match generated {
-        Some(events) => {
-            let v = serde_json::to_value(&events).map_err(|e| TierError::storage("trace", e))?;
-            crate::sim::simulate_json(&v, options)
-        }
-        None => crate::sim::simulate_json(trace, options),
-    }
+    crate::sim::simulate_json(trace, options)
 }

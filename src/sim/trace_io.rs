@@ -78,7 +78,36 @@ pub fn load_trace(path: impl AsRef<Path>) -> Result<Vec<TraceEvent>> {
 /// For the JS layer: `trace` is an array of events (or JSON-lines text), `options` is
 /// `{ hotCapacityFrames?, hotCapacityBytes?, cycleMs?, policies? }`. Returns the report as JSON.
 pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
+    let generator = |name: &str| -> Result<Option<Vec<TraceEvent>>> {
+        let num = |k: &str| -> Result<Option<u64>> {
+            match options.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => whole(v).and_then(|n| u64::try_from(n).ok()).map(Some).ok_or_else(|| {
+                    TierError::invalid_argument(format!("options.{k}"), "must be a whole number >= 0")
+                }),
+            }
+        };
+        let seed = num("seed")?.unwrap_or(42);
+        let days = match num("days")? {
+            Some(d) if (1..=366).contains(&d) => Some(d as u32),
+            Some(_) => return Err(TierError::invalid_argument("options.days", "must be 1 to 366")),
+            None => None,
+        };
+        use super::traces;
+        Ok(match name {
+            "sessions" => Some(traces::sessions(seed, days.unwrap_or(7))),
+            "periodic" => Some(traces::periodic(seed, days.unwrap_or(7))),
+            "read-once" => Some(traces::read_once(seed, days.unwrap_or(7))),
+            "mixed" => Some(traces::mixed(seed, days.unwrap_or(7))),
+            "fortnight" => Some(traces::fortnight(seed, days.unwrap_or(14))),
+            _ => None,
+        })
+    };
     let events = match trace {
+        Value::String(s) if !s.contains('\n') && !s.trim_start().starts_with('{') => match generator(s.trim())? {
+            Some(ev) => ev,
+            None => parse_trace(s)?,
+        },
         Value::Array(a) => a
             .iter()
             .enumerate()
@@ -92,7 +121,7 @@ pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
         Value::Null => {}
         Value::Object(m) => {
             for k in m.keys() {
-                if !["hotCapacityFrames", "hotCapacityBytes", "cycleMs", "policies"].contains(&k.as_str()) {
+                if !["hotCapacityFrames", "hotCapacityBytes", "cycleMs", "policies", "seed", "days"].contains(&k.as_str()) {
                     return Err(TierError::invalid_argument(format!("options.{k}"), "unknown option"));
                 }
             }
