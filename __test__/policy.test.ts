@@ -13,6 +13,13 @@ const FAST = { hotMaxAge: '1s', filters: { cooldown: { duration: '1s' } } } as a
 const reg = fileRegistry()
 const env = (policies: any = FAST): TestEnv => reg.env({ policies })
 
+/** A frame closed just now (simpleBundle's default is closed 9 days ago: past warmMaxAge, so idle
+ * frames would go straight to cold). Age comes from the frame's own times. */
+const fresh = (id: string, o: any = {}) => {
+  const now = Math.floor(Date.now() / 1000)
+  return simpleBundle(id, { createdAt: now - 60, closedAt: now, ...o })
+}
+
 async function tierOf(m: TierManager, id: string): Promise<string> {
   return (await m.explain(id)).tier
 }
@@ -21,7 +28,7 @@ test('a demotion cycle moves idle frames after the persistence filter, and pinne
   const e = env()
   const m = await TierManager.open(e.config)
   try {
-    await m.storeMany([simpleBundle('idle-1'), simpleBundle('idle-2'), simpleBundle('pinned-1'), simpleBundle('live-1', { state: 'active' })])
+    await m.storeMany([fresh('idle-1'), fresh('idle-2'), fresh('pinned-1'), fresh('live-1', { state: 'active' })])
     const pin = await m.pin('pinned-1')
     expect(pin.pinned).toBe(true)
     expect(pin.pinnedFrames).toBe(1)
@@ -145,7 +152,7 @@ test('the background worker runs cycles, and close() stops it so the process exi
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
     ;(async () => {
       const m = await TierManager.open(${JSON.stringify(cfg)})
-      await m.storeMany(${JSON.stringify([simpleBundle('bg-1'), simpleBundle('bg-2')])})
+      await m.storeMany(${JSON.stringify([fresh('bg-1'), fresh('bg-2')])})
       for (let i = 0; i < 60; i++) {
         await sleep(100)
         if ((await m.explain('bg-1')).tier === 'warm') break

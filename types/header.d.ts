@@ -72,6 +72,8 @@ export interface TierConfig {
     syncInterval?: Duration
     batchSize?: number
     warmMaxAge?: Duration
+    /** Observe this long (from the first cycle) before the first automatic move (default 0). */
+    minDataCollection?: Duration
     [key: string]: unknown
   }
   limits?: { maxFrameBytes?: Size; accessFlushEvery?: number; accessFlushInterval?: Duration }

@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::TierManager;
-use crate::model::{Result, TierError};
+use crate::model::Result;
 
 impl TierManager {
     pub(super) fn trace(&self, frame_id: &str, size: i64, now: i64, write: bool) {

@@ -82,9 +82,10 @@ pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
         let num = |k: &str| -> Result<Option<u64>> {
             match options.get(k) {
                 None | Some(Value::Null) => Ok(None),
-                Some(v) => whole(v).and_then(|n| u64::try_from(n).ok()).map(Some).ok_or_else(|| {
-                    TierError::invalid_argument(format!("options.{k}"), "must be a whole number >= 0")
-                }),
+                Some(v) => whole(v)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .map(Some)
+                    .ok_or_else(|| TierError::invalid_argument(format!("options.{k}"), "must be a whole number >= 0")),
             }
         };
         let seed = num("seed")?.unwrap_or(42);
@@ -121,7 +122,9 @@ pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
         Value::Null => {}
         Value::Object(m) => {
             for k in m.keys() {
-                if !["hotCapacityFrames", "hotCapacityBytes", "cycleMs", "policies", "seed", "days"].contains(&k.as_str()) {
+                if !["hotCapacityFrames", "hotCapacityBytes", "cycleMs", "policies", "seed", "days"]
+                    .contains(&k.as_str())
+                {
                     return Err(TierError::invalid_argument(format!("options.{k}"), "unknown option"));
                 }
             }

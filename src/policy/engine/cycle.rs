@@ -153,6 +153,7 @@ impl PolicyEngine {
         if !dry_run {
             let window = self.regret_window_ms();
             self.learning.settle(now_ms, window);
+            self.started_ms.get_or_insert(now_ms);
         }
         let c = self.measure_pressure(now_ms, frames, inputs, reach);
         let mut plan = Plan::default();
@@ -161,6 +162,7 @@ impl PolicyEngine {
         self.update_hot_floor(&c);
         let persistence = self.count_persistence(&c, &plan.recs);
         self.apply_rules_and_filters(&c, &persistence, &mut plan.recs);
+        self.hold_while_collecting(&c, &mut plan.recs);
         let children = children_of(frames);
         carry_closed_subtrees(&c, &children, &mut plan.recs, &plan.rec_of);
         defer_unreachable(&c, &mut plan.recs);
@@ -472,6 +474,27 @@ impl PolicyEngine {
             if let Some((action, reason)) = Action::of_verdict(filters::apply(&self.opts.filters, &cand)) {
                 r.set(action, reason);
             }
+        }
+    }
+
+    /// Step 4b: `minDataCollection`: until the engine has observed that long (from its first
+    /// cycle), rule moves wait (`observing: collecting data, 10 min of 1 h`); pins and pressure act.
+    fn hold_while_collecting(&self, c: &Cycle, recs: &mut [Rec]) {
+        let min_ms = self.opts.min_data_collection_ms.min(i64::MAX as u64) as i64;
+        if min_ms == 0 {
+            return;
+        }
+        let observed_ms = c.now_ms.saturating_sub(self.started_ms.unwrap_or(c.now_ms));
+        if observed_ms >= min_ms {
+            return;
+        }
+        let why = format!(
+            "observing: collecting data, {} of {} (minDataCollection)",
+            human_secs(observed_ms as f64 / 1000.0),
+            human_secs(min_ms as f64 / 1000.0)
+        );
+        for r in recs.iter_mut().filter(|r| r.action == Action::Pending && !r.under_pressure && r.basis != "pinned") {
+            r.set(Action::Observing, why.clone());
         }
     }
 

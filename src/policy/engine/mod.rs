@@ -274,6 +274,8 @@ pub struct PolicyEngine {
     written: HashMap<String, i64>,
     /// Outcomes of executed moves, and what they tightened.
     learning: learning::Learning,
+    /// When the engine's first (non-dry) cycle ran: the start of `minDataCollection`.
+    started_ms: Option<i64>,
     cycle: u64,
     /// Score of the weakest evictable hot frame when hot was last found under pressure; `None`
     /// while hot has room. A remote frame read again is promoted when it beats this.
@@ -309,6 +311,7 @@ impl PolicyEngine {
             in_flight: HashMap::new(),
             written: HashMap::new(),
             learning: Default::default(),
+            started_ms: None,
             cycle: 0,
             hot_floor: None,
         }

@@ -21,6 +21,9 @@ pub struct EngineSnapshot {
     /// Outcomes of executed moves (older snapshots have none).
     #[serde(default)]
     pub learning: super::learning::Learning,
+    /// The first cycle's time (the start of `minDataCollection`).
+    #[serde(default)]
+    pub started_ms: Option<i64>,
 }
 
 impl PolicyEngine {
@@ -34,6 +37,7 @@ impl PolicyEngine {
             persistence: self.persistence.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             decisions: self.decisions.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
             learning: self.learning.clone(),
+            started_ms: self.started_ms,
         }
     }
 
@@ -54,6 +58,7 @@ impl PolicyEngine {
             })
             .collect();
         self.learning = snap.learning;
+        self.started_ms = snap.started_ms;
         self.in_flight.clear();
         self.cycle = snap.cycle;
     }

@@ -365,3 +365,22 @@ fn regretted_demotions_tighten_the_rule_for_the_frames_they_hurt_only() {
     again.restore(e.snapshot());
     assert_eq!(again.learning().tightening("h1", "p", now).0, th);
 }
+
+/// `minDataCollection`: no automatic rule move until the engine has observed that long; 0 (the
+/// default) means at once.
+#[test]
+fn min_data_collection_holds_rule_moves() {
+    let mut o = PolicyOptions::default();
+    o.min_data_collection_ms = H as u64;
+    o.filters.persistence_cycles = 1;
+    let mut e = PolicyEngine::new(o);
+    let frames = vec![view("a", Tier::Hot, 240)];
+    let r = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").reason, "observing: collecting data, 0 s of 1 h (minDataCollection)");
+    let r = e.run_cycle(NOW + 30 * MIN, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").action, Action::Observing);
+    let r = e.run_cycle(NOW + H, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").action, Action::Pending);
+    let o = PolicyOptions::from_json(&serde_json::json!({"minDataCollection": 0}), 1).expect("0 allowed");
+    assert_eq!(o.min_data_collection_ms, 0);
+}
