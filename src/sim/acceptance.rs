@@ -137,8 +137,7 @@ pub fn markdown(rows: &[Row]) -> String {
         let (mo, ml) = r.mean_migrations();
         let g = r.goals();
         let names = ["optimum-5", "mean>LRU", "8/10>LRU", "migrations"];
-        let met: Vec<&str> =
-            names.iter().zip(g).map(|(n, ok)| if ok { *n } else { "" }).filter(|n| !n.is_empty()).collect();
+        let met: Vec<&str> = names.iter().zip(g).filter_map(|(n, ok)| ok.then_some(*n)).collect();
         let missed: Vec<String> =
             names.iter().zip(g).filter(|(_, ok)| !ok).map(|(n, _)| format!("**not {n}**")).collect();
         s.push_str(&format!(
