@@ -220,6 +220,12 @@ async function main() {
   L.push(`| at a 1 min \`syncInterval\` | ${pct(w.perCycle, 60_000)} % of a core |`)
   L.push('')
   }
+  if (!w) {
+    // `--no-worker`: keep the last full run's worker section.
+    const prev = fs.existsSync(path.join(__dirname, 'policy.md')) ? fs.readFileSync(path.join(__dirname, 'policy.md'), 'utf8') : ''
+    const at = prev.indexOf('### Background worker')
+    if (at >= 0) L.push('(The background-worker section below is from the last full run: `--no-worker` skipped it.)', '', prev.slice(at).trimEnd())
+  }
   const md = L.join('\n') + '\n'
   fs.writeFileSync(path.join(__dirname, 'policy.md'), md)
   process.stdout.write(md)
