@@ -371,8 +371,7 @@ fn regretted_demotions_tighten_the_rule_for_the_frames_they_hurt_only() {
 /// default) means at once.
 #[test]
 fn min_data_collection_holds_rule_moves() {
-    let mut o = PolicyOptions::default();
-    o.min_data_collection_ms = H as u64;
+    let mut o = PolicyOptions { min_data_collection_ms: H as u64, ..Default::default() };
     o.filters.persistence_cycles = 1;
     let mut e = PolicyEngine::new(o);
     let frames = vec![view("a", Tier::Hot, 240)];
