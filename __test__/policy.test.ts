@@ -13,6 +13,13 @@ const FAST = { hotMaxAge: '1s', filters: { cooldown: { duration: '1s' } } } as a
 const reg = fileRegistry()
 const env = (policies: any = FAST): TestEnv => reg.env({ policies })
 
+/** A frame closed just now (simpleBundle's default is closed 9 days ago: past warmMaxAge, so idle
+ * frames would go straight to cold). Age comes from the frame's own times. */
+const fresh = (id: string, o: any = {}) => {
+  const now = Math.floor(Date.now() / 1000)
+  return simpleBundle(id, { createdAt: now - 60, closedAt: now, ...o })
+}
+
 async function tierOf(m: TierManager, id: string): Promise<string> {
   return (await m.explain(id)).tier
 }
@@ -21,7 +28,7 @@ test('a demotion cycle moves idle frames after the persistence filter, and pinne
   const e = env()
   const m = await TierManager.open(e.config)
   try {
-    await m.storeMany([simpleBundle('idle-1'), simpleBundle('idle-2'), simpleBundle('pinned-1'), simpleBundle('live-1', { state: 'active' })])
+    await m.storeMany([fresh('idle-1'), fresh('idle-2'), fresh('pinned-1'), fresh('live-1', { state: 'active' })])
     const pin = await m.pin('pinned-1')
     expect(pin.pinned).toBe(true)
     expect(pin.pinnedFrames).toBe(1)
@@ -145,7 +152,7 @@ test('the background worker runs cycles, and close() stops it so the process exi
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
     ;(async () => {
       const m = await TierManager.open(${JSON.stringify(cfg)})
-      await m.storeMany(${JSON.stringify([simpleBundle('bg-1'), simpleBundle('bg-2')])})
+      await m.storeMany(${JSON.stringify([fresh('bg-1'), fresh('bg-2')])})
       for (let i = 0; i < 60; i++) {
         await sleep(100)
         if ((await m.explain('bg-1')).tier === 'warm') break
@@ -187,6 +194,64 @@ test('a rising pressure level starts a cycle between intervals, and it frees hot
   } finally {
     await m.close()
   }
+})
+
+test('imported history: old frames stored through storeMany get decisions in the first cycle, recent ones stay hot', async () => {
+  const e = env({})
+  const m = await TierManager.open(e.config)
+  try {
+    const now = Math.floor(Date.now() / 1000)
+    const day = 86400
+    const old = ['imp-1', 'imp-2', 'imp-3'].map((id) => simpleBundle(id, { createdAt: now - 11 * day, closedAt: now - 10 * day }))
+    const recent = simpleBundle('imp-new', { createdAt: now - 3600, closedAt: now - 60 })
+    const readOld = simpleBundle('imp-read', { createdAt: now - 11 * day, closedAt: now - 10 * day })
+    await m.storeMany([...old, recent, readOld])
+    // Read through us: from now on its age is its last read, not its close time.
+    await m.retrieve('imp-read')
+
+    const c = await m.runCycle({ dryRun: true })
+    const byId = Object.fromEntries(c.decisions.map((d: any) => [d.frameId, d]))
+    for (const id of ['imp-1', 'imp-2', 'imp-3']) {
+      expect(byId[id]).toBeDefined()
+      expect(byId[id].to).toBe('cold') // idle 10 d is beyond warmMaxAge (7 d) too
+      expect(byId[id].basis).toMatch(/^idle 10 d > 24 h \(hotMaxAge\), never read/)
+      expect(byId[id].reason).toBe('observing: 1/3 cycles')
+    }
+    expect(byId['imp-new']).toBeUndefined()
+    expect(byId['imp-read']).toBeUndefined()
+    expect((await m.explain('imp-1')).expectedNext).toMatch(/^eligible: idle 10 d > 24 h \(hotMaxAge\), never read/)
+    expect((await m.explain('imp-new')).expectedNext).toMatch(/^stays hot/)
+    expect((await m.explain('imp-read')).expectedNext).toMatch(/^stays hot/)
+
+    // Three real cycles: the persistence filter passes and the imported frames leave hot.
+    await m.runCycle()
+    await m.runCycle()
+    const c3 = await m.runCycle()
+    expect(c3.decisions.filter((d: any) => d.frameId.startsWith('imp-') && d.action === 'executed').map((d: any) => d.frameId).sort()).toEqual(['imp-1', 'imp-2', 'imp-3'])
+    expect(await tierOf(m, 'imp-1')).toBe('cold')
+    expect(await tierOf(m, 'imp-new')).toBe('hot')
+    expect(await tierOf(m, 'imp-read')).toBe('hot')
+  } finally {
+    await m.close()
+  }
+})
+
+test('simulate() takes arrays whose t are epoch milliseconds, the same as JSON-lines text', async () => {
+  const t0 = 1.8e12
+  const events = [
+    { frameId: 'a', sizeBytes: 100, t: t0, op: 'write' },
+    { frameId: 'a', sizeBytes: 100, t: t0 + 1000, op: 'read' },
+    { frameId: 'b', sizeBytes: 100, t: t0 + 2000, op: 'read' },
+    { frameId: 'a', sizeBytes: 100, t: Date.now(), op: 'read' },
+  ] as any
+  const fromArray: any = await simulate(events, { hotCapacityFrames: 1 })
+  const fromText: any = await simulate(events.map((e: any) => JSON.stringify(e)).join('\n'), { hotCapacityFrames: 1 })
+  expect(fromArray.reads).toBe(3)
+  expect(fromArray).toEqual(fromText)
+  expect(await rejectionOf(simulate([{ frameId: 'a', sizeBytes: 1, t: t0 + 0.5 }] as any))).toMatchObject({
+    code: 'ERR_INVALID_ARGUMENT',
+    message: expect.stringContaining('trace[0].t'),
+  })
 })
 
 test('recordTrace writes every access, and the simulator replays it', async () => {

@@ -83,6 +83,8 @@ export interface TierConfig {
     syncInterval?: Duration
     batchSize?: number
     warmMaxAge?: Duration
+    /** Observe this long (from the first cycle) before the first automatic move (default 0). */
+    minDataCollection?: Duration
     [key: string]: unknown
   }
   limits?: { maxFrameBytes?: Size; accessFlushEvery?: number; accessFlushInterval?: Duration }
@@ -389,13 +391,18 @@ export interface Explanation {
   score: { [part: string]: number }
   moves: unknown[]
   lastDecisions: PolicyDecision[]
+  /** Which limit or prediction keeps or moves the frame, e.g. `eligible: idle 10 d > 24 h (hotMaxAge), never read ...` */
   expectedNext: string
+  /** Outcomes of the frame's last executed moves (see docs/POLICY.md), oldest first. */
+  outcomes: Array<{ from: TierName; to: TierName; basis: string; movedMs: number; judgedMs: number; good: boolean; outcome: string }>
+  /** How those outcomes change the next decision (`window ×1.91: ...` or `no change: ...`), and a move awaiting its outcome. */
+  learning: string
 }
 
 export interface TraceEvent {
   frameId: string
   sizeBytes: number
-  /** ms (any origin) */
+  /** ms (any origin; epoch milliseconds such as `Date.now()` work, whole numbers only) */
   t: number
   op: 'read' | 'write'
 }
@@ -404,6 +411,9 @@ export interface SimulateOptions {
   hotCapacityFrames?: number
   hotCapacityBytes?: number
   cycleMs?: number
+  /** For a generator name (`sessions`, `periodic`, `read-once`, `mixed`, `fortnight`): its seed (default 42) and days (default 7; fortnight 14). */
+  seed?: number
+  days?: number
   policies?: TierConfig['policies']
 }
 

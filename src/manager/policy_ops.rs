@@ -44,6 +44,7 @@ fn view_of(c: &Candidate) -> FrameView {
         active: c.active,
         pinned: c.pinned,
         keep_forever: c.keep_forever,
+        kind: c.project_id.clone(),
     }
 }
 
@@ -250,18 +251,18 @@ impl TierManager {
         Ok(v)
     }
 
-    /// Called for every read and write the manager serves: the engine's access statistics, and
-    /// the trace file when `recordTrace` is set. Returns a promotion the engine wants now.
+    /// Called for every read and write the manager serves: the trace file when `recordTrace` is
+    /// set, and for a read the engine's access statistics. A write is not an access (the frame's
+    /// age comes from its own times). Returns a promotion the engine wants now.
     pub(super) fn policy_access(&self, frame_id: &str, tier: Tier, size: i64, write: bool) -> Option<Decision> {
         let now = now_millis();
         self.trace(frame_id, size, now, write);
         let mut e = self.engine();
         if write {
             e.on_write(frame_id, now);
-            None
-        } else {
-            e.on_read(frame_id, tier, now)
+            return None;
         }
+        e.on_read(frame_id, tier, now)
     }
 
     /// Tells the engine about a move it did not decide (an explicit `migrate`), so its cooldown

@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::TierManager;
-use crate::model::{Result, TierError};
+use crate::model::Result;
 
 impl TierManager {
     pub(super) fn trace(&self, frame_id: &str, size: i64, now: i64, write: bool) {
@@ -31,22 +31,8 @@ impl TierManager {
 }
 
 /// `simulate(trace, options)`: replays a trace against our policy and the baselines. `trace` is
-/// an array of events, JSON-lines text, or the name of a shipped generator
-/// (`sessions`, `periodic`, `read-once`, `mixed`; seed 42, 7 days).
+/// an array of events, JSON-lines text, or the name of a generator (`sessions`, `periodic`,
+/// `read-once`, `mixed`, `fortnight`; `options.seed`, default 42, and `options.days`).
 pub fn simulate(trace: &Value, options: &Value) -> Result<Value> {
-    use crate::sim::traces;
-    let generated = match trace.as_str() {
-        Some("sessions") => Some(traces::sessions(42, 7)),
-        Some("periodic") => Some(traces::periodic(42, 7)),
-        Some("read-once") => Some(traces::read_once(42, 7)),
-        Some("mixed") => Some(traces::mixed(42, 7)),
-        _ => None,
-    };
-    match generated {
-        Some(events) => {
-            let v = serde_json::to_value(&events).map_err(|e| TierError::storage("trace", e))?;
-            crate::sim::simulate_json(&v, options)
-        }
-        None => crate::sim::simulate_json(trace, options),
-    }
+    crate::sim::simulate_json(trace, options)
 }

@@ -117,6 +117,10 @@ pub struct PolicyOptions {
     pub decisions_per_frame: usize,
     /// Default 6 h: time constant of the weighted access frequency.
     pub frequency_window_ms: u64,
+    /// Default 0 (`minDataCollection`): how long the engine observes (from its first cycle)
+    /// before its first automatic move; until then rule moves report `observing: collecting data`.
+    /// Pins and pressure demotions act at once.
+    pub min_data_collection_ms: u64,
     pub weights: ScoreWeights,
     pub watermarks: Watermarks,
     pub filters: FilterOptions,
@@ -143,6 +147,7 @@ impl Default for PolicyOptions {
             max_pinned_bytes: 100 * MB,
             decisions_per_frame: 8,
             frequency_window_ms: 6 * HOUR_MS,
+            min_data_collection_ms: 0,
             weights: ScoreWeights { recency: 0.35, frequency: 0.15, pattern: 0.4, size: 0.1 },
             watermarks: Watermarks { warning: 0.70, critical: 0.85, emergency: 0.95 },
             filters: FilterOptions {
@@ -178,6 +183,7 @@ const TOP_KEYS: &[&str] = &[
     "maxPinnedBytes",
     "decisionsPerFrame",
     "frequencyWindow",
+    "minDataCollection",
     "weights",
     "watermarks",
     "filters",
@@ -213,6 +219,7 @@ impl PolicyOptions {
             max_pinned_bytes: m.size("maxPinnedBytes", d.max_pinned_bytes, 0)?,
             decisions_per_frame: m.int("decisionsPerFrame", d.decisions_per_frame as u64, 1, 1000)? as usize,
             frequency_window_ms: m.duration_ms("frequencyWindow", d.frequency_window_ms, 1000)?,
+            min_data_collection_ms: m.duration_ms("minDataCollection", d.min_data_collection_ms, 0)?,
             eviction_strategy,
             background_sync: m.boolean("backgroundSync", d.background_sync)?,
             ..d

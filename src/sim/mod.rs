@@ -16,6 +16,7 @@
 //! [`PolicyEngine::on_read`]: crate::policy::PolicyEngine::on_read
 //! [`PolicyEngine::make_room`]: crate::policy::PolicyEngine::make_room
 
+pub mod acceptance;
 pub mod baselines;
 mod ours;
 pub mod rng;

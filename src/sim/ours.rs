@@ -108,6 +108,7 @@ pub(super) fn run_ours(
             active: false,
             pinned: false,
             keep_forever: false,
+            kind: String::new(),
         })
         .collect();
     let mut sim = OursSim {
@@ -129,14 +130,16 @@ pub(super) fn run_ours(
             next_cycle += cycle_ms;
         }
         let f = dense[i];
+        let s = e.t_ms.div_euclid(1000);
         if !sim.known[f] {
             sim.known[f] = true;
-            let s = (e.t_ms / 1000).max(0);
             sim.views[f].created_s = s;
             sim.views[f].closed_s = Some(s);
         }
         match e.op {
             Op::Write => {
+                // A write is the frame's own time (StackMemory closing or updating it), not a read.
+                sim.views[f].closed_s = Some(s);
                 sim.engine.on_write(&e.frame_id, e.t_ms);
                 if sim.views[f].tier != Tier::Hot && cap.fits(1, sim.views[f].size_bytes) {
                     sim.ensure_room(sim.views[f].size_bytes, e.t_ms);

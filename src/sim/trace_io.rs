@@ -8,6 +8,18 @@ use super::{simulate, Op, SimOptions, TraceEvent};
 use crate::model::{Result, TierError};
 use crate::policy::PolicyOptions;
 
+/// A whole number, written as an integer (JSON text) or as a float with no fraction: numbers from
+/// JS arrive as doubles once they pass 32 bits (epoch milliseconds such as `Date.now()` do), and
+/// are exact up to 2^53.
+fn whole(v: &Value) -> Option<i64> {
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (f.is_finite() && f.fract() == 0.0 && f.abs() <= EXACT).then_some(f as i64)
+}
+
 fn parse_event(v: Value, at: &str) -> Result<TraceEvent> {
     let Value::Object(m) = v else { return Err(TierError::invalid_argument(at, "must be an object")) };
     for k in m.keys() {
@@ -24,11 +36,12 @@ fn parse_event(v: Value, at: &str) -> Result<TraceEvent> {
     };
     let size_bytes = m
         .get("sizeBytes")
-        .and_then(Value::as_u64)
+        .and_then(whole)
+        .and_then(|n| u64::try_from(n).ok())
         .ok_or_else(|| TierError::invalid_argument(format!("{at}.sizeBytes"), "must be a whole number of bytes"))?;
     let t_ms = m
         .get("t")
-        .and_then(Value::as_i64)
+        .and_then(whole)
         .ok_or_else(|| TierError::invalid_argument(format!("{at}.t"), "must be a whole number of milliseconds"))?;
     let op = match m.get("op").and_then(Value::as_str) {
         None => Op::Read,
@@ -65,7 +78,37 @@ pub fn load_trace(path: impl AsRef<Path>) -> Result<Vec<TraceEvent>> {
 /// For the JS layer: `trace` is an array of events (or JSON-lines text), `options` is
 /// `{ hotCapacityFrames?, hotCapacityBytes?, cycleMs?, policies? }`. Returns the report as JSON.
 pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
+    let generator = |name: &str| -> Result<Option<Vec<TraceEvent>>> {
+        let num = |k: &str| -> Result<Option<u64>> {
+            match options.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => whole(v)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .map(Some)
+                    .ok_or_else(|| TierError::invalid_argument(format!("options.{k}"), "must be a whole number >= 0")),
+            }
+        };
+        let seed = num("seed")?.unwrap_or(42);
+        let days = match num("days")? {
+            Some(d) if (1..=366).contains(&d) => Some(d as u32),
+            Some(_) => return Err(TierError::invalid_argument("options.days", "must be 1 to 366")),
+            None => None,
+        };
+        use super::traces;
+        Ok(match name {
+            "sessions" => Some(traces::sessions(seed, days.unwrap_or(7))),
+            "periodic" => Some(traces::periodic(seed, days.unwrap_or(7))),
+            "read-once" => Some(traces::read_once(seed, days.unwrap_or(7))),
+            "mixed" => Some(traces::mixed(seed, days.unwrap_or(7))),
+            "fortnight" => Some(traces::fortnight(seed, days.unwrap_or(14))),
+            _ => None,
+        })
+    };
     let events = match trace {
+        Value::String(s) if !s.contains('\n') && !s.trim_start().starts_with('{') => match generator(s.trim())? {
+            Some(ev) => ev,
+            None => parse_trace(s)?,
+        },
         Value::Array(a) => a
             .iter()
             .enumerate()
@@ -79,7 +122,9 @@ pub fn simulate_json(trace: &Value, options: &Value) -> Result<Value> {
         Value::Null => {}
         Value::Object(m) => {
             for k in m.keys() {
-                if !["hotCapacityFrames", "hotCapacityBytes", "cycleMs", "policies"].contains(&k.as_str()) {
+                if !["hotCapacityFrames", "hotCapacityBytes", "cycleMs", "policies", "seed", "days"]
+                    .contains(&k.as_str())
+                {
                     return Err(TierError::invalid_argument(format!("options.{k}"), "unknown option"));
                 }
             }

@@ -5,7 +5,10 @@
 //! - [`periodic`]: old task frames revisited on their own rhythm (every 2–12 h), a small set
 //!   read all the time, and a steady stream of frames read exactly once;
 //! - [`read_once`]: searches that read many old frames once each, next to a working set;
-//! - [`mixed`]: all three at once, on separate frame ids.
+//! - [`mixed`]: all three at once, on separate frame ids;
+//! - [`fortnight`]: a developer's two weeks, written independently of the tuning above: task
+//!   trees written and read in bursts, older tasks revisited with Zipf popularity (often the next
+//!   working day), search hits read once, a few frames read every morning, quiet weekends.
 
 use super::{Op, TraceEvent};
 use crate::sim::rng::SplitMix64;
@@ -176,6 +179,91 @@ pub fn mixed(seed: u64, days: u32) -> Vec<TraceEvent> {
     events.extend(read_once(seed, days));
     events.sort_by_key(|e| e.t_ms);
     events
+}
+
+/// A developer's fortnight (`days` long, weekends quiet): each working day 2-4 bursts, each a new
+/// task tree (a root and 3-8 children written, then read a few times each within minutes) or a
+/// revisit of an older task (yesterday's with probability 0.5, else Zipf over every task by a
+/// popularity drawn at creation); 1-3 searches a day reading 5-15 never-seen hits once each; 4
+/// frames read every morning around 9:00.
+pub fn fortnight(seed: u64, days: u32) -> Vec<TraceEvent> {
+    let mut rng = new_rng(seed.wrapping_add(7));
+    let mut b = Builder::new();
+    let mut tasks: Vec<(Vec<String>, f64)> = vec![];
+    let mut yesterday: Vec<usize> = vec![];
+    let (mut next_id, mut hits) = (0usize, 0usize);
+    let morning: Vec<String> = (0..4).map(|k| format!("m{k}")).collect();
+    for (k, id) in morning.iter().enumerate() {
+        b.push(&mut rng, id, k as f64 * SEC, Op::Write);
+    }
+    for day in 0..days {
+        let weekend = day % 7 >= 5;
+        let d0 = day as f64 * DAY;
+        if !weekend {
+            for id in &morning {
+                let t = d0 + 9.0 * HOUR + rng.range(0.0, 20.0 * MIN);
+                b.push(&mut rng, id, t, Op::Read);
+            }
+        }
+        let bursts = if weekend { rng.int(0, 1) } else { rng.int(2, 4) };
+        let mut today = vec![];
+        for k in 0..bursts {
+            let mut t = d0 + 9.5 * HOUR + k as f64 * 2.5 * HOUR + rng.range(0.0, HOUR);
+            let revisit = !tasks.is_empty() && rng.chance(0.45);
+            let task = if revisit {
+                if !yesterday.is_empty() && rng.chance(0.5) {
+                    yesterday[rng.int(0, yesterday.len() as u64 - 1) as usize]
+                } else {
+                    // Zipf: weight 1 / rank of the popularity drawn at creation.
+                    let total: f64 = tasks.iter().map(|(_, w)| w).sum();
+                    let mut x = rng.unit() * total;
+                    let mut pick = tasks.len() - 1;
+                    for (i, (_, w)) in tasks.iter().enumerate() {
+                        if x < *w {
+                            pick = i;
+                            break;
+                        }
+                        x -= w;
+                    }
+                    pick
+                }
+            } else {
+                let n = rng.int(4, 9) as usize;
+                let frames: Vec<String> = (0..n).map(|i| format!("t{}", next_id + i)).collect();
+                next_id += n;
+                for id in &frames {
+                    t += rng.range(20.0, 120.0) * SEC;
+                    b.push(&mut rng, id, t, Op::Write);
+                }
+                let rank = rng.int(1, 20) as f64;
+                tasks.push((frames, 1.0 / rank));
+                tasks.len() - 1
+            };
+            today.push(task);
+            let frames = tasks[task].0.clone();
+            let reads = if revisit { rng.int(3, 10) } else { rng.int(8, 25) };
+            for _ in 0..reads {
+                t += rng.exp(45.0 * SEC).max(SEC);
+                let id =
+                    if rng.chance(0.3) { &frames[0] } else { &frames[rng.int(0, frames.len() as u64 - 1) as usize] };
+                b.push(&mut rng, id, t, Op::Read);
+            }
+        }
+        if !weekend {
+            for _ in 0..rng.int(1, 3) {
+                let mut t = d0 + rng.range(9.0, 18.0) * HOUR;
+                for _ in 0..rng.int(5, 15) {
+                    t += rng.range(0.2, 2.0) * SEC;
+                    b.push(&mut rng, &format!("hit{hits}"), t, Op::Read);
+                    hits += 1;
+                }
+            }
+        }
+        if !today.is_empty() {
+            yesterday = today;
+        }
+    }
+    b.finish()
 }
 
 /// The shipped traces, by name: `sessions`, `periodic`, `read-once`, `mixed`.

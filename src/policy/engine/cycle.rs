@@ -150,6 +150,11 @@ impl PolicyEngine {
         reach: Reachability,
         dry_run: bool,
     ) -> CycleReport {
+        if !dry_run {
+            let window = self.regret_window_ms();
+            self.learning.settle(now_ms, window);
+            self.started_ms.get_or_insert(now_ms);
+        }
         let c = self.measure_pressure(now_ms, frames, inputs, reach);
         let mut plan = Plan::default();
         self.recommend_by_rules(&c, &mut plan);
@@ -157,6 +162,7 @@ impl PolicyEngine {
         self.update_hot_floor(&c);
         let persistence = self.count_persistence(&c, &plan.recs);
         self.apply_rules_and_filters(&c, &persistence, &mut plan.recs);
+        self.hold_while_collecting(&c, &mut plan.recs);
         let children = children_of(frames);
         carry_closed_subtrees(&c, &children, &mut plan.recs, &plan.rec_of);
         defer_unreachable(&c, &mut plan.recs);
@@ -165,6 +171,11 @@ impl PolicyEngine {
         }
         let (decisions, counts) = self.order_and_batch(&c, plan.recs);
         if !dry_run {
+            let pending: HashSet<&str> =
+                decisions.iter().filter(|d| d.action == Action::Pending).map(|d| d.frame_id.as_str()).collect();
+            for f in frames.iter().filter(|f| pending.contains(f.frame_id.as_str())) {
+                self.learning.note_kind(&f.frame_id, &f.kind);
+            }
             self.commit(c.number, persistence, &decisions);
         }
         CycleReport {
@@ -224,24 +235,52 @@ impl PolicyEngine {
         }
     }
 
-    /// A hot frame idle beyond its age window goes warm (cold when idle beyond `warmMaxAge` too).
+    /// A hot frame idle beyond its age window is *eligible* to leave, not gone: `hotMaxAge`,
+    /// `sqlite.maxFrames` and `sqlite.maxSize` are limits hot must stay under, not a timer.
+    /// - Never read through us (imported, or written and not read since): nothing predicts a
+    ///   read, so it goes warm (cold when idle beyond `warmMaxAge` too) at any pressure.
+    /// - Read through us: while hot is at Normal pressure it stays (hot has room, and a frame
+    ///   read before is the likeliest to be read again, often the next working day); from
+    ///   Warning it goes unless its predicted next read falls within the (shortened) window.
+    ///   Critical and above rank by score instead (see `recommend_pressure_demotions`).
     fn idle_hot_demotion(&self, c: &Cycle, i: usize, f: &FrameView) -> Option<Rec> {
         let idle = self.idle_s(f, c.now_ms);
         // The seed's age window, refined by frequency: a frame read again and again gets up to
-        // twice as long (a quarter more per read beyond the first, from 2 reads), so the next
-        // day's session still finds yesterday's working set hot.
-        let reads = self.access.get(&f.frame_id).map(|s| s.count).unwrap_or(0);
-        let frame_hot_max_s = c.hot_max_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64);
+        // twice as long (a quarter more per read beyond the first, from 2 reads).
+        let stats = self.access.get(&f.frame_id);
+        let reads = stats.map(|s| s.count).unwrap_or(0);
+        // Outcome learning: a frame (or kind) whose demotions were regretted keeps hot longer.
+        let (tight, learnt) = self.learning.tightening(&f.frame_id, &f.kind, c.now_ms);
+        let frame_hot_max_s = c.hot_max_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64) * tight;
         if idle <= frame_hot_max_s {
             return None;
         }
+        let level = c.pressure.hot_level.max(c.pressure.host_level);
         let e = self.evaluate(f, c.now_ms);
+        let prediction = if reads == 0 {
+            "never read".to_string()
+        } else if level == PressureLevel::Normal {
+            return None;
+        } else {
+            match e.class.next_access_in_s {
+                Some(n) if n <= frame_hot_max_s => return None,
+                Some(n) => format!("next read expected in {}", human_secs(n)),
+                None => "no read expected".to_string(),
+            }
+        };
         let to = if idle > c.warm_max_s { Tier::Cold } else { Tier::Warm };
         let mut conf = 0.5 + 0.5 * (idle / frame_hot_max_s - 1.0).min(1.0);
         if e.class.pattern == Pattern::Cold {
             conf = conf.max(e.class.confidence);
         }
-        let basis = format!("idle {} > {}{}", human_secs(idle), human_secs(frame_hot_max_s), c.level_note);
+        conf /= tight;
+        let learnt = learnt.map(|w| format!("; learnt: {w}")).unwrap_or_default();
+        let basis = format!(
+            "idle {} > {} (hotMaxAge), {prediction}{}{learnt}",
+            human_secs(idle),
+            human_secs(frame_hot_max_s),
+            c.level_note
+        );
         Some(Rec::new(i, to, basis, conf, 0.5 + 0.5 * (1.0 - e.score.total), &e))
     }
 
@@ -435,6 +474,27 @@ impl PolicyEngine {
             if let Some((action, reason)) = Action::of_verdict(filters::apply(&self.opts.filters, &cand)) {
                 r.set(action, reason);
             }
+        }
+    }
+
+    /// Step 4b: `minDataCollection`: until the engine has observed that long (from its first
+    /// cycle), rule moves wait (`observing: collecting data, 10 min of 1 h`); pins and pressure act.
+    fn hold_while_collecting(&self, c: &Cycle, recs: &mut [Rec]) {
+        let min_ms = self.opts.min_data_collection_ms.min(i64::MAX as u64) as i64;
+        if min_ms == 0 {
+            return;
+        }
+        let observed_ms = c.now_ms.saturating_sub(self.started_ms.unwrap_or(c.now_ms));
+        if observed_ms >= min_ms {
+            return;
+        }
+        let why = format!(
+            "observing: collecting data, {} of {} (minDataCollection)",
+            human_secs(observed_ms as f64 / 1000.0),
+            human_secs(min_ms as f64 / 1000.0)
+        );
+        for r in recs.iter_mut().filter(|r| r.action == Action::Pending && !r.under_pressure && r.basis != "pinned") {
+            r.set(Action::Observing, why.clone());
         }
     }
 

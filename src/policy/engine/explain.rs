@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::learning::OutcomeRecord;
 use super::{Decision, Eval, FrameView, PolicyEngine};
 use crate::model::rules::Refusal;
 use crate::policy::access::AccessStats;
@@ -24,6 +25,13 @@ pub struct Explanation {
     pub moves: Vec<MoveRecord>,
     pub last_decisions: Vec<Decision>,
     pub expected_next: String,
+    /// Outcomes of the frame's last executed moves (good or regretted, and why), oldest first.
+    #[serde(default)]
+    pub outcomes: Vec<OutcomeRecord>,
+    /// How those outcomes (and its kind's) change the next decision: `window ×1.67: ...`, or
+    /// `no change`; and a move still awaiting its outcome.
+    #[serde(default)]
+    pub learning: String,
 }
 
 impl PolicyEngine {
@@ -39,12 +47,13 @@ impl PolicyEngine {
             active: false,
             pinned: false,
             keep_forever: false,
+            kind: String::new(),
         };
         let f = view.unwrap_or(&fallback);
         let e = self.evaluate(f, now_ms);
         let expected_next = match (self.in_flight.get(frame_id), view.map(|v| v.tier)) {
             (Some(d), _) => format!("moving {} (awaiting outcome)", arrow(d.from, d.to)),
-            (None, Some(Tier::Hot)) => self.hot_forecast(f, &e),
+            (None, Some(Tier::Hot)) => self.hot_forecast(f, &e, now_ms),
             (None, Some(t)) => self.remote_forecast(frame_id, t, self.is_pinned(f), &e),
             (None, None) => "unknown tier: pass the frame's view for a forecast".to_string(),
         };
@@ -58,26 +67,50 @@ impl PolicyEngine {
             moves: self.moves.get(frame_id).map(|q| q.iter().cloned().collect()).unwrap_or_default(),
             last_decisions: self.decisions_of(frame_id),
             expected_next,
+            outcomes: self.learning.history(frame_id),
+            learning: {
+                let (_, why) = self.learning.tightening(frame_id, &f.kind, now_ms);
+                let mut s = why.unwrap_or_else(|| "no change: no regretted outcomes".to_string());
+                if let Some(a) = self.learning.awaiting(frame_id) {
+                    s.push_str(&format!("; {a}"));
+                }
+                s
+            },
         }
     }
 
-    /// A hot frame stays while the rules keep it, else until its age window runs out.
-    fn hot_forecast(&self, f: &FrameView, e: &Eval) -> String {
+    /// A hot frame stays while the rules keep it; past its age window it is eligible, and what
+    /// happens then depends on whether it was ever read through us (see `idle_hot_demotion`).
+    fn hot_forecast(&self, f: &FrameView, e: &Eval, now_ms: i64) -> String {
         match self.cycle_refusal(f, Tier::Warm) {
             Some(Refusal::Pinned) => return "stays hot: pinned".to_string(),
             Some(Refusal::Active) => return "stays hot: active frame".to_string(),
             None => {}
         }
-        let hot_max_s = self.opts.hot_max_age_ms as f64 / 1000.0;
+        let reads = self.access.get(&f.frame_id).map(|s| s.count).unwrap_or(0);
+        let (tight, _) = self.learning.tightening(&f.frame_id, &f.kind, now_ms);
+        let window_s =
+            self.opts.hot_max_age_ms as f64 / 1000.0 * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64) * tight;
         let next = match e.class.next_access_in_s {
             Some(s) => format!("next read expected in {}", human_secs(s)),
             None => "no further reads expected".to_string(),
         };
-        format!(
-            "stays hot; {next}; goes warm after {} idle (in {}) unless hot fills up",
-            human_secs(hot_max_s),
-            human_secs(hot_max_s - e.idle_s)
-        )
+        if e.idle_s <= window_s {
+            return format!(
+                "stays hot; {next}; eligible to leave after {} idle (hotMaxAge, in {}), or earlier if hot fills up",
+                human_secs(window_s),
+                human_secs(window_s - e.idle_s)
+            );
+        }
+        let eligible = format!("eligible: idle {} > {} (hotMaxAge)", human_secs(e.idle_s), human_secs(window_s));
+        if reads == 0 {
+            format!("{eligible}, never read through us: leaves hot at the next cycle (after the persistence filter)")
+        } else {
+            format!(
+                "{eligible}, read before; {next}: stays while hot is under its limits (Normal pressure), \
+                 leaves from Warning unless its next read is predicted within the window"
+            )
+        }
     }
 
     /// A warm or cold frame comes back when pinned or read often enough, and a warm one goes cold

@@ -77,6 +77,7 @@ impl PolicyEngine {
                 priority: 2.0 + (1.0 - s),
                 ..Decision::pending(&f.frame_id, Tier::Hot, to, basis, self.cycle, now_ms)
             };
+            self.learning.note_kind(&f.frame_id, &f.kind);
             self.hand_out(&d);
             out.push(d);
         }

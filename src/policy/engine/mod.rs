@@ -26,6 +26,7 @@
 mod cycle;
 mod explain;
 mod forced;
+pub mod learning;
 mod outcomes;
 mod pins;
 mod reads;
@@ -67,6 +68,9 @@ pub struct FrameView {
     pub pinned: bool,
     /// Retention only (cold tier); tiering treats it like any other frame.
     pub keep_forever: bool,
+    /// What outcome learning groups frames by (the manager gives the project id; may be empty).
+    #[serde(default)]
+    pub kind: String,
 }
 
 /// Which remote tiers can be reached right now. The hot tier always can.
@@ -265,6 +269,13 @@ pub struct PolicyEngine {
     decisions: HashMap<String, VecDeque<Decision>>,
     /// Pending moves whose outcome has not been recorded yet.
     in_flight: HashMap<String, Decision>,
+    /// When each frame was last written through us (not an access: it never makes a frame look
+    /// read; it lets a first read of fresh work promote it). In memory only.
+    written: HashMap<String, i64>,
+    /// Outcomes of executed moves, and what they tightened.
+    learning: learning::Learning,
+    /// When the engine's first (non-dry) cycle ran: the start of `minDataCollection`.
+    started_ms: Option<i64>,
     cycle: u64,
     /// Score of the weakest evictable hot frame when hot was last found under pressure; `None`
     /// while hot has room. A remote frame read again is promoted when it beats this.
@@ -298,6 +309,9 @@ impl PolicyEngine {
             persistence: HashMap::new(),
             decisions: HashMap::new(),
             in_flight: HashMap::new(),
+            written: HashMap::new(),
+            learning: Default::default(),
+            started_ms: None,
             cycle: 0,
             hot_floor: None,
         }
@@ -333,20 +347,32 @@ impl PolicyEngine {
         self.persistence.remove(frame_id);
         self.decisions.remove(frame_id);
         self.in_flight.remove(frame_id);
+        self.written.remove(frame_id);
+        self.learning.forget(frame_id);
+    }
+
+    /// How long after a demotion a promotion back counts as regretted: `hotMaxAge`.
+    fn regret_window_ms(&self) -> i64 {
+        self.opts.hot_max_age_ms.min(i64::MAX as u64) as i64
+    }
+
+    pub fn learning(&self) -> &learning::Learning {
+        &self.learning
     }
 
     fn tau_s(&self) -> f64 {
         self.opts.frequency_window_ms as f64 / 1000.0
     }
 
-    /// Seconds since the frame's last access; never read: since it closed (or was created).
-    fn idle_s(&self, f: &FrameView, now_ms: i64) -> f64 {
+    /// Seconds since the frame was last touched: read through us, or written (its own close time,
+    /// else its creation time, as the view gives them), whichever is later. Storing a frame is not
+    /// an access: an imported frame closed ten days ago is ten days idle.
+    pub(super) fn idle_s(&self, f: &FrameView, now_ms: i64) -> f64 {
+        let own_s = f.closed_s.unwrap_or(f.created_s).max(f.created_s);
+        let own = (now_ms as f64 / 1000.0 - own_s as f64).max(0.0);
         match self.access.get(&f.frame_id) {
-            Some(s) => s.age_s(now_ms),
-            None => {
-                let since = f.closed_s.unwrap_or(f.created_s).max(f.created_s);
-                (now_ms / 1000 - since).max(0) as f64
-            }
+            Some(s) => s.age_s(now_ms).min(own),
+            None => own,
         }
     }
 

@@ -25,6 +25,9 @@ impl PolicyEngine {
         let mut d = pending
             .unwrap_or_else(|| Decision::pending(frame_id, from, to, "moved by the caller".into(), self.cycle, now_ms));
         if ok {
+            let decided = handed_out && !d.forced;
+            let window = self.regret_window_ms();
+            self.learning.moved(frame_id, from, to, &d.basis, decided, now_ms, window);
             d.action = Action::Executed;
             d.reason = format!("executed: {}", d.basis);
             let moved = MoveRecord { from, to, at_ms: now_ms, forced: d.forced };

@@ -1,4 +1,10 @@
-//! Reads and writes of frames: each counts as an access; a read of a remote frame may promote it.
+//! Reads of frames: each counts as an access; a read of a remote frame may promote it.
+//!
+//! Writes are not accesses: storing a frame (an import through `storeMany`, StackMemory writing
+//! it on create and close) says nothing about whether anyone will read it. A frame never read
+//! through us is as old as its own times say (closed, else created; see [`FrameView`]).
+//!
+//! [`FrameView`]: super::FrameView
 
 use super::{clamp01, Decision, PolicyEngine};
 use crate::policy::filters::Verdict;
@@ -7,9 +13,11 @@ use crate::policy::score::score;
 use crate::policy::Tier;
 
 impl PolicyEngine {
-    /// A write (create or update) of the frame: counts as an access.
+    /// A write (create, close, update, import) of the frame through us. Not an access: the
+    /// frame's age stays its own; remembered only so that a first read of work written within
+    /// `hotMaxAge` is admitted like a read-again frame.
     pub fn on_write(&mut self, frame_id: &str, now_ms: i64) {
-        self.access.record_access(frame_id, now_ms);
+        self.written.insert(frame_id.to_string(), now_ms);
     }
 
     /// A read of the frame, which is in `tier`. Returns a pending promotion when the frame should
@@ -18,6 +26,7 @@ impl PolicyEngine {
     /// weakest hot frame, or hot has room. Read-once frames are never promoted by a read alone.
     pub fn on_read(&mut self, frame_id: &str, tier: Tier, now_ms: i64) -> Option<Decision> {
         self.access.record_access(frame_id, now_ms);
+        self.learning.read(frame_id, tier, self.opts.promotion_threshold, now_ms);
         if tier == Tier::Hot || self.in_flight.contains_key(frame_id) {
             return None;
         }
@@ -42,13 +51,20 @@ impl PolicyEngine {
             let basis = format!("{} reads while {} (threshold {threshold})", stats.since_move, tier.as_str());
             return Some((basis, 1.0, 1.5));
         }
-        if stats.count < 2 {
+        let fresh_work = self
+            .written
+            .get(frame_id)
+            .is_some_and(|w| now_ms.saturating_sub(*w) <= self.opts.hot_max_age_ms.min(i64::MAX as u64) as i64);
+        if stats.count < 2 && !fresh_work {
             return None;
         }
         let class = classify(stats, now_ms);
-        class.next_access_in_s?;
+        if !fresh_work {
+            class.next_access_in_s?;
+        }
         let parts = score(Some(stats), &class, 0.0, 0, now_ms, self.tau_s(), &self.opts.weights);
         let basis = match self.hot_floor {
+            None if stats.count < 2 => "first read of a frame written within hotMaxAge; hot has room".to_string(),
             None => format!("read again, {} expected; hot has room", class.pattern.describe()),
             Some(floor) if parts.total > floor => {
                 format!("read again, score {:.2} > weakest hot frame {floor:.2}", parts.total)

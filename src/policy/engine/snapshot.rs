@@ -18,6 +18,12 @@ pub struct EngineSnapshot {
     pub moves: BTreeMap<String, Vec<MoveRecord>>,
     pub persistence: BTreeMap<String, Persistence>,
     pub decisions: BTreeMap<String, Vec<Decision>>,
+    /// Outcomes of executed moves (older snapshots have none).
+    #[serde(default)]
+    pub learning: super::learning::Learning,
+    /// The first cycle's time (the start of `minDataCollection`).
+    #[serde(default)]
+    pub started_ms: Option<i64>,
 }
 
 impl PolicyEngine {
@@ -30,6 +36,8 @@ impl PolicyEngine {
             moves: self.moves.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
             persistence: self.persistence.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             decisions: self.decisions.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
+            learning: self.learning.clone(),
+            started_ms: self.started_ms,
         }
     }
 
@@ -49,6 +57,8 @@ impl PolicyEngine {
                 (k, v.into_iter().skip(skip).collect())
             })
             .collect();
+        self.learning = snap.learning;
+        self.started_ms = snap.started_ms;
         self.in_flight.clear();
         self.cycle = snap.cycle;
     }

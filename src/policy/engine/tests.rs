@@ -22,11 +22,17 @@ fn view(id: &str, tier: Tier, idle_h: i64) -> FrameView {
         active: false,
         pinned: false,
         keep_forever: false,
+        kind: String::new(),
     }
 }
 
 fn quiet() -> PressureInputs {
     PressureInputs { hot_max_frames: 1000, hot_max_bytes: 1 << 30, ..Default::default() }
+}
+
+/// Hot at 75 % of its frame limit: Warning, where frames read before leave past the window.
+fn warning() -> PressureInputs {
+    PressureInputs { hot_frames: 750, ..quiet() }
 }
 
 fn engine() -> PolicyEngine {
@@ -50,11 +56,17 @@ fn idle_hot_frame_is_observed_then_demoted_then_cooled_down() {
     assert_eq!(only(&r2, "a").reason, "observing: 2/3 cycles");
     let r3 = e.run_cycle(NOW + 10 * MIN, &frames, &quiet(), Reachability::ALL, false);
     let d = only(&r3, "a");
-    assert_eq!((d.action, d.to, d.reason.as_str()), (Action::Pending, Tier::Warm, "pending: idle 26.2 h > 24 h"));
+    assert_eq!(
+        (d.action, d.to, d.reason.as_str()),
+        (Action::Pending, Tier::Warm, "pending: idle 26.2 h > 24 h (hotMaxAge), never read")
+    );
     assert_eq!(r3.counts.pending, 1);
     assert_eq!(r3.pending().count(), 1);
     let done = e.record_outcome("a", Tier::Hot, Tier::Warm, true, None, NOW + 11 * MIN);
-    assert_eq!((done.action, done.reason.as_str()), (Action::Executed, "executed: idle 26.2 h > 24 h"));
+    assert_eq!(
+        (done.action, done.reason.as_str()),
+        (Action::Executed, "executed: idle 26.2 h > 24 h (hotMaxAge), never read")
+    );
     let hist = e.decisions_of("a");
     assert_eq!(hist.len(), 3, "the pending entry is replaced, not duplicated");
     assert_eq!(hist[2].action, Action::Executed);
@@ -144,8 +156,8 @@ fn dry_run_changes_nothing() {
     e.on_read("a", Tier::Hot, NOW - 30 * H);
     let frames = vec![view("a", Tier::Hot, 30), view("b", Tier::Warm, 9 * 24)];
     let before = serde_json::to_value(e.snapshot()).expect("json");
-    let r1 = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, true);
-    let r2 = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, true);
+    let r1 = e.run_cycle(NOW, &frames, &warning(), Reachability::ALL, true);
+    let r2 = e.run_cycle(NOW, &frames, &warning(), Reachability::ALL, true);
     assert!(r1.dry_run);
     assert_eq!(r1.decisions, r2.decisions, "no persistence counter advanced");
     assert_eq!(only(&r1, "a").reason, "observing: 1/3 cycles");
@@ -192,7 +204,7 @@ fn closed_children_move_with_their_parent_and_relatives_are_prefetched() {
     frames2[1].created_s -= 5 * 3600;
     frames2[1].closed_s = Some(frames2[1].created_s);
     let r = e.run_cycle(NOW + 5 * MIN, &frames2, &quiet(), Reachability::ALL, false);
-    assert_eq!(only(&r, "p").reason, "pending: idle 30.1 h > 24 h");
+    assert_eq!(only(&r, "p").reason, "pending: idle 30.1 h > 24 h (hotMaxAge), never read");
     let c = only(&r, "c");
     assert_eq!(
         (c.action, c.reason.as_str(), c.with_parent.as_deref()),
@@ -266,7 +278,7 @@ fn forget_leaves_nothing_about_a_deleted_frame() {
     e.on_read("a", Tier::Warm, NOW - 30 * H);
     e.record_outcome("a", Tier::Warm, Tier::Hot, true, None, NOW - 29 * H);
     // One cycle leaves a persistence counter (observing), the forced move a move in flight.
-    let r = e.run_cycle(NOW, &[view("a", Tier::Hot, 30)], &quiet(), Reachability::ALL, false);
+    let r = e.run_cycle(NOW, &[view("a", Tier::Hot, 30)], &warning(), Reachability::ALL, false);
     assert_eq!(only(&r, "a").action, Action::Observing);
     e.force_demote(&view("a", Tier::Hot, 30), Tier::Warm, NOW).expect("valid tier");
     e.pin("a", 1000, NOW).expect("pin");
@@ -276,6 +288,99 @@ fn forget_leaves_nothing_about_a_deleted_frame() {
     e.forget("a");
     let mut after = serde_json::to_value(e.snapshot()).expect("json");
     after["cycle"] = before["cycle"].clone();
+    after["startedMs"] = before["startedMs"].clone();
     assert_eq!(after, before, "no access, pin, move, counter or decision of a is left");
     assert_eq!((e.in_flight(), e.pin_status().frames), (0, 0));
+}
+
+/// Hot frames read before stay while hot has room (Normal pressure), and leave past the window
+/// from Warning when no read is predicted; never-read frames leave at any pressure.
+#[test]
+fn age_makes_eligible_not_gone() {
+    let mut e = engine();
+    e.on_read("read", Tier::Hot, NOW - 48 * H);
+    let frames = vec![view("read", Tier::Hot, 240), view("unread", Tier::Hot, 240)];
+    let r = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, true);
+    assert!(r.decisions.iter().all(|d| d.frame_id != "read"), "{:?}", r.decisions);
+    assert_eq!(only(&r, "unread").basis, "idle 10 d > 24 h (hotMaxAge), never read");
+    let x = e.explain("read", NOW, Some(&frames[0]));
+    assert!(x.expected_next.starts_with("eligible: idle 2 d > 24 h (hotMaxAge), read before"), "{}", x.expected_next);
+    let r = e.run_cycle(NOW, &frames, &warning(), Reachability::ALL, true);
+    assert_eq!(only(&r, "read").basis, "idle 2 d > 18 h (hotMaxAge), no read expected (warning pressure)");
+}
+
+/// Outcome learning: a rule whose demotions are promoted back within the window is tightened
+/// for the frames it hurt (and a little for their kind), not for frames whose demotions were good.
+#[test]
+fn regretted_demotions_tighten_the_rule_for_the_frames_they_hurt_only() {
+    let d = 24 * H;
+    let mut e = engine();
+    let hurt = ["h1", "h2", "h3"];
+    let fine = ["f1", "f2", "f3"];
+    let frames_at = |ids: &[&str], kind: &str| -> Vec<FrameView> {
+        ids.iter().map(|id| FrameView { kind: kind.into(), ..view(id, Tier::Hot, 240) }).collect()
+    };
+    let mut frames = frames_at(&hurt, "p");
+    frames.extend(frames_at(&fine, "q"));
+    let mut demoted_per_round = vec![];
+    for round in 0..2 {
+        let t0 = NOW + round * 4 * d;
+        for f in &frames {
+            e.on_read(&f.frame_id, Tier::Hot, t0 - 48 * H);
+        }
+        let mut pending = vec![];
+        for k in 0..3 {
+            let r = e.run_cycle(t0 + k * 5 * MIN, &frames, &warning(), Reachability::ALL, false);
+            pending = r.pending().map(|d| d.frame_id.clone()).collect::<Vec<_>>();
+        }
+        pending.sort();
+        for id in &pending {
+            e.record_outcome(id, Tier::Hot, Tier::Warm, true, None, t0 + 11 * MIN);
+        }
+        demoted_per_round.push(pending.clone());
+        // The hurt frames come back within the hour; the fine ones 30 h later (not needed hot).
+        for id in &pending {
+            let back = if id.starts_with('h') { t0 + H } else { t0 + 30 * H };
+            e.record_outcome(id, Tier::Warm, Tier::Hot, true, None, back);
+        }
+    }
+    assert_eq!(demoted_per_round[0], vec!["f1", "f2", "f3", "h1", "h2", "h3"]);
+    assert_eq!(demoted_per_round[1], vec!["f1", "f2", "f3"], "the hurt frames stay hot the second time");
+
+    let now = NOW + 8 * d;
+    let xh = e.explain("h1", now, Some(&frames[0]));
+    assert_eq!(xh.outcomes.len(), 1);
+    assert_eq!(xh.outcomes[0].outcome, "regretted: promoted back after 49 min");
+    assert!(xh.learning.starts_with("window ×"), "{}", xh.learning);
+    let xf = e.explain("f1", now, Some(&frames[3]));
+    assert!(xf.outcomes.iter().all(|o| o.good), "{:?}", xf.outcomes);
+    assert_eq!(xf.outcomes[0].outcome, "good: not needed hot for 29.8 h");
+    assert_eq!(xf.learning, "no change: no regretted outcomes");
+    let (th, _) = e.learning().tightening("h1", "p", now);
+    let (tf, _) = e.learning().tightening("f1", "q", now);
+    let (t_new_p, _) = e.learning().tightening("new", "p", now);
+    assert!(th > 1.5 && tf == 1.0, "hurt ×{th:.2}, fine ×{tf:.2}");
+    assert!(t_new_p > 1.0 && t_new_p < th, "a new frame of the hurt kind is tightened a little: ×{t_new_p:.2}");
+    // A snapshot keeps what was learnt.
+    let mut again = engine();
+    again.restore(e.snapshot());
+    assert_eq!(again.learning().tightening("h1", "p", now).0, th);
+}
+
+/// `minDataCollection`: no automatic rule move until the engine has observed that long; 0 (the
+/// default) means at once.
+#[test]
+fn min_data_collection_holds_rule_moves() {
+    let mut o = PolicyOptions { min_data_collection_ms: H as u64, ..Default::default() };
+    o.filters.persistence_cycles = 1;
+    let mut e = PolicyEngine::new(o);
+    let frames = vec![view("a", Tier::Hot, 240)];
+    let r = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").reason, "observing: collecting data, 0 s of 1 h (minDataCollection)");
+    let r = e.run_cycle(NOW + 30 * MIN, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").action, Action::Observing);
+    let r = e.run_cycle(NOW + H, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "a").action, Action::Pending);
+    let o = PolicyOptions::from_json(&serde_json::json!({"minDataCollection": 0}), 1).expect("0 allowed");
+    assert_eq!(o.min_data_collection_ms, 0);
 }
