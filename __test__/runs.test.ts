@@ -27,17 +27,8 @@ import {
 const reg = fileRegistry()
 const CHILD = path.join(__dirname, 'helpers', 'crash-child.js')
 
-/** A small deterministic generator (mulberry32): the kill points come from a seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The kill points come from a seed (testkit's mulberry32). */
+const { rng } = require('../testkit/frames.js') as typeof import('../testkit/frames')
 
 interface ChildOut {
   killed: boolean

@@ -587,10 +587,12 @@ run()
     await cleanup()
     const M = savedM ?? machine()
     let md = render(R, M)
-    const analysis = path.join(__dirname, 'analysis.md')
-    const policy = path.join(__dirname, 'policy.md')
-    if (fs.existsSync(policy)) md += '\n' + fs.readFileSync(policy, 'utf8')
-    if (fs.existsSync(analysis)) md += '\n' + fs.readFileSync(analysis, 'utf8')
+    // Sections measured by their own scripts (each writes its .md; see the file for its command),
+    // then the analysis.
+    for (const part of ['scale.md', 'policy.md', 'observability.md', 'processes.md', 'analysis.md']) {
+      const f = path.join(__dirname, part)
+      if (fs.existsSync(f)) md += '\n' + fs.readFileSync(f, 'utf8')
+    }
     if (WRITE) {
       fs.writeFileSync(path.join(ROOT, 'BENCHMARKS.md'), md)
       log('wrote BENCHMARKS.md')

@@ -81,3 +81,6 @@ export interface SimpleBundleOptions {
 
 /** A small hand-made bundle (no children). */
 export function simpleBundle(id: string, o?: SimpleBundleOptions): FrameBundle
+
+/** mulberry32: a small, fast, seeded generator of numbers in [0, 1). */
+export function rng(seed: number): () => number

@@ -316,4 +316,4 @@ function simpleBundle(id, o = {}) {
   }
 }
 
-module.exports = { Gen, genBundles, normalized, searchText, simpleBundle }
+module.exports = { Gen, genBundles, normalized, rng, searchText, simpleBundle }

@@ -72,16 +72,27 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(Vec<u8>, String), String> {
     if bytes[3] != FORMAT {
         return Err(format!("unknown envelope format {}", bytes[3]));
     }
+    let (want, raw_len) = sizes(bytes)?;
+    let raw = zstd::bulk::decompress(&bytes[HEADER..], raw_len as usize).map_err(|e| format!("zstd: {e}"))?;
+    checked(raw, raw_len, want)
+}
+
+/// The header's checksum and declared raw length (bounded: a huge claim is refused before any
+/// allocation). The caller checked the length of the header.
+fn sizes(bytes: &[u8]) -> std::result::Result<(u64, u32), String> {
     let mut s = [0u8; 8];
     s.copy_from_slice(&bytes[4..12]);
-    let want = u64::from_le_bytes(s);
     let mut l = [0u8; 4];
     l.copy_from_slice(&bytes[12..16]);
     let raw_len = u32::from_le_bytes(l);
     if raw_len > MAX_RAW {
         return Err(format!("envelope claims {raw_len} bytes"));
     }
-    let raw = zstd::bulk::decompress(&bytes[HEADER..], raw_len as usize).map_err(|e| format!("zstd: {e}"))?;
+    Ok((u64::from_le_bytes(s), raw_len))
+}
+
+/// Decompressed bytes checked against the header's length and checksum.
+fn checked(raw: Vec<u8>, raw_len: u32, want: u64) -> std::result::Result<(Vec<u8>, String), String> {
     if raw.len() != raw_len as usize {
         return Err(format!("length {} differs from header {raw_len}", raw.len()));
     }
@@ -154,26 +165,11 @@ pub fn decode_with(
 ) -> std::result::Result<(Vec<u8>, String), String> {
     let Some(id) = dictionary_id(bytes) else { return decode(bytes) };
     let d = dict(id).ok_or_else(|| format!("zstd dictionary {id} not found"))?;
-    let mut s = [0u8; 8];
-    s.copy_from_slice(&bytes[4..12]);
-    let want = u64::from_le_bytes(s);
-    let mut l = [0u8; 4];
-    l.copy_from_slice(&bytes[12..16]);
-    let raw_len = u32::from_le_bytes(l);
-    if raw_len > MAX_RAW {
-        return Err(format!("envelope claims {raw_len} bytes"));
-    }
+    let (want, raw_len) = sizes(bytes)?;
     let mut z =
         zstd::bulk::Decompressor::with_prepared_dictionary(&d.decoder).map_err(|e| format!("zstd dictionary: {e}"))?;
     let raw = z.decompress(&bytes[HEADER_DICT..], raw_len as usize).map_err(|e| format!("zstd: {e}"))?;
-    if raw.len() != raw_len as usize {
-        return Err(format!("length {} differs from header {raw_len}", raw.len()));
-    }
-    let got = xxhash_rust::xxh3::xxh3_64(&raw);
-    if got != want {
-        return Err(format!("checksum {got:016x} differs from header {want:016x}"));
-    }
-    Ok((raw, format!("{want:016x}")))
+    checked(raw, raw_len, want)
 }
 
 /// Decode and parse an envelope back into a bundle, naming the tier in errors.
