@@ -12,7 +12,7 @@
 //! A Redis copy that expired by its TTL or was evicted by the cap is reported `missing` like any
 //! other; repair copies it back from the archive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -174,27 +174,42 @@ impl TierManager {
             return Ok(());
         }
         let ids: Vec<String> = metas.iter().map(|m| m.frame_id.clone()).collect();
+        // A hot frame's archive row (and Redis copy) that another machine sharing these servers
+        // still reads is that machine's copy, not an orphan of ours. The archive is read first,
+        // each row with its holds in one snapshot; Redis after it.
+        let (mut cold_got, mut others) = match &rm.cold {
+            Some(c) => {
+                let got = c.get_many_held(&ids).await?;
+                let hot: HashSet<&str> = metas.iter().filter(|m| m.body_local).map(|m| m.frame_id.as_str()).collect();
+                let others: HashSet<String> = got
+                    .iter()
+                    .filter(|(id, (_, held))| *held && hot.contains(id.as_str()))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                (Some(got.into_iter().map(|(id, (p, _))| (id, p)).collect::<HashMap<_, _>>()), others)
+            }
+            None => (None, HashSet::new()),
+        };
         let warm_got = match &rm.warm {
             Some(w) => Some(w.get_many(&ids).await?),
             None => None,
         };
-        let mut cold_got = match &rm.cold {
-            Some(c) => Some(c.get_many(&ids).await?),
-            None => None,
-        };
-        // A hot frame's archive row (and Redis copy) that another machine sharing these servers
-        // still reads is that machine's copy, not an orphan of ours.
-        let others = match (&rm.cold, &cold_got) {
-            (Some(c), Some(got)) => {
-                let hot_rows: Vec<String> = metas
-                    .iter()
-                    .filter(|m| m.body_local && got.contains_key(&m.frame_id))
-                    .map(|m| m.frame_id.clone())
-                    .collect();
-                c.held_elsewhere(&hot_rows).await?
-            }
-            _ => Default::default(),
-        };
+        // Another machine that archived one of our hot frames after that read and copied it to
+        // Redis holds its row now: its Redis copy is not ours either.
+        if let (Some(c), Some(wg)) = (&rm.cold, &warm_got) {
+            let late: Vec<String> = metas
+                .iter()
+                .enumerate()
+                .filter(|(i, m)| {
+                    m.body_local
+                        && m.tier == Tier::Hot.level()
+                        && !others.contains(&m.frame_id)
+                        && wg.get(*i).is_some_and(|g| g.is_some())
+                })
+                .map(|(_, m)| m.frame_id.clone())
+                .collect();
+            others.extend(c.held_elsewhere(&late).await?);
+        }
         // Held-back warm frames: their Redis copy is of the body in SQLite, as it is now.
         let held: Vec<String> =
             metas.iter().filter(|m| m.body_local && m.tier == Tier::Warm.level()).map(|m| m.frame_id.clone()).collect();

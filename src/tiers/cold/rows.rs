@@ -87,6 +87,28 @@ impl ColdTier {
         Ok(())
     }
 
+    /// The stored envelopes of the ids that exist, each with whether another machine (another
+    /// SQLite file) holds the row, read in one statement: one snapshot, so a row another machine
+    /// archives or gives up meanwhile is seen with its hold or not at all.
+    pub async fn get_many_held(&self, ids: &[String]) -> Result<HashMap<String, (Vec<u8>, bool)>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let client = self.client().await?;
+        let st = client.prepare_cached(&self.sql.get_many_held).await.map_err(|e| pg_err("get_many", e))?;
+        let rows = client.query(&st, &[&ids, &&*self.holder]).await.map_err(|e| pg_err("get_many", e))?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.try_get(0).map_err(|e| pg_err("get_many", e))?;
+            let payload: Vec<u8> = r.try_get(1).map_err(|e| pg_err("get_many", e))?;
+            // Without a holder name (no StackMemory file) every hold is "elsewhere"; keep the
+            // old meaning there: nothing is another machine's.
+            let held: bool = !self.holder.is_empty() && r.try_get(2).map_err(|e| pg_err("get_many", e))?;
+            out.insert(id, (payload, held));
+        }
+        Ok(out)
+    }
+
     /// Those of `ids` whose archive row another machine (another SQLite file) holds.
     pub async fn held_elsewhere(&self, ids: &[String]) -> Result<std::collections::HashSet<String>> {
         if ids.is_empty() || self.holder.is_empty() {

@@ -19,6 +19,7 @@ pub(super) struct Sql {
     pub(super) lock_rows: String,
     pub(super) release: String,
     pub(super) delete_unheld: String,
+    pub(super) get_many_held: String,
     pub(super) held_elsewhere: String,
     pub(super) search_all: String,
     pub(super) search_project: String,
@@ -76,6 +77,10 @@ impl Sql {
             hold: format!(
                 "INSERT INTO {s}.frame_holders (frame_id, holder) SELECT frame_id, $1 FROM pg_temp.tiers_stage \
                  ON CONFLICT DO NOTHING"
+            ),
+            get_many_held: format!(
+                "SELECT a.frame_id, a.payload, EXISTS (SELECT 1 FROM {s}.frame_holders h \
+                 WHERE h.frame_id = a.frame_id AND h.holder <> $2) FROM {t} a WHERE a.frame_id = ANY($1)"
             ),
             held_elsewhere: format!(
                 "SELECT DISTINCT frame_id FROM {s}.frame_holders WHERE frame_id = ANY($1) AND holder <> $2"

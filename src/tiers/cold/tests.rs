@@ -6,6 +6,7 @@ use crate::model::codec::{decode, encode};
 use crate::model::normalize_bundle;
 use crate::model::Bundle;
 use serde_json::json;
+use std::collections::HashMap;
 
 fn url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
@@ -484,4 +485,26 @@ async fn bulk_upsert_5000() {
     }
     assert_eq!(t.search("cluster", Some("proj-1"), 5).await.expect("search").len(), 5);
     t.drop_schema().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_come_with_whether_another_machine_holds_them() {
+    let schema = fresh_schema();
+    let a = ColdTier::connect(&cfg_for(&schema)).await.expect("connect").with_holder("machine-a");
+    let b = ColdTier::connect(&cfg_for(&schema)).await.expect("connect").with_holder("machine-b");
+    let rows: Vec<ArchiveRow> = (0..2).map(|i| row(&bundle(&format!("h{i}"), "p", "n", "x"), 1).0).collect();
+    a.upsert_many(&rows).await.expect("a archives both");
+    b.upsert_many(&rows[..1]).await.expect("b archives the first");
+    let ids = vec!["h0".to_string(), "h1".to_string(), "missing".to_string()];
+    let held = |m: &HashMap<String, (Vec<u8>, bool)>, id: &str| m.get(id).map(|(_, h)| *h);
+    let on_a = a.get_many_held(&ids).await.expect("a reads");
+    assert_eq!((held(&on_a, "h0"), held(&on_a, "h1"), held(&on_a, "missing")), (Some(true), Some(false), None));
+    assert_eq!(on_a.get("h0").map(|(p, _)| p.clone()), Some(rows[0].payload.clone()));
+    let on_b = b.get_many_held(&ids).await.expect("b reads");
+    assert_eq!((held(&on_b, "h0"), held(&on_b, "h1")), (Some(true), Some(true)));
+    // a gives h0 up: the row stays for b, and is b's alone now.
+    a.delete_many(&ids[..1]).await.expect("a deletes");
+    let on_b = b.get_many_held(&ids).await.expect("b reads");
+    assert_eq!((held(&on_b, "h0"), held(&on_b, "h1")), (Some(false), Some(true)));
+    a.drop_schema().await.expect("drop");
 }
