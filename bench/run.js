@@ -117,6 +117,9 @@ function shuffle(a, seed = 1) {
 function tmConfig(dbPath, prefix, schema) {
   return {
     dbPath,
+    // The hops are timed call by call: no background cycle (a pressure-triggered one would move
+    // frames between the timed calls).
+    policies: { backgroundSync: false },
     tiers: {
       redis: { enabled: true, connectionString: REDIS_URL, keyPrefix: prefix, ttl: '24h' },
       postgres: { enabled: true, connectionString: PG_URL, schema },
@@ -148,7 +151,7 @@ async function hopToWarm(tm, closed, what) {
 function assertReport(rep, what, expected) {
   if (rep.failed.length) throw new Error(`${what}: ${rep.failed.length} failed, first: ${JSON.stringify(rep.failed[0])}`)
   if (expected !== undefined && rep.moved.length !== expected) {
-    throw new Error(`${what}: moved ${rep.moved.length}, expected ${expected} (skipped ${rep.skippedCount}: ${JSON.stringify(rep.skipped.slice(0, 3))})`)
+    throw new Error(`${what}: moved ${rep.moved.length}, expected ${expected} (skipped ${rep.skippedCount}: ${JSON.stringify(rep.skipped.slice(0, 3))}; held back ${rep.heldBack.length}: ${JSON.stringify(rep.heldBack.slice(0, 3))})`)
   }
 }
 
