@@ -1,59 +1,124 @@
 //! Crash recovery: every open journal entry is finished or undone, so a move interrupted at any
 //! point (a kill, an outage) leaves no half-moved frame. Idempotent: recovering twice is harmless.
 
+use std::collections::HashMap;
+
 use super::report::RecoveryReport;
 use super::{Mover, Remotes};
 use crate::model::tier::EXPIRE_LEVEL;
 use crate::model::{Result, Tier};
 use crate::tiers::hot::journal::{self, JournalEntry};
-use crate::tiers::hot::Demotion;
+use crate::tiers::hot::{Demotion, FrameMeta};
+
+/// Open entries undone together by one batch of remote deletes.
+const RECOVERY_CHUNK: usize = 500;
+
+/// The entries whose undo (or finish) is "delete this frame's remote copies, then close the entry
+/// with this step": a discard, an unverified copy or a restored frame's stale copies, each while
+/// the body is in SQLite.
+fn undone_by_deleting(e: &JournalEntry, meta: Option<&FrameMeta>) -> Option<(&'static str, Option<String>)> {
+    let body_local = meta.is_none_or(|m| m.body_local);
+    if !body_local || e.to_tier == EXPIRE_LEVEL {
+        return None;
+    }
+    let copy_of_local = e.to_tier >= Tier::Warm.level() && e.checksum.is_some();
+    if e.to_tier == 0 {
+        Some((journal::DONE, None))
+    } else if copy_of_local && e.step == journal::STARTED {
+        Some((journal::ROLLED_BACK, Some("interrupted before verification; partial copies removed".into())))
+    } else if e.to_tier == 1 && e.step == journal::VERIFIED {
+        Some((journal::DONE, None))
+    } else {
+        None
+    }
+}
 
 impl Mover {
     /// Finish or undo every open journal entry. Entries that need an unreachable tier stay open.
     pub async fn recover(&self, rm: &Remotes) -> Result<RecoveryReport> {
         let open: Vec<JournalEntry> = self.hot.call(move |hot| hot.journal_open()).await?;
         let mut rep = RecoveryReport::default();
-        if !open.is_empty() {
-            if let Some(c) = &rm.cold {
-                // A killed process's last archive write may still be finishing in its backend.
-                crate::obs::log_err("waiting for the archive's last write (recovery)", c.barrier().await);
-            }
+        if open.is_empty() {
+            return Ok(rep);
         }
-        for e in open {
-            let fid = e.frame_id.clone();
-            let meta = self.hot.call(move |hot| hot.meta(&fid)).await?;
-            let ids = [e.frame_id.clone()];
-            let body_local = meta.as_ref().is_none_or(|m| m.body_local);
-            // A copy of a body kept in SQLite (a hot frame, or a warm one held back): `demote_local`
-            // journals those with the body's checksum; warm ↔ cold shifts of stubs carry none.
-            let copy_of_local = e.to_tier >= Tier::Warm.level() && e.checksum.is_some();
-            if e.to_tier == EXPIRE_LEVEL {
-                // Retention: finish the deletes for the stub it journaled (`retention.rs`).
-                let unchanged = meta.as_ref().is_some_and(|m| !m.body_local && m.change_seq == e.change_seq);
-                if self.finish_expiry(e.move_id, &e.frame_id, e.change_seq, unchanged, rm).await.unwrap_or(false) {
-                    rep.finished += 1;
-                } else {
-                    rep.pending += 1;
+        if let Some(c) = &rm.cold {
+            // A killed process's last archive write may still be finishing in its backend.
+            crate::obs::log_err("waiting for the archive's last write (recovery)", c.barrier().await);
+        }
+        let ids: Vec<String> = open.iter().map(|e| e.frame_id.clone()).collect();
+        let metas = self.hot.call(move |hot| ids.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+        let mut entries_of: HashMap<&str, usize> = HashMap::new();
+        for e in &open {
+            *entries_of.entry(e.frame_id.as_str()).or_default() += 1;
+        }
+        // An outage leaves one open entry per frame of every failed batch (hundreds): those whose
+        // undo is "delete the remote copies" are done together, a batch of deletes and one journal
+        // write per chunk, instead of five round trips each. A frame with more than one open entry
+        // keeps the one-by-one order.
+        let mut by_delete: Vec<(i64, String, &'static str, Option<String>)> = vec![];
+        for (e, meta) in open.iter().zip(metas) {
+            if entries_of.get(e.frame_id.as_str()) == Some(&1) {
+                if let Some((step, note)) = undone_by_deleting(e, meta.as_ref()) {
+                    by_delete.push((e.move_id, e.frame_id.clone(), step, note));
+                    continue;
                 }
+            }
+            self.recover_one(e, meta, rm, &mut rep).await?;
+        }
+        for chunk in by_delete.chunks(RECOVERY_CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(|c| c.1.clone()).collect();
+            if !self.delete_remote(&ids, rm).await {
+                rep.pending += chunk.len();
                 continue;
             }
-            let (step, note): (Option<&str>, Option<String>) = if e.to_tier == 0 {
-                // Discard: delete stale remote copies, unless the frame went remote again since.
-                if body_local && self.delete_remote(&ids, rm).await {
-                    (Some(journal::DONE), None)
-                } else if !body_local {
-                    (Some(journal::DONE), Some("frame archived again; nothing to discard".into()))
+            for c in chunk {
+                if c.2 == journal::DONE {
+                    rep.finished += 1;
+                } else {
+                    rep.rolled_back += 1;
+                }
+            }
+            let steps: Vec<(i64, &'static str, Option<String>)> =
+                chunk.iter().map(|c| (c.0, c.2, c.3.clone())).collect();
+            self.hot.call(move |hot| hot.journal_set(&steps)).await?;
+        }
+        Ok(rep)
+    }
+
+    /// One open journal entry, finished or undone (or left open when a tier it needs is down).
+    async fn recover_one(
+        &self,
+        e: &JournalEntry,
+        meta: Option<FrameMeta>,
+        rm: &Remotes,
+        rep: &mut RecoveryReport,
+    ) -> Result<()> {
+        let ids = [e.frame_id.clone()];
+        // A copy of a body kept in SQLite (a hot frame, or a warm one held back): `demote_local`
+        // journals those with the body's checksum; warm ↔ cold shifts of stubs carry none.
+        let copy_of_local = e.to_tier >= Tier::Warm.level() && e.checksum.is_some();
+        if e.to_tier == EXPIRE_LEVEL {
+            // Retention: finish the deletes for the stub it journaled (`retention.rs`).
+            let unchanged = meta.as_ref().is_some_and(|m| !m.body_local && m.change_seq == e.change_seq);
+            if self.finish_expiry(e.move_id, &e.frame_id, e.change_seq, unchanged, rm).await.unwrap_or(false) {
+                rep.finished += 1;
+            } else {
+                rep.pending += 1;
+            }
+            return Ok(());
+        }
+        let (step, note): (Option<&str>, Option<String>) =
+            if let Some((step, note)) = undone_by_deleting(e, meta.as_ref()) {
+                if self.delete_remote(&ids, rm).await {
+                    (Some(step), note)
                 } else {
                     (None, None)
                 }
-            } else if copy_of_local && e.step == journal::STARTED {
-                if !body_local {
-                    (Some(journal::DONE), None)
-                } else if self.delete_remote(&ids, rm).await {
-                    (Some(journal::ROLLED_BACK), Some("interrupted before verification; partial copies removed".into()))
-                } else {
-                    (None, None)
-                }
+            } else if e.to_tier == 0 || (copy_of_local && e.step == journal::STARTED) {
+                // Discard, or an unverified copy, of a frame that went remote again since: nothing to
+                // delete (its copies are the new move's).
+                let note = (e.to_tier == 0).then(|| "frame archived again; nothing to discard".to_string());
+                (Some(journal::DONE), note)
             } else if copy_of_local && e.step == journal::VERIFIED {
                 match &meta {
                     Some(m) if m.body_local && m.version == e.version && m.change_seq == e.change_seq => {
@@ -68,7 +133,7 @@ impl Mover {
                         }];
                         self.hot.call(move |hot| hot.finish_demotions(&fin, to)).await?;
                         rep.finished += 1;
-                        continue;
+                        return Ok(());
                     }
                     Some(m) if !m.body_local => (Some(journal::DONE), None),
                     _ => {
@@ -83,13 +148,8 @@ impl Mover {
                     }
                 }
             } else if e.to_tier == 1 && e.step == journal::VERIFIED {
-                // Restored to SQLite already; the remote copies are stale (unless the frame went
-                // remote again since, when there is nothing to delete).
-                if !body_local || self.delete_remote(&ids, rm).await {
-                    (Some(journal::DONE), None)
-                } else {
-                    (None, None)
-                }
+                // Restored to SQLite already, and the frame went remote again since: nothing to delete.
+                (Some(journal::DONE), None)
             } else if e.to_tier >= Tier::Warm.level() && e.step == journal::STARTED {
                 // Warm ↔ cold of a stub, interrupted. SQLite did not change (its tier change commits
                 // with the journal's `done`), but the archive's tier column and the Redis copy may
@@ -110,20 +170,19 @@ impl Mover {
                 // commits atomically with the journal's `verified`).
                 (Some(journal::ROLLED_BACK), Some("interrupted; the frame stays where it was".into()))
             };
-            match step {
-                Some(s) => {
-                    if s == journal::DONE {
-                        rep.finished += 1;
-                    } else {
-                        rep.rolled_back += 1;
-                    }
-                    let id = e.move_id;
-                    self.hot.call(move |hot| hot.journal_set(&[(id, s, note)])).await?;
+        match step {
+            Some(s) => {
+                if s == journal::DONE {
+                    rep.finished += 1;
+                } else {
+                    rep.rolled_back += 1;
                 }
-                None => rep.pending += 1,
+                let id = e.move_id;
+                self.hot.call(move |hot| hot.journal_set(&[(id, s, note)])).await?;
             }
+            None => rep.pending += 1,
         }
-        Ok(rep)
+        Ok(())
     }
 
     /// Make the remote tiers agree with SQLite's tier for a stub after an interrupted warm ↔ cold
