@@ -63,6 +63,12 @@ impl HotTier {
     /// kept in `tier_kv`. Two processes making it at once agree on the first one written.
     pub fn holder_id(&self) -> Result<String> {
         let c = self.lock_write()?;
+        // Read first: an open() of a file that has its id writes nothing.
+        let known: Option<String> =
+            c.query_row("SELECT value FROM tier_kv WHERE key = 'holder_id'", [], |r| r.get(0)).optional()?;
+        if let Some(id) = known {
+            return Ok(id);
+        }
         let seed = format!("{}:{}:{}", self.path.display(), process_identity(), now_millis());
         let fresh = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()));
         c.execute("INSERT OR IGNORE INTO tier_kv (key, value) VALUES ('holder_id', ?1)", [fresh.as_str()])?;
