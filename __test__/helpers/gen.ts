@@ -283,36 +283,49 @@ export interface OwnRedis {
   kill(): Promise<void>
 }
 
-/** A throwaway redis-server of our own (the shared one is never touched). */
-export async function startRedis(port?: number): Promise<OwnRedis> {
+/** How a redis-server of ours listens: its options for `port`, its URL, and a PING through it. */
+export interface RedisListen {
+  args(port: number): string[]
+  url(port: number): string
+  ping(port: number): string
+}
+
+const PLAIN: RedisListen = {
+  args: (p) => ['--port', String(p)],
+  url: (p) => `redis://127.0.0.1:${p}`,
+  ping: (p) => redisCli(['PING'], `redis://127.0.0.1:${p}`, true),
+}
+
+/** A throwaway redis-server of our own (the shared one is never touched), up once it answers PING. */
+export async function startRedisServer(listen: RedisListen, port?: number): Promise<OwnRedis> {
   const p = port ?? (await freePort())
-  const proc = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
+  const proc = spawn('redis-server', [...listen.args(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
     stdio: 'ignore',
   })
-  const url = `redis://127.0.0.1:${p}`
+  const exited = new Promise<void>((res) => proc.once('exit', () => res()))
+  const kill = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL')
+      await exited
+    }
+  }
   const deadline = Date.now() + 10_000
   for (;;) {
     try {
-      if (redisCli(['PING'], url, true).trim() === 'PONG') break
+      if (listen.ping(p).trim() === 'PONG') break
     } catch {}
     if (Date.now() > deadline) {
-      proc.kill('SIGKILL')
+      await kill()
       throw new Error(`own redis-server on ${p} did not start`)
     }
     await sleep(50)
   }
-  const exited = new Promise<void>((res) => proc.once('exit', () => res()))
-  return {
-    port: p,
-    url,
-    proc,
-    kill: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGKILL')
-        await exited
-      }
-    },
-  }
+  return { port: p, url: listen.url(p), proc, kill }
+}
+
+/** A plain throwaway redis-server (`port`: the same one again after a kill). */
+export function startRedis(port?: number): Promise<OwnRedis> {
+  return startRedisServer(PLAIN, port)
 }
 
 export interface Proxy {

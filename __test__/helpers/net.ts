@@ -2,12 +2,12 @@
 // a TCP listener that accepts and never answers (black hole), one that resets every connection,
 // and one that answers PostgreSQL's SSLRequest with 'N' (a server without SSL).
 
-import { execFileSync, spawn, ChildProcess } from 'child_process'
+import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as net from 'net'
 import * as path from 'path'
 
-import { freePort, redisCli, sleep } from './gen'
+import { redisCli, startRedisServer, OwnRedis } from './gen'
 
 export interface Certs {
   dir: string
@@ -43,47 +43,25 @@ export function makeCerts(dir: string): Certs {
   }
 }
 
-export interface TlsRedis {
-  port: number
+export interface TlsRedis extends OwnRedis {
   /** `rediss://127.0.0.1:<port>` */
   url: string
   cli(args: string[]): string
-  kill(): Promise<void>
 }
 
 /** `redis-server --tls-port <free> --port 0` with the test's certificates; no client certificates. */
 export async function startTlsRedis(c: Certs): Promise<TlsRedis> {
-  const port = await freePort()
-  const proc: ChildProcess = spawn('redis-server', ['--tls-port', String(port), '--port', '0', '--bind', '127.0.0.1',
-    '--tls-cert-file', c.cert, '--tls-key-file', c.key, '--tls-ca-cert-file', c.ca, '--tls-auth-clients', 'no',
-    '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  const exited = new Promise<void>((res) => proc.once('exit', () => res()))
-  const cli = (args: string[]) =>
+  const cliAt = (port: number) => (args: string[]) =>
     execFileSync('redis-cli', ['--tls', '--cacert', c.ca, '-h', '127.0.0.1', '-p', String(port), ...args], {
       encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'],
     })
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    try {
-      if (cli(['PING']).trim() === 'PONG') break
-    } catch {}
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL')
-      throw new Error('TLS redis-server did not start')
-    }
-    await sleep(50)
-  }
-  return {
-    port,
-    url: `rediss://127.0.0.1:${port}`,
-    cli,
-    kill: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGKILL')
-        await exited
-      }
-    },
-  }
+  const own = await startRedisServer({
+    args: (p) => ['--tls-port', String(p), '--port', '0', '--tls-cert-file', c.cert, '--tls-key-file', c.key,
+      '--tls-ca-cert-file', c.ca, '--tls-auth-clients', 'no'],
+    url: (p) => `rediss://127.0.0.1:${p}`,
+    ping: (p) => cliAt(p)(['PING']),
+  })
+  return { ...own, cli: cliAt(own.port) }
 }
 
 export interface Listener {
