@@ -119,30 +119,30 @@ pub fn add_change_seq(conn: &Connection) -> Result<()> {
 
 pub fn begin(conn: &Connection, m: &NewMove) -> Result<i64> {
     let now = now_seconds();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, change_seq, run_id, started_at, updated_at)
          VALUES (?1, ?2, ?3, 'started', ?4, ?5, ?6, ?7, ?8, ?8)",
-        params![m.frame_id, m.from, m.to, m.checksum, m.version, m.change_seq, m.run_id, now],
-    )?;
+    )?
+    .execute(params![m.frame_id, m.from, m.to, m.checksum, m.version, m.change_seq, m.run_id, now])?;
     Ok(conn.last_insert_rowid())
 }
 
 /// Record a discard: remote copies of `frame_id` are stale and must go (finished by recovery).
 pub fn begin_discard(conn: &Connection, frame_id: &str, from: i64, version: i64) -> Result<i64> {
     let now = now_seconds();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO tier_journal (frame_id, from_tier, to_tier, step, checksum, version, started_at, updated_at)
          VALUES (?1, ?2, 0, 'verified', NULL, ?3, ?4, ?4)",
-        params![frame_id, from, version, now],
-    )?;
+    )?
+    .execute(params![frame_id, from, version, now])?;
     Ok(conn.last_insert_rowid())
 }
 
 pub fn set_step(conn: &Connection, move_id: i64, step: &str, error: Option<&str>) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE tier_journal SET step = ?2, updated_at = ?3, error = COALESCE(?4, error) WHERE move_id = ?1",
-        params![move_id, step, now_seconds(), error],
-    )?;
+    )?
+    .execute(params![move_id, step, now_seconds(), error])?;
     Ok(())
 }
 
@@ -156,15 +156,16 @@ pub fn open_entries(conn: &Connection) -> Result<Vec<JournalEntry>> {
 }
 
 pub fn backlog(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT count(*) FROM tier_journal WHERE step IN ('started', 'verified')", [], |r| r.get(0))?)
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM tier_journal WHERE step IN ('started', 'verified')")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Finished entries older than `keep_secs` are deleted so the journal does not grow forever.
 pub fn prune(conn: &Connection, keep_secs: i64) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM tier_journal WHERE step IN ('done', 'rolled_back') AND updated_at < ?1",
-        [now_seconds() - keep_secs],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM tier_journal WHERE step IN ('done', 'rolled_back') AND updated_at < ?1")?
+        .execute([now_seconds() - keep_secs])?)
 }
 
 fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalEntry> {

@@ -88,7 +88,7 @@ impl HotTier {
         guard.check()?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(128);
         schema::upgrade(&conn)?;
         let has_fts = schema::table_exists(&conn, "frames_fts")?;
         let reader =

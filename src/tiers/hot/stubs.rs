@@ -35,18 +35,19 @@ impl HotTier {
         let Some(meta) = load_meta(&tx, frame_id)? else {
             return Ok(None);
         };
-        let children: i64 =
-            tx.query_row("SELECT count(*) FROM frames WHERE parent_frame_id = ?1", [frame_id], |r| r.get(0))?;
+        let children: i64 = tx
+            .prepare_cached("SELECT count(*) FROM frames WHERE parent_frame_id = ?1")?
+            .query_row([frame_id], |r| r.get(0))?;
         if children > 0 {
             return Err(TierError::invalid_argument(
                 "frameId",
                 format!("frame {frame_id} has {children} child frame(s); delete them first"),
             ));
         }
-        tx.execute("DELETE FROM events WHERE frame_id = ?1", [frame_id])?;
-        tx.execute("DELETE FROM anchors WHERE frame_id = ?1", [frame_id])?;
-        tx.execute("DELETE FROM tier_metadata WHERE frame_id = ?1", [frame_id])?;
-        tx.execute("DELETE FROM frames WHERE frame_id = ?1", [frame_id])?;
+        tx.prepare_cached("DELETE FROM events WHERE frame_id = ?1")?.execute([frame_id])?;
+        tx.prepare_cached("DELETE FROM anchors WHERE frame_id = ?1")?.execute([frame_id])?;
+        tx.prepare_cached("DELETE FROM tier_metadata WHERE frame_id = ?1")?.execute([frame_id])?;
+        tx.prepare_cached("DELETE FROM frames WHERE frame_id = ?1")?.execute([frame_id])?;
         if meta.tier != Tier::Hot.level() || !meta.body_local || meta.checksum.is_some() {
             // Remote tiers may hold a copy; recovery deletes it.
             journal::begin_discard(&tx, frame_id, meta.tier, meta.version)?;
@@ -67,7 +68,8 @@ impl HotTier {
         let mut order: Vec<(i64, &String, &String)> = vec![];
         for (id, sum) in archived {
             let depth: i64 = tx
-                .query_row("SELECT COALESCE(depth, 0) FROM frames WHERE frame_id = ?1", [id], |r| r.get(0))
+                .prepare_cached("SELECT COALESCE(depth, 0) FROM frames WHERE frame_id = ?1")?
+                .query_row([id], |r| r.get(0))
                 .unwrap_or(0);
             order.push((depth, id, sum));
         }
@@ -90,7 +92,7 @@ impl HotTier {
             match why {
                 Some(w) => kept.push((id.clone(), w.to_string())),
                 None => {
-                    tx.execute("DELETE FROM frames WHERE frame_id = ?1", [id])?;
+                    tx.prepare_cached("DELETE FROM frames WHERE frame_id = ?1")?.execute([id])?;
                     gone.push(id.clone());
                 }
             }
@@ -132,11 +134,12 @@ impl HotTier {
         let mut c = self.lock_write()?;
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (move_id, frame_id) in moves {
-            tx.execute("UPDATE frames SET tier_status = ?2 WHERE frame_id = ?1", params![frame_id, to.as_str()])?;
-            tx.execute(
+            tx.prepare_cached("UPDATE frames SET tier_status = ?2 WHERE frame_id = ?1")?
+                .execute(params![frame_id, to.as_str()])?;
+            tx.prepare_cached(
                 "UPDATE tier_metadata SET tier_level = ?2, held_back = ?3, demoted_at = ?4 WHERE frame_id = ?1",
-                params![frame_id, to.level(), held_back, now_seconds()],
-            )?;
+            )?
+            .execute(params![frame_id, to.level(), held_back, now_seconds()])?;
             if *move_id > 0 {
                 journal::set_step(&tx, *move_id, journal::DONE, None)?;
                 journal::set_after_seq(&tx, *move_id, frame_id)?;
@@ -156,18 +159,20 @@ impl HotTier {
         let (mut removed, mut kept) = (vec![], vec![]);
         for (move_id, id, seq) in items {
             if let Some(meta) = load_meta(&tx, id)? {
-                let children: i64 =
-                    tx.query_row("SELECT count(*) FROM frames WHERE parent_frame_id = ?1", [id], |r| r.get(0))?;
+                let children: i64 = tx
+                    .prepare_cached("SELECT count(*) FROM frames WHERE parent_frame_id = ?1")?
+                    .query_row([id], |r| r.get(0))?;
                 if children == 0 && meta.change_seq == *seq && !meta.body_local {
-                    tx.execute("DELETE FROM tier_metadata WHERE frame_id = ?1", [id])?;
-                    tx.execute("DELETE FROM frames WHERE frame_id = ?1", [id])?;
+                    tx.prepare_cached("DELETE FROM tier_metadata WHERE frame_id = ?1")?.execute([id])?;
+                    tx.prepare_cached("DELETE FROM frames WHERE frame_id = ?1")?.execute([id])?;
                     removed.push(id.clone());
                 } else if !meta.body_local {
-                    tx.execute("UPDATE frames SET tier_status = ?2 WHERE frame_id = ?1", params![id, EXPIRED])?;
-                    tx.execute(
+                    tx.prepare_cached("UPDATE frames SET tier_status = ?2 WHERE frame_id = ?1")?
+                        .execute(params![id, EXPIRED])?;
+                    tx.prepare_cached(
                         "UPDATE tier_metadata SET tier_level = 0, held_back = NULL, checksum = NULL WHERE frame_id = ?1",
-                        [id],
-                    )?;
+                    )?
+                    .execute([id])?;
                     mark_written_by_us(&tx, id)?;
                     kept.push(id.clone());
                 }
@@ -181,19 +186,19 @@ impl HotTier {
 
 fn stub_frame(tx: &Transaction<'_>, d: &Demotion, to: Tier) -> Result<()> {
     let frame_id = d.frame_id.as_str();
-    tx.execute("DELETE FROM events WHERE frame_id = ?1", [frame_id])?;
-    tx.execute("DELETE FROM anchors WHERE frame_id = ?1", [frame_id])?;
-    tx.execute(
+    tx.prepare_cached("DELETE FROM events WHERE frame_id = ?1")?.execute([frame_id])?;
+    tx.prepare_cached("DELETE FROM anchors WHERE frame_id = ?1")?.execute([frame_id])?;
+    tx.prepare_cached(
         "UPDATE frames SET inputs = '{}', outputs = '{}', digest_text = NULL, digest_json = '{}', tier_status = ?2
          WHERE frame_id = ?1",
-        params![frame_id, to.as_str()],
-    )?;
-    tx.execute(
+    )?
+    .execute(params![frame_id, to.as_str()])?;
+    tx.prepare_cached(
         "UPDATE tier_metadata SET tier_level = ?2, body_local = 0, held_back = NULL, demoted_at = ?3,
            checksum = COALESCE(?4, checksum), size_bytes = COALESCE(?5, size_bytes)
          WHERE frame_id = ?1",
-        params![frame_id, to.level(), now_seconds(), d.checksum, d.size_bytes],
-    )?;
+    )?
+    .execute(params![frame_id, to.level(), now_seconds(), d.checksum, d.size_bytes])?;
     mark_written_by_us(tx, frame_id)
 }
 

@@ -183,3 +183,44 @@ fn the_fast_lane_gives_the_same_bundle_as_the_general_path() {
     }
     assert_eq!(hot.body_json("nope").expect("read"), HotBody::Missing);
 }
+
+#[test]
+fn a_failing_restore_fails_alone_and_the_rest_of_its_chunk_lands() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let hot = HotTier::open(&dir.path().join("c.db")).expect("open");
+    let fx = fixtures();
+    hot.store_many(&fx, 1 << 22).expect("store");
+    let (good, bad) = (&fx[1], &fx[2]);
+    let (good_meta, bad_meta) = (stub(&hot, good), stub(&hot, bad));
+    let mut broken = bad.clone();
+    broken.frame.insert("parent_frame_id".into(), Value::String("no-such-parent".into()));
+    let mut items = vec![];
+    let mut sums = vec![];
+    for (b, m) in [(good, &good_meta), (&broken, &bad_meta)] {
+        let sum = m.checksum.clone().unwrap_or_default();
+        let nm = NewMove {
+            frame_id: b.frame_id().into(),
+            from: 3,
+            to: 1,
+            checksum: Some(sum.clone()),
+            version: m.version,
+            change_seq: 0,
+            run_id: None,
+        };
+        items.push((b, hot.journal_begin(&[nm]).expect("j")[0], m.version));
+        sums.push(sum);
+    }
+    let restores: Vec<Restore<'_>> = items
+        .iter()
+        .zip(&sums)
+        .map(|((b, mid, v), s)| Restore { bundle: b, checksum: s, version: *v, move_id: *mid })
+        .collect();
+    let out = hot.restore_many(&restores).expect("restore_many");
+    assert!(out[0].is_ok(), "the good frame is restored: {:?}", out[0]);
+    assert!(out[1].is_err(), "the broken one fails");
+    let rec = hot.load(good.frame_id()).expect("load").expect("found");
+    assert_eq!(rec.bundle.map(|b| b.to_value()), Some(good.to_value()));
+    let rec = hot.load(bad.frame_id()).expect("load").expect("found");
+    assert!(rec.bundle.is_none(), "the broken one stays a stub");
+    assert_eq!(rec.meta.tier, 3);
+}
