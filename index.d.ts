@@ -70,6 +70,12 @@ export interface TierConfig {
       schema?: string
       connectTimeout?: Duration
       /**
+       * Longest one operation (a query, one batch's transaction) waits for the server (default 30 s):
+       * past it the call fails with `ERR_TIER_UNAVAILABLE` and the breaker opens, also when the
+       * server accepted the connection and stopped answering.
+       */
+      queryTimeout?: Duration
+      /**
        * libpq's `sslmode` (default `prefer`; wins over the URL's `sslmode`) and `sslrootcert`
        * (`caFile`; the system's roots when absent). `require` with a `caFile` is `verify-ca`.
        */

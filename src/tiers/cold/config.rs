@@ -16,6 +16,8 @@ pub struct PostgresConfig {
     pub retention_days: u32,
     pub pool_size: usize,
     pub connect_timeout_ms: u64,
+    /// Longest one operation (a query, a batch's transaction) may wait for the server.
+    pub query_timeout_ms: u64,
     /// PostgreSQL schema our tables live in (default `public`); tests use one each.
     pub schema: String,
     /// `tiers.postgres.tls` (`mode`, `caFile`), else the connection string's `sslmode` / `sslrootcert`.
@@ -40,6 +42,7 @@ impl PostgresConfig {
             "retentionDays",
             "poolSize",
             "connectTimeout",
+            "queryTimeout",
             "schema",
             "tls",
         ])?;
@@ -68,6 +71,7 @@ impl PostgresConfig {
             retention_days: pg.int("retentionDays", 365, 1, 100_000)? as u32,
             pool_size: pg.int("poolSize", 4, 1, 64)? as usize,
             connect_timeout_ms: pg.duration_ms("connectTimeout", 3000, 1)?,
+            query_timeout_ms: pg.duration_ms("queryTimeout", 30_000, 1)?,
             schema,
             tls,
         })
@@ -122,6 +126,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("retention_days", &self.retention_days)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("query_timeout_ms", &self.query_timeout_ms)
             .field("schema", &self.schema)
             .field("tls", &self.tls)
             .finish()

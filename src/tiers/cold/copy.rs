@@ -179,60 +179,63 @@ impl ColdTier {
     }
 
     async fn upsert_chunk(&self, rows: &[&ArchiveRow]) -> Result<u64> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| pg_err("begin upsert", e))?;
-        tx.execute(LOCK_SHARED, &[]).await.map_err(|e| pg_err("upsert lock", e))?;
-        tx.batch_execute(STAGE_DDL).await.map_err(|e| pg_err("create staging table", e))?;
-        let sink = tx.copy_in(STAGE_COPY).await.map_err(|e| pg_err("copy into staging", e))?;
-        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &STAGE_TYPES));
-        for r in rows {
-            let run_id = clean(&r.run_id);
-            let project_id = clean(&r.project_id);
-            let parent_id = r.parent_id.as_deref().map(clean);
-            let frame_type = clean(&r.frame_type);
-            let name = clean(&r.name);
-            let state = clean(&r.state);
-            let checksum = clean(&r.checksum);
-            let retention = clean(&r.retention_policy);
-            let s_name = clean(clip(&r.search.name, MAX_NAME_TEXT));
-            let s_digest = clean(clip(&r.search.digest, MAX_PART_TEXT));
-            let s_anchors = clean(clip(&r.search.anchors, MAX_PART_TEXT));
-            let s_events = clean(clip(&r.search.events, MAX_PART_TEXT));
-            let parent_ref: Option<&str> = parent_id.as_deref();
-            let payload: &[u8] = &r.payload;
-            let values: [&(dyn ToSql + Sync); 22] = [
-                &r.frame_id,
-                &run_id.as_ref(),
-                &project_id.as_ref(),
-                &parent_ref,
-                &frame_type.as_ref(),
-                &name.as_ref(),
-                &state.as_ref(),
-                &r.created_at_s,
-                &r.closed_at_s,
-                &r.last_accessed_s,
-                &r.access_count,
-                &r.size_bytes,
-                &r.compressed_size,
-                &checksum.as_ref(),
-                &r.version,
-                &r.tier,
-                &retention.as_ref(),
-                &payload,
-                &s_name.as_ref(),
-                &s_digest.as_ref(),
-                &s_anchors.as_ref(),
-                &s_events.as_ref(),
-            ];
-            writer.as_mut().write(&values).await.map_err(|e| pg_err("copy into staging", e))?;
-        }
-        writer.as_mut().finish().await.map_err(|e| pg_err("copy into staging", e))?;
-        let n = tx.execute(self.sql.upsert.as_str(), &[]).await.map_err(|e| pg_err("upsert", e))?;
-        if !self.holder.is_empty() {
-            tx.execute(self.sql.hold.as_str(), &[&&*self.holder]).await.map_err(|e| pg_err("upsert holders", e))?;
-        }
-        tx.commit().await.map_err(|e| pg_err("commit upsert", e))?;
-        Ok(n)
+        self.bounded("upsert_chunk", async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| pg_err("begin upsert", e))?;
+            tx.execute(LOCK_SHARED, &[]).await.map_err(|e| pg_err("upsert lock", e))?;
+            tx.batch_execute(STAGE_DDL).await.map_err(|e| pg_err("create staging table", e))?;
+            let sink = tx.copy_in(STAGE_COPY).await.map_err(|e| pg_err("copy into staging", e))?;
+            let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &STAGE_TYPES));
+            for r in rows {
+                let run_id = clean(&r.run_id);
+                let project_id = clean(&r.project_id);
+                let parent_id = r.parent_id.as_deref().map(clean);
+                let frame_type = clean(&r.frame_type);
+                let name = clean(&r.name);
+                let state = clean(&r.state);
+                let checksum = clean(&r.checksum);
+                let retention = clean(&r.retention_policy);
+                let s_name = clean(clip(&r.search.name, MAX_NAME_TEXT));
+                let s_digest = clean(clip(&r.search.digest, MAX_PART_TEXT));
+                let s_anchors = clean(clip(&r.search.anchors, MAX_PART_TEXT));
+                let s_events = clean(clip(&r.search.events, MAX_PART_TEXT));
+                let parent_ref: Option<&str> = parent_id.as_deref();
+                let payload: &[u8] = &r.payload;
+                let values: [&(dyn ToSql + Sync); 22] = [
+                    &r.frame_id,
+                    &run_id.as_ref(),
+                    &project_id.as_ref(),
+                    &parent_ref,
+                    &frame_type.as_ref(),
+                    &name.as_ref(),
+                    &state.as_ref(),
+                    &r.created_at_s,
+                    &r.closed_at_s,
+                    &r.last_accessed_s,
+                    &r.access_count,
+                    &r.size_bytes,
+                    &r.compressed_size,
+                    &checksum.as_ref(),
+                    &r.version,
+                    &r.tier,
+                    &retention.as_ref(),
+                    &payload,
+                    &s_name.as_ref(),
+                    &s_digest.as_ref(),
+                    &s_anchors.as_ref(),
+                    &s_events.as_ref(),
+                ];
+                writer.as_mut().write(&values).await.map_err(|e| pg_err("copy into staging", e))?;
+            }
+            writer.as_mut().finish().await.map_err(|e| pg_err("copy into staging", e))?;
+            let n = tx.execute(self.sql.upsert.as_str(), &[]).await.map_err(|e| pg_err("upsert", e))?;
+            if !self.holder.is_empty() {
+                tx.execute(self.sql.hold.as_str(), &[&&*self.holder]).await.map_err(|e| pg_err("upsert holders", e))?;
+            }
+            tx.commit().await.map_err(|e| pg_err("commit upsert", e))?;
+            Ok(n)
+        })
+        .await
     }
 }
 

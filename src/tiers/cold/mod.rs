@@ -137,6 +137,25 @@ impl ColdTier {
         let _ = self.outage.set(hook);
     }
 
+    /// Runs one operation within `queryTimeout`. A server that stops answering on a connection it
+    /// accepted (stopped, frozen, or behind a link that swallows packets while something still
+    /// acknowledges them) never fails a query by itself, and TCP notices only a dead peer: past
+    /// the deadline the operation is abandoned (its pooled connection goes with the pool the
+    /// breaker replaces), the outage reported, and `TierUnavailable` returned.
+    pub(super) async fn bounded<T>(&self, what: &str, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let limit = Duration::from_millis(self.cfg.query_timeout_ms.max(1));
+        match tokio::time::timeout(limit, op).await {
+            Ok(r) => r,
+            Err(_) => {
+                let cause = format!("no answer within {} ms ({what})", limit.as_millis());
+                if let Some(h) = self.outage.get() {
+                    h(&cause);
+                }
+                Err(TierError::unavailable(TIER, cause))
+            }
+        }
+    }
+
     /// A pooled connection. A connection that cannot be made (refused, timed out, TLS refused) is
     /// an outage; waiting for a busy pool is not.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -160,20 +179,26 @@ impl ColdTier {
 
     /// Whether our connection to the server is encrypted, as the server sees it (`pg_stat_ssl`).
     pub async fn tls_in_use(&self) -> Result<bool> {
-        let client = self.client().await?;
-        let row = client
-            .query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[])
-            .await
-            .map_err(|e| pg_err("tls", e))?;
-        row.try_get::<_, bool>(0).map_err(|e| pg_err("tls", e))
+        self.bounded("tls_in_use", async {
+            let client = self.client().await?;
+            let row = client
+                .query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[])
+                .await
+                .map_err(|e| pg_err("tls", e))?;
+            row.try_get::<_, bool>(0).map_err(|e| pg_err("tls", e))
+        })
+        .await
     }
 
     /// Round trip of a trivial query (including taking a pooled connection).
     pub async fn ping(&self) -> Result<Duration> {
-        let started = Instant::now();
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(|e| pg_err("ping", e))?;
-        Ok(started.elapsed())
+        self.bounded("ping", async {
+            let started = Instant::now();
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(|e| pg_err("ping", e))?;
+            Ok(started.elapsed())
+        })
+        .await
     }
 }
 
@@ -181,13 +206,16 @@ impl ColdTier {
 impl ColdTier {
     /// Tests only: every archived frame id (of one project), sorted.
     pub async fn list_ids(&self, project_id: Option<&str>) -> Result<Vec<String>> {
-        let client = self.client().await?;
-        let sql = format!(
-            "SELECT frame_id FROM {}.frames_archive WHERE $1::text IS NULL OR project_id = $1 ORDER BY frame_id",
-            self.sql.schema
-        );
-        let rows = client.query(&sql, &[&project_id]).await.map_err(|e| pg_err("list", e))?;
-        rows.iter().map(|r| r.try_get::<_, String>(0).map_err(|e| pg_err("list", e))).collect()
+        self.bounded("list_ids", async {
+            let client = self.client().await?;
+            let sql = format!(
+                "SELECT frame_id FROM {}.frames_archive WHERE $1::text IS NULL OR project_id = $1 ORDER BY frame_id",
+                self.sql.schema
+            );
+            let rows = client.query(&sql, &[&project_id]).await.map_err(|e| pg_err("list", e))?;
+            rows.iter().map(|r| r.try_get::<_, String>(0).map_err(|e| pg_err("list", e))).collect()
+        })
+        .await
     }
 
     /// `DROP SCHEMA .. CASCADE` (tests only); refuses the `public` schema.

@@ -162,47 +162,55 @@ pub(super) const SCHEMA_UPGRADES: &[(i32, &str)] = &[
 
 impl ColdTier {
     pub(super) async fn upgrade_schema(&self) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| pg_err("begin migration", e))?;
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext('stackmemory-tiers'), hashtext($1))", &[&self.cfg.schema])
-            .await
-            .map_err(|e| pg_err("migration lock", e))?;
-        let s = &self.sql.schema;
-        let exists = tx
-            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&self.cfg.schema])
-            .await
-            .map_err(|e| pg_err("look up schema", e))?
-            .is_some();
-        if !exists {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
-                .await
-                .map_err(|e| pg_err("create schema", e))?;
-        }
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {s}.tiers_schema_migrations \
-               (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        ))
-        .await
-        .map_err(|e| pg_err("create migrations table", e))?;
-        let applied: Vec<i32> = tx
-            .query(&format!("SELECT version FROM {s}.tiers_schema_migrations"), &[])
-            .await
-            .map_err(|e| pg_err("read migrations", e))?
-            .iter()
-            .filter_map(|r| r.try_get::<_, i32>(0).ok())
-            .collect();
-        for (version, ddl) in SCHEMA_UPGRADES {
-            if applied.contains(version) {
-                continue;
-            }
-            tx.batch_execute(&ddl.replace("{s}", s)).await.map_err(|e| pg_err(&format!("migration {version}"), e))?;
+        self.bounded("upgrade_schema", async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| pg_err("begin migration", e))?;
             tx.execute(
-                &format!("INSERT INTO {s}.tiers_schema_migrations (version, applied_at) VALUES ($1, now())"),
-                &[version],
+                "SELECT pg_advisory_xact_lock(hashtext('stackmemory-tiers'), hashtext($1))",
+                &[&self.cfg.schema],
             )
             .await
-            .map_err(|e| pg_err("record migration", e))?;
-        }
-        tx.commit().await.map_err(|e| pg_err("commit migration", e))
+            .map_err(|e| pg_err("migration lock", e))?;
+            let s = &self.sql.schema;
+            let exists = tx
+                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&self.cfg.schema])
+                .await
+                .map_err(|e| pg_err("look up schema", e))?
+                .is_some();
+            if !exists {
+                tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+                    .await
+                    .map_err(|e| pg_err("create schema", e))?;
+            }
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {s}.tiers_schema_migrations \
+                   (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ))
+            .await
+            .map_err(|e| pg_err("create migrations table", e))?;
+            let applied: Vec<i32> = tx
+                .query(&format!("SELECT version FROM {s}.tiers_schema_migrations"), &[])
+                .await
+                .map_err(|e| pg_err("read migrations", e))?
+                .iter()
+                .filter_map(|r| r.try_get::<_, i32>(0).ok())
+                .collect();
+            for (version, ddl) in SCHEMA_UPGRADES {
+                if applied.contains(version) {
+                    continue;
+                }
+                tx.batch_execute(&ddl.replace("{s}", s))
+                    .await
+                    .map_err(|e| pg_err(&format!("migration {version}"), e))?;
+                tx.execute(
+                    &format!("INSERT INTO {s}.tiers_schema_migrations (version, applied_at) VALUES ($1, now())"),
+                    &[version],
+                )
+                .await
+                .map_err(|e| pg_err("record migration", e))?;
+            }
+            tx.commit().await.map_err(|e| pg_err("commit migration", e))
+        })
+        .await
     }
 }

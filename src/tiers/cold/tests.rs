@@ -20,6 +20,7 @@ fn cfg_for(schema: &str) -> PostgresConfig {
         retention_days: 365,
         pool_size: 4,
         connect_timeout_ms: 3000,
+        query_timeout_ms: 30_000,
         schema: schema.to_string(),
         tls: Default::default(),
     }
@@ -507,4 +508,90 @@ async fn rows_come_with_whether_another_machine_holds_them() {
     let on_b = b.get_many_held(&ids).await.expect("b reads");
     assert_eq!((held(&on_b, "h0"), held(&on_b, "h1")), (Some(false), Some(true)));
     a.drop_schema().await.expect("drop");
+}
+
+/// A proxy to the real server that can freeze: its connections stay open and everything sent is
+/// accepted (TCP acknowledges it), but nothing is passed on, like a stopped server process.
+struct FreezingProxy {
+    port: u16,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FreezingProxy {
+    async fn start() -> FreezingProxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let frozen: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let f = frozen.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(out) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else { continue };
+                let ((ir, iw), (or, ow)) = (inbound.into_split(), out.into_split());
+                tokio::spawn(pump(ir, ow, f.clone()));
+                tokio::spawn(pump(or, iw, f.clone()));
+            }
+        });
+        FreezingProxy { port, frozen, accept }
+    }
+
+    /// Frozen, reads are held by the pumps and passed on once thawed.
+    fn freeze(&self, on: bool) {
+        self.frozen.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, holding what it read while `frozen`.
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_unavailable_within_the_query_timeout() {
+    let proxy = FreezingProxy::start().await;
+    let schema = fresh_schema();
+    let mut cfg = cfg_for(&schema);
+    cfg.connection_string = Some(format!("postgres://postgres@127.0.0.1:{}/test", proxy.port));
+    cfg.query_timeout_ms = 500;
+    let t = ColdTier::connect(&cfg).await.expect("connect through the proxy");
+    let outages = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = outages.clone();
+    t.set_outage_hook(Arc::new(move |_| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    t.ping().await.expect("ping");
+    proxy.freeze(true);
+    for call in ["get", "upsert"] {
+        let started = Instant::now();
+        let r = match call {
+            "get" => t.get("x").await.map(|_| ()),
+            _ => t.upsert_many(&[row(&bundle("f1", "p", "n", "x"), 1).0]).await.map(|_| ()),
+        };
+        let took = started.elapsed();
+        match r {
+            Err(e) => assert!(e.is_unavailable() && e.to_string().contains("no answer within 500 ms"), "{call}: {e}"),
+            Ok(()) => panic!("{call} answered through a frozen proxy"),
+        }
+        assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "{call} took {took:?}");
+    }
+    assert!(outages.load(std::sync::atomic::Ordering::SeqCst) >= 2, "each deadline is reported as an outage");
+    proxy.freeze(false);
+    proxy.accept.abort();
+    ColdTier::connect(&cfg_for(&schema)).await.expect("direct").drop_schema().await.expect("drop");
 }
