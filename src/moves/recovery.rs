@@ -156,6 +156,19 @@ impl Mover {
                 // have: put them back in line with SQLite, or the archive reports the wrong tier
                 // (search, stats) and a cold frame keeps a Redis copy.
                 match &meta {
+                    // Warm → cold deletes the Redis copies first: rolled back, the frame would stay
+                    // warm without its copy (found by scripts/crash-matrix.js). Its body is in the
+                    // archive either way, so the shift is finished instead.
+                    Some(m) if !m.body_local && m.tier == Tier::Warm.level() && e.to_tier == Tier::Cold.level() => {
+                        if !self.realign_remote_tier(&e.frame_id, Tier::Cold.level(), rm).await {
+                            rep.pending += 1;
+                            return Ok(());
+                        }
+                        let moves = vec![(e.move_id, e.frame_id.clone())];
+                        self.hot.call(move |hot| hot.set_tier(&moves, Tier::Cold, None)).await?;
+                        rep.finished += 1;
+                        return Ok(());
+                    }
                     Some(m) if !m.body_local && (m.tier == Tier::Warm.level() || m.tier == Tier::Cold.level()) => {
                         if self.realign_remote_tier(&e.frame_id, m.tier, rm).await {
                             (Some(journal::ROLLED_BACK), Some("interrupted; the frame stays where it was".into()))

@@ -32,6 +32,7 @@ async fn remotes() -> Remotes {
         retention_days: 365,
         pool_size: 2,
         connect_timeout_ms: 3000,
+        query_timeout_ms: 30_000,
         schema: format!("t_mover_{tag}"),
         tls: Default::default(),
     };
@@ -66,11 +67,13 @@ async fn interrupted_warm_cold_shifts_are_realigned_with_sqlite() {
     hot.journal_begin(&[NewMove::shift("a", 2, 3)]).expect("journal");
     warm.delete_many(&ids_a).await.expect("del");
     cold.set_tier(&ids_a, 3).await.expect("tier");
+    // Rolled back, "a" would stay warm without its Redis copy: recovery finishes the shift.
     let rep = mover.recover(&rm).await.expect("recover");
-    assert_eq!((rep.rolled_back, rep.pending), (1, 0));
-    assert_eq!(hot.meta("a").expect("meta").expect("a").tier, 2);
+    assert_eq!((rep.finished, rep.rolled_back, rep.pending), (1, 0, 0));
+    assert_eq!(hot.meta("a").expect("meta").expect("a").tier, 3);
     let st = cold.stats().await.expect("stats");
-    assert_eq!((st.warm_frames, st.cold_frames), (1, 1), "the archive's tier column follows SQLite");
+    assert_eq!((st.warm_frames, st.cold_frames), (0, 2), "the archive's tier column follows SQLite");
+    assert!(warm.get("a").await.expect("get").is_none());
 
     // A cold → warm shift of "b" killed after the Redis put and the archive's update.
     hot.journal_begin(&[NewMove::shift("b", 3, 2)]).expect("journal");
@@ -81,7 +84,7 @@ async fn interrupted_warm_cold_shifts_are_realigned_with_sqlite() {
     assert_eq!((rep.rolled_back, rep.pending), (1, 0));
     assert_eq!(hot.meta("b").expect("meta").expect("b").tier, 3);
     let st = cold.stats().await.expect("stats");
-    assert_eq!((st.warm_frames, st.cold_frames), (1, 1), "the archive's tier column follows SQLite");
+    assert_eq!((st.warm_frames, st.cold_frames), (0, 2), "the archive's tier column follows SQLite");
     assert!(warm.get("b").await.expect("get").is_none(), "a cold frame keeps no Redis copy");
     // Both still read back whole.
     for id in ["a", "b"] {
@@ -91,12 +94,12 @@ async fn interrupted_warm_cold_shifts_are_realigned_with_sqlite() {
     }
 
     // With the archive unreachable the entry stays open rather than being closed unaligned.
-    hot.journal_begin(&[NewMove::shift("a", 2, 3)]).expect("journal");
-    cold.set_tier(&ids_a, 3).await.expect("tier");
+    hot.journal_begin(&[NewMove::shift("a", 3, 2)]).expect("journal");
+    cold.set_tier(&ids_a, 2).await.expect("tier");
     let down = Remotes { warm: rm.warm.clone(), cold: None, warm_down: None, cold_down: Some("down".into()) };
     assert_eq!(mover.recover(&down).await.expect("recover").pending, 1);
     assert_eq!(mover.recover(&rm).await.expect("recover").rolled_back, 1);
-    assert_eq!(cold.stats().await.expect("stats").warm_frames, 1);
+    assert_eq!(cold.stats().await.expect("stats").warm_frames, 0);
 
     let _ = warm.flush_prefix().await;
     let _ = cold.drop_schema().await;

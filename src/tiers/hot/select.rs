@@ -193,11 +193,14 @@ impl HotTier {
     /// StackMemory's parent index instead of a scan of every frame.
     pub fn with_closed_descendants(&self, ids: &[String]) -> Result<Vec<String>> {
         let c = self.lock()?;
+        // `+f.state`: without it SQLite walks StackMemory's state index (every closed frame) for
+        // each id instead of its parent index: 500 ids took 18 s on 10,000 frames (quadratic);
+        // with it, 9,616 ids take 64 ms (found by scripts/crash-matrix.js).
         let mut st = c.prepare_cached(
             "WITH RECURSIVE d(id) AS (
                SELECT value FROM json_each(?1)
                UNION
-               SELECT f.frame_id FROM frames f JOIN d ON f.parent_frame_id = d.id WHERE f.state = 'closed')
+               SELECT f.frame_id FROM frames f JOIN d ON f.parent_frame_id = d.id WHERE +f.state = 'closed')
              SELECT id FROM d",
         )?;
         let list = serde_json::to_string(ids).map_err(|e| TierError::storage("frame ids", e))?;
