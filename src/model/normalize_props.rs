@@ -142,3 +142,26 @@ fn mutated_valid_bundles_are_normalised_or_refused_by_field() {
         holds(v)
     });
 }
+
+/// ISO-8601 times with a sign where a two-digit field belongs (`T-1:00`, `+01:+5`) are refused,
+/// never read as some other time.
+#[test]
+fn a_signed_time_field_is_refused() {
+    let field = || prop_oneof![3 => "[0-5][0-9]", 1 => "[+-][0-9]"];
+    let s = (field(), field(), field(), field(), field(), prop::bool::ANY);
+    check("normalize: signed ISO-8601 fields", file!(), 2000, s, |(h, m, sec, oh, om, colon)| {
+        let signed = [&h, &m, &sec, &oh, &om].iter().any(|f| f.starts_with(['+', '-']));
+        let t = format!("2026-01-09T{h}:{m}:{sec}+{oh}{}{om}", if colon { ":" } else { "" });
+        let mut v = FIXTURES[0].clone();
+        v["frame"]["created_at"] = Value::from(t.clone());
+        match normalize_bundle(v) {
+            Err(TierError::InvalidFrame { field, .. }) => prop_assert!(signed || field == "frame.created_at", "{t}"),
+            Ok(_) => prop_assert!(!signed, "{t} accepted"),
+            Err(e) => prop_assert!(false, "{e:?} for {t}"),
+        }
+        if signed {
+            prop_assert_eq!(super::units::parse_iso8601(&t), None, "{}", t);
+        }
+        Ok(())
+    });
+}
