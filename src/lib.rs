@@ -16,6 +16,11 @@ pub mod tiers;
 #[cfg(feature = "node")]
 mod node;
 
+#[cfg(test)]
+mod prop_kit;
+#[cfg(test)]
+mod test_alloc;
+
 #[cfg(all(feature = "bundled", feature = "node"))]
 compile_error!(
     "features `bundled` (cargo test: a SQLite of our own) and `node` (the shipped addon, on the host's \

@@ -21,6 +21,8 @@ use crate::tiers::hot::HotTier;
 use crate::tiers::warm::WarmTier;
 
 pub mod config;
+#[cfg(test)]
+mod config_props;
 pub mod gc;
 mod observe;
 mod policy_ops;

@@ -17,6 +17,9 @@ const HEADER: usize = 3 + 1 + 8 + 4;
 const HEADER_DICT: usize = HEADER + 4;
 /// Refuse to inflate anything claiming to be larger than this (a corrupt header must not OOM us).
 const MAX_RAW: u32 = 256 * 1024 * 1024;
+/// The most one byte of a zstd frame can inflate to: a 128 KiB block (zstd's largest) stored as a
+/// 4-byte RLE block. A declared size past `payload × this` cannot be true, whatever the payload.
+const MAX_ZSTD_RATIO: usize = 32 * 1024;
 
 /// A bundle ready to be written to a remote tier.
 #[derive(Debug, Clone)]
@@ -73,7 +76,9 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(Vec<u8>, String), String> {
         return Err(format!("unknown envelope format {}", bytes[3]));
     }
     let (want, raw_len) = sizes(bytes)?;
-    let raw = zstd::bulk::decompress(&bytes[HEADER..], raw_len as usize).map_err(|e| format!("zstd: {e}"))?;
+    let payload = &bytes[HEADER..];
+    plausible(payload, raw_len)?;
+    let raw = zstd::bulk::decompress(payload, raw_len as usize).map_err(|e| format!("zstd: {e}"))?;
     checked(raw, raw_len, want)
 }
 
@@ -89,6 +94,22 @@ fn sizes(bytes: &[u8]) -> std::result::Result<(u64, u32), String> {
         return Err(format!("envelope claims {raw_len} bytes"));
     }
     Ok((u64::from_le_bytes(s), raw_len))
+}
+
+/// Whether the payload can hold `raw_len` bytes, checked before zstd allocates that much for its
+/// output: the zstd frame's own content size (our encoders always write it) must be the header's,
+/// and within what the payload's length can inflate to. A corrupt length field, or a short payload
+/// under a huge claim, is refused here without allocating anything.
+fn plausible(payload: &[u8], raw_len: u32) -> std::result::Result<(), String> {
+    match zstd::zstd_safe::get_frame_content_size(payload) {
+        Ok(Some(n)) if n == u64::from(raw_len) => {}
+        Ok(Some(n)) => return Err(format!("zstd frame holds {n} bytes, header says {raw_len}")),
+        Ok(None) | Err(_) => return Err("payload is not a zstd frame with its size".into()),
+    }
+    if raw_len as usize > payload.len().saturating_mul(MAX_ZSTD_RATIO) {
+        return Err(format!("envelope claims {raw_len} bytes from a {}-byte payload", payload.len()));
+    }
+    Ok(())
 }
 
 /// Decompressed bytes checked against the header's length and checksum.
@@ -166,6 +187,7 @@ pub fn decode_with(
     let Some(id) = dictionary_id(bytes) else { return decode(bytes) };
     let d = dict(id).ok_or_else(|| format!("zstd dictionary {id} not found"))?;
     let (want, raw_len) = sizes(bytes)?;
+    plausible(&bytes[HEADER_DICT..], raw_len)?;
     let mut z =
         zstd::bulk::Decompressor::with_prepared_dictionary(&d.decoder).map_err(|e| format!("zstd dictionary: {e}"))?;
     let raw = z.decompress(&bytes[HEADER_DICT..], raw_len as usize).map_err(|e| format!("zstd: {e}"))?;
@@ -207,6 +229,36 @@ pub fn bundle_checksum(b: &Bundle) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`codec_props.rs`): a header declaring 200 MB over a 40-byte payload made
+    /// zstd allocate the 200 MB for its output before finding the payload short.
+    #[test]
+    fn a_huge_declared_size_is_refused_before_any_allocation() {
+        let e = encode_raw("x".into(), b"{\"frame\":{}}", 3).expect("encode");
+        let mut bad = e.bytes.clone();
+        bad[12..16].copy_from_slice(&(200u32 * 1024 * 1024).to_le_bytes());
+        crate::test_alloc::reset_peak();
+        assert!(decode(&bad).is_err());
+        assert!(crate::test_alloc::peak() < 1024 * 1024, "largest allocation {} bytes", crate::test_alloc::peak());
+    }
+
+    /// Found by fuzzing (`normalize_props.rs`): serde_json's default float parser is off by one
+    /// unit in the last place on some numbers (-6.959233769339269e-290 came back as
+    /// -6.95923376933927e-290), so a bundle changed, and its checksum with it, on its way through
+    /// an envelope. serde_json's `float_roundtrip` feature is on since.
+    #[test]
+    fn floats_survive_the_envelope_exactly() {
+        for x in [-6.959233769339269e-290, 5e-324, f64::MAX, 0.1 + 0.2, 1.7976931348623157e308, 2.2250738585072014e-308]
+        {
+            let b = crate::model::normalize_bundle(serde_json::json!({"frame": {"frame_id": "f", "run_id": "r",
+                "project_id": "p", "type": "t", "name": "n", "inputs": {"x": x}}}))
+            .expect("valid");
+            let e = encode(&b, 3).expect("encode");
+            let back = decode_bundle("f", "cold", &e.bytes).expect("decode");
+            assert_eq!(back.frame["inputs"]["x"].as_f64(), Some(x));
+            assert_eq!(back.canonical_bytes(), b.canonical_bytes());
+        }
+    }
 
     #[test]
     fn round_trip_and_corruption() {

@@ -10,6 +10,11 @@ pub mod tier;
 pub mod units;
 pub mod values;
 
+#[cfg(test)]
+mod codec_props;
+#[cfg(test)]
+mod normalize_props;
+
 pub use error::{Result, TierError};
 pub use frame::{Bundle, Row, SearchText};
 pub use normalize::normalize_bundle;

@@ -27,14 +27,7 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) {
-            t.parse().ok()
-        } else {
-            None
-        }
-    };
+    let num = |r: std::ops::Range<usize>| digits(s.get(r)?);
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return None;
@@ -51,11 +44,11 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
         if rb.len() < 5 || rb[2] != b':' {
             return None;
         }
-        h = rest.get(0..2)?.parse().ok()?;
-        mi = rest.get(3..5)?.parse().ok()?;
+        h = digits(rest.get(0..2)?)?;
+        mi = digits(rest.get(3..5)?)?;
         rest = &rest[5..];
         if rest.starts_with(':') {
-            sec = rest.get(1..3)?.parse().ok()?;
+            sec = digits(rest.get(1..3)?)?;
             rest = &rest[3..];
             if rest.starts_with('.') {
                 let digits: String = rest[1..].chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -79,11 +72,11 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
                     b'-' => -1,
                     _ => return None,
                 };
-                let oh: i64 = rest.get(1..3)?.parse().ok()?;
+                let oh = digits(rest.get(1..3)?)?;
                 let om: i64 = match rest.len() {
                     3 => 0,
-                    6 if rest.as_bytes()[3] == b':' => rest.get(4..6)?.parse().ok()?,
-                    5 => rest.get(3..5)?.parse().ok()?,
+                    6 if rest.as_bytes()[3] == b':' => digits(rest.get(4..6)?)?,
+                    5 => digits(rest.get(3..5)?)?,
                     _ => return None,
                 };
                 off = sign * (oh * 3600 + om * 60);
@@ -106,6 +99,14 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
         return None;
     }
     Some(secs * 1000 + ms)
+}
+
+/// A field of ASCII digits only: `str::parse` alone also takes a sign, so `T-1:00` was hour -1.
+fn digits(t: &str) -> Option<i64> {
+    if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
 }
 
 pub const MB: u64 = 1024 * 1024;
@@ -165,5 +166,24 @@ mod tests {
         assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_iso8601("2026-01-09T13:00:00+01:00"), Some(1767960000000));
         assert_eq!(parse_iso8601("not a date"), None);
+    }
+
+    /// Found while writing the normaliser's properties (`normalize_props.rs` keeps one): the time
+    /// fields were read with `str::parse`, which takes a sign, so these were accepted as times
+    /// (`T-1:00` as an hour before midnight).
+    #[test]
+    fn a_sign_inside_a_time_field_is_refused() {
+        for s in [
+            "2026-01-09T-1:00Z",
+            "2026-01-09T+1:00",
+            "2026-01-09T10:-5Z",
+            "2026-01-09T10:00:+5Z",
+            "2026-01-09T10:00:00+-1:00",
+            "2026-01-09T10:00:00-01:+5",
+            "2026-01-09T10:00:00++100",
+        ] {
+            assert_eq!(parse_iso8601(s), None, "{s}");
+        }
+        assert_eq!(parse_iso8601("2026-01-09T10:00:00-0100"), Some(1767956400000));
     }
 }

@@ -282,4 +282,6 @@ pub(super) fn search_err(e: tokio_postgres::Error) -> TierError {
 }
 
 #[cfg(test)]
+mod search_props;
+#[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ fn url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
-fn cfg_for(schema: &str) -> PostgresConfig {
+pub(super) fn cfg_for(schema: &str) -> PostgresConfig {
     PostgresConfig {
         enabled: true,
         connection_string: Some(url()),
@@ -26,7 +26,7 @@ fn cfg_for(schema: &str) -> PostgresConfig {
     }
 }
 
-fn fresh_schema() -> String {
+pub(super) fn fresh_schema() -> String {
     format!("t_cold_{:08x}", rand::random::<u32>())
 }
 

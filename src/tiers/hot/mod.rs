@@ -148,4 +148,6 @@ async fn in_background<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send +
 }
 
 #[cfg(test)]
+mod search_props;
+#[cfg(test)]
 mod tests;

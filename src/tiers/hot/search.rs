@@ -26,8 +26,11 @@ impl HotTier {
         let c = self.lock()?;
         let mut out = vec![];
         if self.has_fts {
-            // Each token quoted: FTS5 operators in user input are plain words here.
-            let q: Vec<String> = tokens.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
+            // Each token quoted: FTS5 operators in user input are plain words here. FTS5 reads its
+            // query as a C string, so a NUL would end it inside the quotes ("unterminated string"):
+            // NUL is a separator, as in `tokenize`.
+            let q: Vec<String> =
+                tokens.iter().map(|t| format!("\"{}\"", t.replace('\0', " ").replace('"', "\"\""))).collect();
             let fts_query = q.join(" ");
             let mut st = c.prepare_cached(
                 "SELECT f.frame_id, f.project_id, f.name, COALESCE(f.tier_status, 'hot'), bm25(frames_fts) AS score
