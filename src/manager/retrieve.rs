@@ -3,19 +3,19 @@
 
 use std::collections::HashMap;
 
-use crate::tiers::hot::HotBody;
+use crate::tiers::hot::{FrameMeta, HotBody};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::obs::{Series, ServedBy};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::requests::RetrieveOptions;
 use super::TierManager;
+use crate::model::codec;
 use crate::model::units::{now_millis, now_seconds};
-use crate::model::{Result, Tier};
+use crate::model::{Result, Tier, TierError};
 use crate::moves::Fetched;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -68,10 +68,18 @@ impl Counters {
 
 impl TierManager {
     /// Find a frame in whichever tier holds it. `Ok(None)` when no tier knows it.
-    pub async fn retrieve(&self, frame_id: &str, opts: RetrieveOptions) -> Result<Option<Value>> {
+    /// The bundle crosses as JSON text (parsed once, by the caller).
+    pub async fn retrieve(&self, frame_id: &str, opts: RetrieveOptions) -> Result<Option<String>> {
         self.check_open()?;
         super::requests::check_frame_id(frame_id)?;
         let started = Instant::now();
+        // A stub's bookkeeping is one point read: done here on the read connection (as a hot read
+        // is), not through the blocking pool, so the network call starts one thread hop sooner.
+        if let Some(meta) = self.inner.hot.meta_read(frame_id)? {
+            if let (false, Some(tier)) = (meta.body_local, Tier::from_level(meta.tier)) {
+                return self.retrieve_remote(frame_id, meta, tier, opts, started).await.map(Some);
+            }
+        }
         let id = frame_id.to_string();
         let rec = self.inner.hot.call(move |hot| hot.load(&id)).await?;
         let c = &self.inner.counters;
@@ -82,7 +90,7 @@ impl TierManager {
                 if let Ok((b, _, _, _)) = self.inner.mover.fetch_remote(frame_id, Tier::Cold, &remotes, None).await {
                     c.cold.fetch_add(1, Ordering::Relaxed);
                     self.inner.obs.record(Series::Retrieve(ServedBy::Cold), started, 0);
-                    return Ok(Some(b.to_value()));
+                    return Ok(Some(b.json_text()));
                 }
             }
             c.misses.fetch_add(1, Ordering::Relaxed);
@@ -92,70 +100,98 @@ impl TierManager {
         let Some(tier) = Tier::from_level(rec.meta.tier) else {
             // An expired stub: retention deleted its body; the row is all there is.
             c.hot.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(serde_json::json!({"frame": rec.stub, "events": [], "anchors": [], "expired": true})));
+            let v = serde_json::json!({"frame": rec.stub, "events": [], "anchors": [], "expired": true});
+            return Ok(Some(v.to_string()));
         };
-        let value = if let Some(b) = rec.bundle {
+        if let Some(b) = rec.bundle {
             self.hot_read(frame_id, rec.meta.size_bytes);
             self.inner.obs.record(Series::Retrieve(ServedBy::Hot), started, rec.meta.size_bytes.max(0) as u64);
-            return Ok(Some(b.to_value()));
-        } else {
-            let remotes = self.remotes_for_read(tier).await;
-            let (b, sum, served_by, corrupt) =
-                self.inner.mover.fetch_remote(frame_id, tier, &remotes, rec.meta.checksum.as_deref()).await?;
-            if corrupt {
-                c.corrupt_warm.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(b.json_text()));
+        }
+        self.retrieve_remote(frame_id, rec.meta, tier, opts, started).await.map(Some)
+    }
+
+    /// A stub's body from the remote tier that holds it (merged with rows StackMemory wrote
+    /// since), counted, promoted when asked or wanted.
+    async fn retrieve_remote(
+        &self,
+        frame_id: &str,
+        meta: FrameMeta,
+        tier: Tier,
+        opts: RetrieveOptions,
+        started: Instant,
+    ) -> Result<String> {
+        let c = &self.inner.counters;
+        let remotes = self.remotes_for_read(tier).await;
+        let (raw, sum, served_by, corrupt) =
+            self.inner.mover.fetch_remote_raw(frame_id, tier, &remotes, meta.checksum.as_deref()).await?;
+        if corrupt {
+            c.corrupt_warm.fetch_add(1, Ordering::Relaxed);
+        }
+        match served_by {
+            Tier::Warm => c.warm.fetch_add(1, Ordering::Relaxed),
+            _ => c.cold.fetch_add(1, Ordering::Relaxed),
+        };
+        let by = if served_by == Tier::Warm { ServedBy::Warm } else { ServedBy::Cold };
+        self.inner.obs.record(Series::Retrieve(by), started, meta.size_bytes.max(0) as u64);
+        if served_by == Tier::Cold {
+            if let Some(cold) = &remotes.cold {
+                // Off the read's path: the archive's access time is advisory (retention).
+                let (cold, id) = (cold.clone(), frame_id.to_string());
+                tokio::spawn(async move {
+                    crate::obs::log_err(
+                        "touching an archived frame's access time",
+                        cold.touch(&id, now_seconds()).await,
+                    );
+                });
             }
-            match served_by {
-                Tier::Warm => c.warm.fetch_add(1, Ordering::Relaxed),
-                _ => c.cold.fetch_add(1, Ordering::Relaxed),
-            };
-            let by = if served_by == Tier::Warm { ServedBy::Warm } else { ServedBy::Cold };
-            self.inner.obs.record(Series::Retrieve(by), started, rec.meta.size_bytes.max(0) as u64);
-            if served_by == Tier::Cold {
-                if let Some(cold) = &remotes.cold {
-                    // Off the read's path: the archive's access time is advisory (retention).
-                    let (cold, id) = (cold.clone(), frame_id.to_string());
-                    tokio::spawn(async move {
-                        crate::obs::log_err(
-                            "touching an archived frame's access time",
-                            cold.touch(&id, now_seconds()).await,
-                        );
-                    });
-                }
-            }
-            // A stub StackMemory wrote to since it was archived: its body is the archived one
-            // merged with those rows (read before a promotion, which merges them for good).
-            let body = if rec.meta.is_dirty_stub() {
-                let (id, archived) = (frame_id.to_string(), b.clone());
-                self.inner.hot.call(move |hot| hot.merge_local(&id, archived)).await?
-            } else {
-                b.clone()
-            };
-            self.note_access(frame_id, true);
-            let wanted = self.policy_access(frame_id, tier, rec.meta.size_bytes, false);
-            let promote = match opts.promote {
-                Some(p) => p,
-                None => wanted.is_some(),
-            };
-            if promote {
-                let fetched = Fetched { id: frame_id.to_string(), bundle: b, sum, version: rec.meta.version };
-                let t0 = Instant::now();
-                let r = self.inner.mover.promote_fetched(fetched, tier, &remotes).await;
-                self.observe_promotion(tier, t0, rec.meta.size_bytes, r.is_ok());
-                match r {
-                    Ok(_) => {
-                        c.promotions.fetch_add(1, Ordering::Relaxed);
-                        self.policy_moved(frame_id, tier, Tier::Hot, true, None);
-                    }
-                    Err(e) => self.policy_moved(frame_id, tier, Tier::Hot, false, Some(e.to_string())),
-                }
-            } else if wanted.is_some() {
-                // The caller said `promote: false`: release the engine's pending promotion.
+        }
+        self.note_access(frame_id, true);
+        let wanted = self.policy_access(frame_id, tier, meta.size_bytes, false);
+        let promote = match opts.promote {
+            Some(p) => p,
+            None => wanted.is_some(),
+        };
+        let served = if served_by == Tier::Warm { "warm" } else { "cold" };
+        if !promote && !meta.is_dirty_stub() && meta.checksum.is_some() {
+            // A clean stub staying where it is: the copy's JSON text, verified against the
+            // checksum SQLite recorded for this frame, is the answer as it was stored; parsing it
+            // and writing it again would give the same text.
+            if wanted.is_some() {
                 self.policy_moved(frame_id, tier, Tier::Hot, false, Some("promote: false".into()));
             }
-            body.to_value()
+            return String::from_utf8(raw).map_err(|_| TierError::Corrupt {
+                frame_id: frame_id.to_string(),
+                tier: served.into(),
+                message: "not UTF-8 text".into(),
+            });
+        }
+        let b = codec::bundle_from_raw(frame_id, served, &raw)?;
+        // A stub StackMemory wrote to since it was archived: its body is the archived one
+        // merged with those rows (read before a promotion, which merges them for good).
+        let body = if meta.is_dirty_stub() {
+            let (id, archived) = (frame_id.to_string(), b.clone());
+            self.inner.hot.call(move |hot| hot.merge_local(&id, archived)).await?
+        } else {
+            b.clone()
         };
-        Ok(Some(value))
+        if promote {
+            let fetched = Fetched { id: frame_id.to_string(), bundle: b, sum, version: meta.version };
+            let t0 = Instant::now();
+            let r = self.inner.mover.promote_fetched(fetched, tier, &remotes).await;
+            self.observe_promotion(tier, t0, meta.size_bytes, r.is_ok());
+            match r {
+                Ok(_) => {
+                    c.promotions.fetch_add(1, Ordering::Relaxed);
+                    self.policy_moved(frame_id, tier, Tier::Hot, true, None);
+                }
+                Err(e) => self.policy_moved(frame_id, tier, Tier::Hot, false, Some(e.to_string())),
+            }
+        } else if wanted.is_some() {
+            // The caller said `promote: false`: release the engine's pending promotion.
+            self.policy_moved(frame_id, tier, Tier::Hot, false, Some("promote: false".into()));
+        }
+        Ok(body.json_text())
     }
 
     /// The read path's fast lane, on the caller's thread (as better-sqlite3 reads): a hot frame's

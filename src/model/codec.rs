@@ -201,7 +201,12 @@ pub fn decode_bundle(frame_id: &str, tier: &str, bytes: &[u8]) -> Result<Bundle>
         tier: tier.to_string(),
         message: m,
     })?;
-    let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| TierError::Corrupt {
+    bundle_from_raw(frame_id, tier, &raw)
+}
+
+/// The bundle in an envelope's verified JSON bytes, which must be `frame_id`'s.
+pub fn bundle_from_raw(frame_id: &str, tier: &str, raw: &[u8]) -> Result<Bundle> {
+    let v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| TierError::Corrupt {
         frame_id: frame_id.to_string(),
         tier: tier.to_string(),
         message: format!("json: {e}"),

@@ -73,6 +73,12 @@ impl Bundle {
         Value::Object(m)
     }
 
+    /// The bundle as JSON text (its canonical bytes), as reads hand it to JS.
+    pub fn json_text(&self) -> String {
+        // Serialising a Value cannot fail: every key is a string.
+        serde_json::to_string(&self.to_value()).unwrap_or_default()
+    }
+
     /// The canonical bytes of a bundle: compact JSON, keys in the bundle's own order.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         // Serialising a Value into a Vec cannot fail: every key is a string.

@@ -10,7 +10,9 @@ use crate::model::{Bundle, Result, Tier, TierError};
 use crate::tiers::hot::{journal, NewMove, Restore};
 
 impl Mover {
-    /// Fetch a stubbed frame's body from Redis (when warm) or PostgreSQL, verified.
+    /// A stub's body from `tier` (the archive when the Redis copy is missing, unreadable or not
+    /// the `expected` checksum): the bundle, its checksum, the tier that served it, and whether a
+    /// Redis copy was found corrupt.
     pub async fn fetch_remote(
         &self,
         id: &str,
@@ -18,21 +20,40 @@ impl Mover {
         rm: &Remotes,
         expected: Option<&str>,
     ) -> Result<(Bundle, String, Tier, bool)> {
+        self.fetch_remote_as(id, tier, rm, expected, |t, raw| codec::bundle_from_raw(id, t, &raw)).await
+    }
+
+    /// `fetch_remote`'s verified JSON bytes, not parsed (a read that returns them as they are).
+    pub async fn fetch_remote_raw(
+        &self,
+        id: &str,
+        tier: Tier,
+        rm: &Remotes,
+        expected: Option<&str>,
+    ) -> Result<(Vec<u8>, String, Tier, bool)> {
+        self.fetch_remote_as(id, tier, rm, expected, |_, raw| Ok(raw)).await
+    }
+
+    async fn fetch_remote_as<T>(
+        &self,
+        id: &str,
+        tier: Tier,
+        rm: &Remotes,
+        expected: Option<&str>,
+        read: impl Fn(&str, Vec<u8>) -> Result<T>,
+    ) -> Result<(T, String, Tier, bool)> {
         let mut corrupt_warm = false;
         if tier == Tier::Warm {
             if let Some(w) = &rm.warm {
                 // Expired, evicted, flushed or unreachable (`Ok(None)`, `Err`): the archive has it.
                 if let Ok(Some(bytes)) = w.get(id).await {
-                    match codec::decode_bundle(id, "warm", &bytes) {
-                        Ok(b) => {
-                            // `decode` verified the body against the header's checksum.
-                            let sum = codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
-                            if expected.is_none_or(|x| x == sum) {
-                                return Ok((b, sum, Tier::Warm, false));
-                            }
-                            corrupt_warm = true;
-                        }
-                        Err(_) => corrupt_warm = true,
+                    // `decode` verifies the body against the header's checksum.
+                    match codec::decode(&bytes) {
+                        Ok((raw, sum)) if expected.is_none_or(|x| x == sum) => match read("warm", raw) {
+                            Ok(v) => return Ok((v, sum, Tier::Warm, false)),
+                            Err(_) => corrupt_warm = true,
+                        },
+                        _ => corrupt_warm = true,
                     }
                 }
             }
@@ -44,9 +65,12 @@ impl Mover {
             ));
         };
         let bytes = c.get(id).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
-        let b = codec::decode_bundle(id, "cold", &bytes)?;
-        let sum = codec::header_checksum(&bytes).unwrap_or_else(|| codec::bundle_checksum(&b));
-        Ok((b, sum, Tier::Cold, corrupt_warm))
+        let (raw, sum) = codec::decode(&bytes).map_err(|message| TierError::Corrupt {
+            frame_id: id.to_string(),
+            tier: "cold".into(),
+            message,
+        })?;
+        Ok((read("cold", raw)?, sum, Tier::Cold, corrupt_warm))
     }
 
     /// Stubbed frames (warm or cold) come back to SQLite; then their remote copies go. Batched:

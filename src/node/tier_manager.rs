@@ -12,7 +12,7 @@ use crate::manager::requests::{
     bundles_arg, demotion_tier_arg, frame_id_arg, CycleOptions, RetrieveOptions, SearchRequest,
 };
 use crate::manager::TierManager as Manager;
-use crate::model::{Tier, TierError};
+use crate::model::Tier;
 use crate::tiers::hot::HotBody;
 
 /// Named as the JS class it is, so napi-derive names every impl block of it (also those in other
@@ -55,11 +55,7 @@ impl TierManager {
     )]
     pub async fn retrieve(&self, frame_id: Value, options: Option<Value>) -> napi::Result<Option<String>> {
         let (id, opts) = (js(frame_id_arg(&frame_id))?, js(RetrieveOptions::from_json(options.as_ref()))?);
-        let found = js(self.inner.retrieve(&id, opts).await)?;
-        found
-            .map(|v| serde_json::to_string(&v))
-            .transpose()
-            .map_err(|e| super::error::js_err(TierError::storage("bundle", e)))
+        js(self.inner.retrieve(&id, opts).await)
     }
 
     /// The read path's fast lane, synchronous: a hot frame's bundle as JSON text, or null when its

@@ -40,6 +40,12 @@ impl HotTier {
         r
     }
 
+    /// A frame's bookkeeping on the read connection (a point read, on the caller's thread).
+    pub fn meta_read(&self, frame_id: &str) -> Result<Option<super::FrameMeta>> {
+        let c = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        super::read::load_meta(&c, frame_id)
+    }
+
     /// Which tier holds a frame's body (`None`: no frame with this id), on the read connection.
     pub fn locate(&self, frame_id: &str) -> Result<Option<Tier>> {
         let c = self.reader.lock().unwrap_or_else(|p| p.into_inner());
