@@ -126,6 +126,19 @@ fn change_triggers(c: &Connection) -> Result<String> {
              CREATE TRIGGER IF NOT EXISTS tier_{table}_au AFTER UPDATE ON {table} BEGIN {new} {moved} END;"
         ));
     }
+    // StackMemory numbers an event `MAX(seq) + 1` over the frame's rows, read before its INSERT
+    // and outside a transaction. A restore that commits between the two (the frame's archived
+    // events come back) made that event a second row with the same `seq`: such a row is moved
+    // after the frame's last event, so numbers stay unique and the late write stays last.
+    sql.push_str(
+        "CREATE TRIGGER IF NOT EXISTS tier_events_seq AFTER INSERT ON events
+           WHEN EXISTS (SELECT 1 FROM events e WHERE e.frame_id = new.frame_id AND e.seq = new.seq
+                          AND e.rowid <> new.rowid)
+         BEGIN
+           UPDATE events SET seq = (SELECT MAX(seq) FROM events WHERE frame_id = new.frame_id) + 1
+             WHERE rowid = new.rowid;
+         END;",
+    );
     Ok(sql)
 }
 

@@ -224,3 +224,35 @@ fn a_failing_restore_fails_alone_and_the_rest_of_its_chunk_lands() {
     assert!(rec.bundle.is_none(), "the broken one stays a stub");
     assert_eq!(rec.meta.tier, 3);
 }
+
+#[test]
+fn an_event_numbered_before_a_restore_landed_is_moved_after_the_frames_last() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("c.db");
+    let hot = HotTier::open(&path).expect("open");
+    let fx = fixtures();
+    hot.store_many(&fx, 1 << 22).expect("store");
+    let b = &fx[1];
+    let other = rusqlite::Connection::open(&path).expect("StackMemory's connection");
+    let max: i64 = other
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events WHERE frame_id = ?1", [b.frame_id()], |r| r.get(0))
+        .expect("max");
+    // StackMemory read `seq` 1 (say, from an empty stub) and inserts it after the restore landed.
+    other
+        .execute(
+            "INSERT INTO events (event_id, run_id, frame_id, seq, event_type, payload, ts) VALUES ('late', 'r', ?1, 1, 'note', '{}', 1)",
+            [b.frame_id()],
+        )
+        .expect("insert");
+    let seqs: Vec<(String, i64)> = other
+        .prepare("SELECT event_id, seq FROM events WHERE frame_id = ?1 ORDER BY seq")
+        .expect("prepare")
+        .query_map([b.frame_id()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<std::result::Result<_, _>>()
+        .expect("rows");
+    let mut nums: Vec<i64> = seqs.iter().map(|s| s.1).collect();
+    nums.dedup();
+    assert_eq!(nums.len(), seqs.len(), "unique: {seqs:?}");
+    assert_eq!(seqs.last(), Some(&("late".to_string(), max.max(1) + 1)), "{seqs:?}");
+}
