@@ -66,7 +66,9 @@ test('two TierManagers in two processes on one file (StackMemory and the CLI): m
   expect(openJournal(e.dbPath)).toEqual([])
   const v = await m.verify()
   expect({ clean: v.clean, findings: v.findings }).toEqual({ clean: true, findings: [] })
-}, 180_000)
+  // 360 s: 18-58 s alone, but the last CI proof's suite took 178 s beside one-sqlite's (not yet
+  // explained; the assertions, not the time, are what this test proves).
+}, 360_000)
 
 test('four machines (own SQLite files, one Redis, one PostgreSQL) moving and reading the same frame ids lose nothing', async () => {
   const base = reg.env()
