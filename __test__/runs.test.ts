@@ -21,6 +21,8 @@ import {
   redisKeys,
   simpleBundle,
   sqliteAll,
+  freePort,
+  startRedis,
   sqliteFrames,
 } from './helpers/gen'
 
@@ -225,6 +227,45 @@ test('a rate limit of 500 frames/s is honoured within 10 %', async () => {
   const rate = (n - 50) / secs
   expect(rate).toBeGreaterThan(450)
   expect(rate).toBeLessThan(550)
+}, 60_000)
+
+test('a run started while the Redis breaker is open (4 refused connects) tries again at once and moves everything', async () => {
+  const port = await freePort()
+  const e = reg.env({ redisUrl: `redis://127.0.0.1:${port}` })
+  const m = await reg.open(redisOnly(e.config))
+  const frames = Array.from({ length: 200 }, (_, i) => simpleBundle(`fc-${e.prefix.slice(4, 10)}-${i}`))
+  await m.storeMany(frames)
+  // Refused a few times: the breaker is open with a backoff of 1-2 s when the server comes up.
+  for (let t0 = Date.now(); Date.now() - t0 < 10_000; ) {
+    if ((await m.status()).backends.redis.breaker!.failures >= 4) break
+    await m.status()
+  }
+  expect((await m.status()).backends.redis.breaker!.failures).toBeGreaterThanOrEqual(4)
+  const redis = await startRedis(port)
+  reg.defer(() => redis.kill())
+  const st = await m.waitForMigration(await m.startMigration({ toTier: 'warm' }))
+  expect(st).toMatchObject({ state: 'done', done: 200, failed: 0 })
+}, 60_000)
+
+test('a Redis that comes up while a run goes is used by its later batches', async () => {
+  const port = await freePort()
+  const e = reg.env({ redisUrl: `redis://127.0.0.1:${port}`, policies: { batchSize: 20 } })
+  const m = await reg.open(redisOnly(e.config))
+  const n = 400
+  const frames = Array.from({ length: n }, (_, i) => simpleBundle(`mc-${e.prefix.slice(4, 10)}-${i}`))
+  await m.storeMany(frames)
+  const runId = await m.startMigration({ toTier: 'warm', rateLimit: { framesPerSecond: 100 } })
+  await new Promise((r) => setTimeout(r, 1000))
+  const redis = await startRedis(port)
+  reg.defer(() => redis.kill())
+  const st = await m.waitForMigration(runId)
+  expect(st.state).toBe('done')
+  // The first second's batches found no Redis; the later ones moved.
+  expect(st.done).toBeGreaterThan(0)
+  expect(st.done).toBeLessThan(n)
+  const again = await m.waitForMigration(await m.startMigration({ toTier: 'warm' }))
+  expect(again.done).toBe(n - st.done)
+  expect((await m.status()).tiers.warm.frames).toBe(n)
 }, 60_000)
 
 test('a run with a 4 MB memory budget moves 3 MB frames one at a time and completes', async () => {

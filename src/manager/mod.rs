@@ -167,6 +167,14 @@ impl TierManager {
         self.remotes_within(wait, wait, true).await
     }
 
+    /// The remote tiers for the start of a bulk run: an open breaker probes now instead of at its
+    /// backoff's end, and the probe is waited for (at most its connect timeout).
+    pub(super) async fn remotes_for_run(&self) -> Remotes {
+        self.inner.warm.retry_now();
+        self.inner.cold.retry_now();
+        self.remotes().await
+    }
+
     /// The remote tiers, waiting for a probe under way at most `warm_wait` / `cold_wait` (both at
     /// once); `patient`: also for a probe after failures.
     pub async fn remotes_within(&self, warm_wait: Duration, cold_wait: Duration, patient: bool) -> Remotes {

@@ -186,6 +186,16 @@ impl<T: Remote> RemoteSlot<T> {
         });
     }
 
+    /// Makes an open breaker's next probe due now: a bulk run is worth one fresh attempt before
+    /// it fails a batch of frames on an earlier failure (a first connect that timed out under
+    /// load, say).
+    pub(super) fn retry_now(&self) {
+        let mut st = self.lock();
+        if st.phase == Phase::Open {
+            st.next_probe = None;
+        }
+    }
+
     /// `status()`'s view: state, consecutive failures, next probe (unix ms) and the last error.
     pub(super) fn status(&self) -> Value {
         let st = self.lock();

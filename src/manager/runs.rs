@@ -14,7 +14,7 @@ use super::{observe, TierManager};
 use crate::model::units::{now_millis, now_seconds};
 use crate::model::values::{Fields, Kind};
 use crate::model::{Result, Tier, TierError};
-use crate::moves::{MigrateReport, MigrateRequest, Moved, Plan, Progress, RunControl, RunOptions};
+use crate::moves::{MigrateReport, MigrateRequest, Moved, Plan, Progress, Remotes, RunControl, RunOptions};
 use crate::tiers::hot::RunRecord;
 
 /// Where progress goes (the JS callback, through a threadsafe function).
@@ -355,7 +355,8 @@ impl TierManager {
         collect: bool,
     ) -> Result<MigrateReport> {
         let req = MigrateRequest { run_id: Some(rec.run_id.clone()), ..req.clone() };
-        let remotes = self.remotes().await;
+        let remotes = self.remotes_for_run().await;
+        let current = || -> futures_util::future::BoxFuture<'_, Remotes> { Box::pin(self.remotes()) };
         let batches = observe::Batches::new(&self.inner.obs);
         let tell = |moved: &[Moved]| {
             batches.batch(moved);
@@ -372,6 +373,7 @@ impl TierManager {
             collect,
             persist: !req.dry_run,
             moved: (!req.dry_run).then_some(&tell),
+            remotes: Some(&current),
         };
         let t0 = std::time::Instant::now();
         let rep = self.inner.mover.run(rec, &req, opts, &remotes, &ctl).await?;

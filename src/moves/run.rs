@@ -90,7 +90,13 @@ pub struct RunControl<'a> {
     pub persist: bool,
     /// Told of every batch's moved frames (the manager tells the policy engine).
     pub moved: Option<&'a MovedSink<'a>>,
+    /// The remote tiers as they are now, asked before each batch: a run of hours uses a tier
+    /// that came back (or a new connection after an outage) instead of the one it started with.
+    pub remotes: Option<&'a RemotesSource<'a>>,
 }
+
+/// Where a run gets the current remote tiers (the manager's breakers).
+pub type RemotesSource<'a> = dyn Fn() -> futures_util::future::BoxFuture<'a, Remotes> + Send + Sync + 'a;
 
 type Bucket = RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, governor::clock::DefaultClock>;
 
@@ -232,6 +238,7 @@ impl Mover {
         let explicit = self.explicit_ids(req).await?;
         let now = now_seconds();
         let max_age_s = req.older_than_ms.map(|ms| now - (ms / 1000) as i64);
+        let mut remotes = remotes.clone();
         'pages: loop {
             if ctl.cancel.load(Ordering::SeqCst) {
                 rec.state = "cancelled".into();
@@ -283,8 +290,11 @@ impl Mover {
                 {
                     bytes = 0;
                     let b = std::mem::take(&mut batch);
+                    if let Some(current) = ctl.remotes {
+                        remotes = current().await;
+                    }
                     hop = self
-                        .run_batch(b, req, remotes, ctl, rec, &mut report, &throttle, &mut pressure, &mut cursor)
+                        .run_batch(b, req, &remotes, ctl, rec, &mut report, &throttle, &mut pressure, &mut cursor)
                         .await?;
                     since_checkpoint = self.checkpoint(rec, &cursor, ctl, since_checkpoint, opts).await?;
                     self.report_progress(rec, started, done_at_start, ctl, &hop);
@@ -298,8 +308,11 @@ impl Mover {
             }
             if !batch.is_empty() {
                 let b = std::mem::take(&mut batch);
+                if let Some(current) = ctl.remotes {
+                    remotes = current().await;
+                }
                 hop = self
-                    .run_batch(b, req, remotes, ctl, rec, &mut report, &throttle, &mut pressure, &mut cursor)
+                    .run_batch(b, req, &remotes, ctl, rec, &mut report, &throttle, &mut pressure, &mut cursor)
                     .await?;
                 self.report_progress(rec, started, done_at_start, ctl, &hop);
             }
