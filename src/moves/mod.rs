@@ -104,7 +104,8 @@ impl Mover {
     }
 
     /// This process's turn to move frames of the file: the in-process mutex, then the file's move
-    /// lease (polled while another process's batch holds it, at most `LEASE_WAIT`).
+    /// lease (polled while another process's batch holds it, at most `LEASE_WAIT`; a process waiting
+    /// for it goes before this one's next batch: see `tiers/hot/lease.rs`).
     pub async fn lock_moves(&self) -> Result<MoveLock<'_>> {
         self.lock_moves_within(LEASE_WAIT).await
     }
@@ -130,7 +131,7 @@ impl Mover {
                 }
                 Err(_) => {
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                    pause = (pause * 2).min(std::time::Duration::from_millis(25));
                 }
             }
         }
@@ -141,7 +142,8 @@ impl Mover {
         let mut rec = RunRecord::transient(req);
         let opts = RunOptions { max_batch: self.batch_size, ..RunOptions::default() };
         let cancel = std::sync::atomic::AtomicBool::new(false);
-        let ctl = RunControl { cancel: &cancel, progress: None, collect: true, persist: false, moved: None };
+        let ctl =
+            RunControl { cancel: &cancel, progress: None, collect: true, persist: false, moved: None, remotes: None };
         self.run(&mut rec, req, &opts, remotes, &ctl).await
     }
 }

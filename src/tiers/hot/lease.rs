@@ -9,6 +9,12 @@
 //! runs with the same start time, or it has held it for longer than `STALE_MS`) means we take it.
 //! Journal entries are only begun and closed under the lease, so whoever holds it may treat every
 //! open entry as its own or as a dead process's.
+//!
+//! Movers take the lease per batch, so a mover with many batches releases and retakes it within
+//! a millisecond while another process polls every few: without more, the other process waits
+//! for the whole run (a CLI `migrate` beside StackMemory's policy worker took minutes). So a
+//! process that finds the lease held leaves its name in `move_lease_waiter`, and a free lease
+//! goes to a fresh waiter first: batches of two processes alternate.
 
 use rusqlite::{OptionalExtension, TransactionBehavior};
 
@@ -17,6 +23,12 @@ use crate::model::units::now_millis;
 use crate::model::Result;
 
 const KEY: &str = "move_lease";
+const WAITER_KEY: &str = "move_lease_waiter";
+/// A waiter that has not polled for this long has given up (waiters poll at least every 25 ms).
+const WAITER_FRESH_MS: i64 = 1000;
+/// A waiter renews its entry when it is older than this (not on every poll: each renewal is a
+/// write transaction beside StackMemory's own).
+const WAITER_RENEW_MS: i64 = 250;
 /// A holder that has kept the lease this long is taken to be hung (a batch takes seconds).
 const STALE_MS: i64 = 10 * 60 * 1000;
 
@@ -36,16 +48,35 @@ impl HotTier {
         let now = now_millis();
         let current: Option<String> =
             tx.query_row("SELECT value FROM tier_kv WHERE key = ?1", [KEY], |r| r.get(0)).optional()?;
-        if let Some(v) = current.as_deref() {
-            if let Some(h) = live_holder(v, owner, now) {
-                return Ok(Err(h));
+        let waiter: Option<String> =
+            tx.query_row("SELECT value FROM tier_kv WHERE key = ?1", [WAITER_KEY], |r| r.get(0)).optional()?;
+        let waiter = waiter.as_deref().and_then(parse_entry);
+        if let Some(h) = current.as_deref().and_then(|v| live_holder(v, owner, now)) {
+            // Queue up, unless someone else already is (they go first) or our entry is recent.
+            let renew = match waiter {
+                Some((w, at)) => now - at > WAITER_FRESH_MS || (w == owner && now - at > WAITER_RENEW_MS),
+                None => true,
+            };
+            if renew {
+                put(&tx, WAITER_KEY, &format!("{owner}:{now}"))?;
+                tx.commit()?;
+            }
+            return Ok(Err(h));
+        }
+        // Free (or a dead holder's): a fresh waiter other than us goes first. Never when we still
+        // hold it (a release that failed): the waiter could not take it from us either.
+        let ours = current.as_deref().and_then(parse_entry).is_some_and(|(h, _)| h == owner);
+        if let Some((w, at)) = waiter {
+            if !ours && w != owner && now - at <= WAITER_FRESH_MS {
+                let pid = w.split(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                return Ok(Err(LeaseHolder { pid, held_ms: 0 }));
+            }
+            if w == owner {
+                tx.execute("DELETE FROM tier_kv WHERE key = ?1", [WAITER_KEY])?;
             }
         }
         let token = format!("{owner}:{now}");
-        tx.execute(
-            "INSERT INTO tier_kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [KEY, token.as_str()],
-        )?;
+        put(&tx, KEY, &token)?;
         tx.commit()?;
         Ok(Ok(token))
     }
@@ -74,6 +105,20 @@ impl HotTier {
         c.execute("INSERT OR IGNORE INTO tier_kv (key, value) VALUES ('holder_id', ?1)", [fresh.as_str()])?;
         Ok(c.query_row("SELECT value FROM tier_kv WHERE key = 'holder_id'", [], |r| r.get(0))?)
     }
+}
+
+fn put(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO tier_kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+/// `owner:ms` → (owner, ms).
+fn parse_entry(value: &str) -> Option<(&str, i64)> {
+    let (owner, at) = value.rsplit_once(':')?;
+    Some((owner, at.parse().ok()?))
 }
 
 /// This process's identity in a lease: its pid and start time (a reused pid has another start).
@@ -150,5 +195,29 @@ mod tests {
         assert!(take(&b).is_err());
         hot.lease_release(&ta2).expect("release");
         assert!(take(&b).is_ok());
+    }
+
+    #[test]
+    fn a_waiting_mover_gets_the_lease_before_the_holder_takes_it_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hot = HotTier::open(&dir.path().join("w.db")).expect("open");
+        let me = process_identity();
+        let (a, b) = (format!("{me}:1"), format!("{me}:2"));
+        let take = |o: &str| hot.lease_try(o).expect("sqlite");
+        let ta = take(&a).expect("free lease");
+        // b finds it held and queues; a's next batch yields to b.
+        assert!(take(&b).is_err());
+        hot.lease_release(&ta).expect("release");
+        assert!(take(&a).is_err(), "a took the lease again before the waiting b");
+        let tb = take(&b).expect("the waiter's turn");
+        // b no longer waits: once b releases, a (which queued while b held it) goes next, not b.
+        assert!(take(&a).is_err());
+        hot.lease_release(&tb).expect("release");
+        assert!(take(&b).is_err(), "b took the lease again before the waiting a");
+        let ta = take(&a).expect("a's turn");
+        hot.lease_release(&ta).expect("release");
+        // Nobody waits: a mover takes it again at once.
+        let ta = take(&a).expect("free, nobody waiting");
+        hot.lease_release(&ta).expect("release");
     }
 }
