@@ -234,9 +234,12 @@ test('PostgreSQL dying mid-migration (proxy cut): no frame lost, nothing warm wi
   if (process.env.SMT_DEBUG) console.log('after cut', Date.now() - tk, 'ms', r.moved.length, r.failed.length, r.skippedCount, r.heldBack.length, r.failed[0])
   const movedIds = new Set(r.moved.map((x) => x.frameId))
   expect(movedIds.size).toBeGreaterThan(0)
-  expect(movedIds.size + r.heldBack.length).toBeLessThanOrEqual(gen.closed.size)
+  expect(movedIds.size).toBeLessThanOrEqual(gen.closed.size)
   const notMoved = [...gen.closed].filter((id) => !movedIds.has(id))
-  expect(notMoved.length).toBeGreaterThan(0) // it really died mid-run
+  // It really died mid-run: the batches after the cut failed, or (once the breaker had opened and
+  // the run asked for the tiers again) went warm with their bodies kept in SQLite.
+  expect(notMoved.length + r.heldBack.length).toBeGreaterThan(0)
+  for (const h of r.heldBack) expect(movedIds.has(h.frameId)).toBe(true)
   const failedIds = new Set(r.failed.map((f) => f.frameId))
   const deferredIds = new Set(r.skipped.filter((s) => s.reason.startsWith('deferred')).map((s) => s.frameId))
   for (const id of notMoved) expect({ id, reported: failedIds.has(id) || deferredIds.has(id) }).toEqual({ id, reported: true })

@@ -337,6 +337,7 @@ impl TierManager {
             bytes: enc.bytes,
             created_s: bundle.int_field("created_at").map(to_seconds).unwrap_or(0),
             access_count: m.access_count.max(0) as u64,
+            version: m.version,
         };
         w.put_many(&[item]).await.map(|_| ()).map_err(|e| e.to_string())
     }

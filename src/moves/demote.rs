@@ -118,6 +118,7 @@ impl Mover {
                         bytes: e.bytes.clone(),
                         created_s: r.stub.get("created_at").and_then(|v| v.as_i64()).map(to_seconds).unwrap_or(0),
                         access_count: r.meta.access_count.max(0) as u64,
+                        version: r.meta.version,
                     })
                     .collect();
                 let put = w.put_many(&items).await?;
@@ -130,10 +131,15 @@ impl Mover {
                     }
                     let ok = got.as_deref().map(codec::decode).and_then(|r| r.ok()).map(|(_, s)| s == e.checksum);
                     if ok != Some(true) {
+                        let message = if put.kept_newer.contains(&e.frame_id) {
+                            "Redis holds a newer version of this frame (another machine wrote it)"
+                        } else {
+                            "copy missing or checksum mismatch right after writing"
+                        };
                         return Err(TierError::Corrupt {
                             frame_id: e.frame_id.clone(),
                             tier: "warm".into(),
-                            message: "copy missing or checksum mismatch right after writing".into(),
+                            message: message.into(),
                         });
                     }
                 }

@@ -1,5 +1,7 @@
 //! Warm ↔ cold for stubbed frames: the archive copy stays, only the Redis copy and the tier change.
 
+use std::collections::HashMap;
+
 use super::report::{MigrateReport, Moved};
 use super::{Hop, Mover, Remotes};
 use crate::model::units::now_seconds;
@@ -46,6 +48,20 @@ impl Mover {
             cold.set_tier(ids, 3).await?;
         } else if let Some(w) = &rm.warm {
             let got = cold.get_many(ids).await?;
+            // The copies' versions, as this file knows them (a newer one in Redis is kept).
+            let wanted = ids.to_vec();
+            let versions: HashMap<String, i64> = self
+                .hot
+                .call(move |hot| {
+                    let mut out = HashMap::with_capacity(wanted.len());
+                    for id in &wanted {
+                        if let Some(m) = hot.meta(id)? {
+                            out.insert(id.clone(), m.version);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?;
             let items: Vec<WarmItem> = ids
                 .iter()
                 .filter_map(|id| {
@@ -54,6 +70,7 @@ impl Mover {
                         bytes: bytes.clone(),
                         created_s: now_seconds(),
                         access_count: 0,
+                        version: versions.get(id).copied().unwrap_or(0),
                     })
                 })
                 .collect();

@@ -78,7 +78,9 @@ async fn interrupted_warm_cold_shifts_are_realigned_with_sqlite() {
     // A cold → warm shift of "b" killed after the Redis put and the archive's update.
     hot.journal_begin(&[NewMove::shift("b", 3, 2)]).expect("journal");
     let bytes = cold.get("b").await.expect("get").expect("archived");
-    warm.put_many(&[WarmItem { frame_id: "b".into(), bytes, created_s: 0, access_count: 0 }]).await.expect("put");
+    warm.put_many(&[WarmItem { frame_id: "b".into(), bytes, created_s: 0, access_count: 0, version: 1 }])
+        .await
+        .expect("put");
     cold.set_tier(&ids_b, 2).await.expect("tier");
     let rep = mover.recover(&rm).await.expect("recover");
     assert_eq!((rep.rolled_back, rep.pending), (1, 0));

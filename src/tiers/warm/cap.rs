@@ -31,7 +31,7 @@ impl WarmTier {
     pub async fn enforce_cap(&self) -> Result<Vec<String>> {
         let mut evicted = Vec::new();
         for idx in self.layout.buckets() {
-            let (e, _) = self.put_chunk(idx, &[]).await?;
+            let (e, _, _) = self.put_chunk(idx, &[]).await?;
             evicted.extend(e);
         }
         Ok(evicted)

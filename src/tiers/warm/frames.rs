@@ -17,15 +17,21 @@ pub struct WarmItem {
     pub created_s: i64,
     /// Reads so far (the LFU strategy's score).
     pub access_count: u64,
+    /// The frame's version (`tier_metadata.version`): a copy in Redis with a higher one, written
+    /// by another machine, is kept instead (as the archive's upsert does). 0: unknown, never
+    /// replaces a copy whose version is known.
+    pub version: i64,
 }
 
 /// What a put did besides storing: the frames it evicted to stay under the cap (possibly some of
 /// the items it was given, when they do not all fit), and the items it did not store because
 /// they alone are larger than the cap. Neither is an error: Redis is never the last copy.
+/// `kept_newer`: items not written because Redis holds a newer version of the frame.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PutOutcome {
     pub evicted: Vec<String>,
     pub not_stored: Vec<String>,
+    pub kept_newer: Vec<String>,
 }
 
 impl PutOutcome {
@@ -34,6 +40,9 @@ impl PutOutcome {
         self.evicted.iter().chain(&self.not_stored).any(|e| e == id)
     }
 }
+
+/// The put script's answer: evicted, not stored, kept newer.
+pub(super) type PutLists = (Vec<String>, Vec<String>, Vec<String>);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum DeleteMode {
@@ -81,9 +90,10 @@ impl WarmTier {
                     bytes += group[end].bytes.len();
                     end += 1;
                 }
-                let (evicted, not_stored) = self.put_chunk(idx, &group[start..end]).await?;
+                let (evicted, not_stored, kept_newer) = self.put_chunk(idx, &group[start..end]).await?;
                 outcome.evicted.extend(evicted);
                 outcome.not_stored.extend(not_stored);
+                outcome.kept_newer.extend(kept_newer);
                 start = end;
             }
         }
@@ -91,16 +101,16 @@ impl WarmTier {
     }
 
     /// One run of the put script on one bucket (no items: only trim and evict down to the cap).
-    pub(super) async fn put_chunk(&self, idx: &IndexKeys, chunk: &[&WarmItem]) -> Result<(Vec<String>, Vec<String>)> {
+    pub(super) async fn put_chunk(&self, idx: &IndexKeys, chunk: &[&WarmItem]) -> Result<PutLists> {
         let mut inv = idx.invocation(&PUT_SCRIPT);
         inv.arg(self.cfg.ttl_secs)
             .arg(self.layout.bucket_cap(self.cfg.max_size))
             .arg(strategy_key_index(self.cfg.eviction_strategy));
         for it in chunk {
             inv.key(self.layout.frame(&it.frame_id)).key(self.layout.meta(&it.frame_id));
-            inv.arg(&it.frame_id).arg(&it.bytes[..]).arg(it.created_s).arg(it.access_count);
+            inv.arg(&it.frame_id).arg(&it.bytes[..]).arg(it.created_s).arg(it.access_count).arg(it.version);
         }
-        self.script::<(Vec<String>, Vec<String>)>("put", &inv).await
+        self.script::<PutLists>("put", &inv).await
     }
 
     /// Reads a frame and renews its TTL (GETEX). On a hit the meta hash's TTL is renewed too and

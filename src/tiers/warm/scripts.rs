@@ -86,14 +86,15 @@ fn with_prelude(body: &str) -> Script {
 
 /// Put frames of one bucket, keeping the bucket under its cap. KEYS: the 6 index keys, then
 /// (frame, meta) per item. ARGV: the 4 key parts, ttl, cap, strategy (1 = lru, 2 = lfu, 3 = age),
-/// then (id, bytes, created_s, access_count) per item.
+/// then (id, bytes, created_s, access_count, version) per item.
 ///
 /// Before each item is written, expired entries are trimmed and the strategy's lowest-scored
 /// frames are evicted until the item fits, so the total never exceeds the cap, not even inside
 /// the script. An item larger than the cap is not stored (its old copy is removed). The LFU count
 /// keeps the larger of the given count and the one already in Redis, so a re-put from one machine
 /// does not forget reads made through another. With no items it only trims and evicts down to
-/// the cap (`enforce_cap`). Returns {evicted ids, ids not stored}.
+/// the cap (`enforce_cap`). A frame whose copy in Redis has a higher version (another machine
+/// wrote it) is left as it is (an unknown version is 0): the archive's upsert has the same rule. Returns {evicted ids, ids not stored, ids kept newer}.
 pub(super) static PUT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     with_prelude(
         r#"
@@ -103,38 +104,44 @@ local z = KEYS[tonumber(ARGV[7])]
 local now = now_ms()
 local now_s = math.floor(now / 1000)
 trim(now, 1000)
-local evicted, skipped = {}, {}
+local evicted, skipped, newer = {}, {}, {}
 local n = (#KEYS - 6) / 2
 if n == 0 then make_room(z, cap, 0, evicted) end
 for i = 1, n do
   local fk = KEYS[5 + 2 * i]
   local mk = KEYS[6 + 2 * i]
-  local a = 7 + (i - 1) * 4
+  local a = 7 + (i - 1) * 5
   local id = ARGV[a + 1]
   local data = ARGV[a + 2]
   local created = ARGV[a + 3]
   local count = tonumber(ARGV[a + 4]) or 0
+  local version = tonumber(ARGV[a + 5]) or 0
   local size = string.len(data)
   local seen = tonumber(redis.call('ZSCORE', KEYS[2], id)) or 0
   if seen > count then count = seen end
-  -- The old copy leaves first (and is accounted again below).
-  drop_id(id)
-  if size > cap or not make_room(z, cap, size, evicted) then
-    skipped[#skipped + 1] = id
+  local have = tonumber(redis.call('HGET', mk, 'version'))
+  if have and have > version and redis.call('EXISTS', fk) == 1 then
+    newer[#newer + 1] = id
   else
-    redis.call('SET', fk, data, 'EX', ttl)
-    redis.call('HSET', mk, 'tier', 2, 'accessed_at', now_s, 'access_count', count,
-               'size', size, 'created_at', created)
-    redis.call('EXPIRE', mk, ttl)
-    redis.call('ZADD', KEYS[1], now, id)
-    redis.call('ZADD', KEYS[2], count, id)
-    redis.call('ZADD', KEYS[3], created, id)
-    redis.call('HSET', KEYS[4], id, size)
-    redis.call('INCRBY', KEYS[5], size)
-    redis.call('ZADD', KEYS[6], now + ttl * 1000, id)
+    -- The old copy leaves first (and is accounted again below).
+    drop_id(id)
+    if size > cap or not make_room(z, cap, size, evicted) then
+      skipped[#skipped + 1] = id
+    else
+      redis.call('SET', fk, data, 'EX', ttl)
+      redis.call('HSET', mk, 'tier', 2, 'accessed_at', now_s, 'access_count', count,
+                 'size', size, 'created_at', created, 'version', version)
+      redis.call('EXPIRE', mk, ttl)
+      redis.call('ZADD', KEYS[1], now, id)
+      redis.call('ZADD', KEYS[2], count, id)
+      redis.call('ZADD', KEYS[3], created, id)
+      redis.call('HSET', KEYS[4], id, size)
+      redis.call('INCRBY', KEYS[5], size)
+      redis.call('ZADD', KEYS[6], now + ttl * 1000, id)
+    end
   end
 end
-return {evicted, skipped}
+return {evicted, skipped, newer}
 "#,
     )
 });

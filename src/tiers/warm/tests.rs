@@ -33,7 +33,7 @@ fn item(id: &str, created_s: i64, access_count: u64) -> WarmItem {
     let pad: String = id.repeat(50 + 10 * id.len());
     let raw = serde_json::to_vec(&serde_json::json!({"frame": {"frame_id": id}, "pad": pad})).expect("json");
     let enc = codec::encode_raw(id.to_string(), &raw, 3).expect("encode");
-    WarmItem { frame_id: id.to_string(), bytes: enc.bytes, created_s, access_count }
+    WarmItem { frame_id: id.to_string(), bytes: enc.bytes, created_s, access_count, version: 0 }
 }
 
 fn ids(v: &[&str]) -> Vec<String> {
@@ -85,8 +85,37 @@ async fn put_get_round_trip() {
     assert_eq!(t.get("a").await.expect("get"), Some(bigger.bytes.clone()));
 
     // Not an envelope: refused before anything is written.
-    let bad = WarmItem { frame_id: "bad".into(), bytes: b"plain".to_vec(), created_s: 0, access_count: 0 };
+    let bad = WarmItem { frame_id: "bad".into(), bytes: b"plain".to_vec(), created_s: 0, access_count: 0, version: 0 };
     assert!(matches!(t.put_many(&[bad]).await, Err(TierError::InvalidFrame { .. })));
+    assert!(t.flush_prefix().await.expect("flush") > 0);
+}
+
+#[tokio::test]
+async fn an_older_version_never_replaces_a_newer_copy() {
+    let t = tier(EvictionStrategy::Lru, 1 << 30, 600).await;
+    let v = |version: i64, pad: &str| WarmItem { version, ..item(&format!("f{pad}"), 1, 0) };
+    // Three versions of one frame "f" (different bytes each), as three machines might write them.
+    let (v1, v2, v3) = (
+        WarmItem { frame_id: "f".into(), ..v(1, "a") },
+        WarmItem { frame_id: "f".into(), ..v(2, "bb") },
+        WarmItem { frame_id: "f".into(), ..v(3, "ccc") },
+    );
+    assert_eq!(t.put_many(std::slice::from_ref(&v2)).await.expect("put v2").kept_newer, Vec::<String>::new());
+    // Older, and unknown (0): kept out; the stored copy is v2's.
+    assert_eq!(t.put_many(std::slice::from_ref(&v1)).await.expect("put v1").kept_newer, ids(&["f"]));
+    let unknown = WarmItem { version: 0, ..v1.clone() };
+    assert_eq!(t.put_many(&[unknown]).await.expect("put v0").kept_newer, ids(&["f"]));
+    assert_eq!(t.get("f").await.expect("get"), Some(v2.bytes.clone()));
+    // Equal (a re-put of the same version) and newer replace it.
+    let again = WarmItem { bytes: v3.bytes.clone(), ..v2.clone() };
+    assert!(t.put_many(&[again]).await.expect("re-put v2").kept_newer.is_empty());
+    assert!(t.put_many(std::slice::from_ref(&v3)).await.expect("put v3").kept_newer.is_empty());
+    assert_eq!(t.get("f").await.expect("get"), Some(v3.bytes.clone()));
+    assert_eq!(t.stats().await.expect("stats").bytes, v3.bytes.len() as u64);
+    // A copy whose frame key is gone (evicted, expired) does not block an older version.
+    t.delete_many(&ids(&["f"])).await.expect("delete");
+    assert!(t.put_many(std::slice::from_ref(&v1)).await.expect("put v1").kept_newer.is_empty());
+    assert_eq!(t.get("f").await.expect("get"), Some(v1.bytes.clone()));
     assert!(t.flush_prefix().await.expect("flush") > 0);
 }
 
