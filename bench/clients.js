@@ -41,4 +41,14 @@ async function dropSchemas(client, ...schemas) {
   for (const s of schemas) await client.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
 }
 
-module.exports = { REDIS_URL, PG_URL, connectRedis, flushPrefix, connectPg, dropSchemas }
+/** A bench store's remote data gone: its Redis keys (`prefix*`) and its PostgreSQL schema. */
+async function removeRemote(prefix, schema) {
+  const r = await connectRedis()
+  await flushPrefix(r, prefix)
+  await r.close()
+  const pg = await connectPg()
+  await dropSchemas(pg, schema)
+  await pg.end()
+}
+
+module.exports = { REDIS_URL, PG_URL, connectRedis, flushPrefix, connectPg, dropSchemas, removeRemote }

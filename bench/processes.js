@@ -131,13 +131,7 @@ async function fleet(procs, n, tag, tmp) {
     log(`${procs} x ${n}: ${name} ${frames} frames in ${(wall / 1000).toFixed(1)} s (${out[name].rate.toFixed(0)} frames/s)`)
   }
   await Promise.all(kids.map((k) => new Promise((res) => (k.exitCode !== null ? res() : k.once('exit', res)))))
-  const { connectRedis, flushPrefix, connectPg, dropSchemas } = require('./clients')
-  const r = await connectRedis()
-  await flushPrefix(r, prefix)
-  await r.close()
-  const pg = await connectPg()
-  await dropSchemas(pg, schema)
-  await pg.end()
+  await require('./clients').removeRemote(prefix, schema)
   for (const f of fs.readdirSync(tmp)) if (f.startsWith(`p${procs}-`)) fs.rmSync(path.join(tmp, f))
   return out
 }

@@ -17,7 +17,7 @@ const path = require('path')
 const ROOT = path.resolve(__dirname, '..')
 const { TierManager } = require(ROOT)
 const { Gen } = require('../testkit/frames')
-const { REDIS_URL, PG_URL, connectRedis, flushPrefix, connectPg, dropSchemas } = require('./clients')
+const { REDIS_URL, PG_URL, removeRemote } = require('./clients')
 
 const argv = process.argv.slice(2)
 const arg = (name) => argv.find((x) => x.startsWith(`--${name}=`))?.split('=')[1]
@@ -139,12 +139,7 @@ async function size(n) {
   const verifyMs = now() - t
   if (!v.clean) throw new Error(`verify at ${n}: ${JSON.stringify(v.findings.slice(0, 3))}`)
   await tm.close()
-  const r = await connectRedis()
-  await flushPrefix(r, prefix)
-  await r.close()
-  const pg = await connectPg()
-  await dropSchemas(pg, schema)
-  await pg.end()
+  await removeRemote(prefix, schema)
   for (const f of fs.readdirSync(TMP)) if (f.startsWith(`ctx-${n}.db`)) fs.rmSync(path.join(TMP, f))
   return {
     n,
