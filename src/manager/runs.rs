@@ -29,6 +29,12 @@ pub(super) struct Active {
     done: watch::Receiver<Option<RunRecord>>,
 }
 
+/// What the task of a registered run holds: its cancel flag and the sender of its end.
+struct Registration {
+    cancel: Arc<AtomicBool>,
+    tx: watch::Sender<Option<RunRecord>>,
+}
+
 /// The runs of this process that are still going, by id.
 #[derive(Default)]
 pub(super) struct ActiveRuns(std::sync::Mutex<HashMap<String, Active>>);
@@ -209,7 +215,8 @@ impl TierManager {
             return self.execute_run(&mut rec, &req, &opts, &AtomicBool::new(false), progress, true).await;
         }
         let rec = self.new_run("migrate", &req, &opts).await?;
-        let (rec, rep) = self.registered(rec, req, opts, progress, true).await;
+        let reg = self.register(&rec.run_id)?;
+        let (rec, rep) = self.registered(reg, rec, req, opts, progress, true).await;
         let mut r = rep?;
         r.run_id = Some(rec.run_id.clone());
         r.cancelled = rec.state == "cancelled";
@@ -304,9 +311,13 @@ impl TierManager {
         opts: RunOptions,
         progress: Option<ProgressSink>,
     ) -> Result<()> {
+        // Registered before the task starts: a `waitForMigration` right after `start`/`resume`
+        // returns must find the run going (it used to see the stored state of a run not yet
+        // registered, `cancelled` after a cancel, and return at once).
+        let reg = self.register(&rec.run_id)?;
         let me = self.clone();
         tokio::spawn(async move {
-            let (rec, r) = me.registered(rec, req, opts, progress, false).await;
+            let (rec, r) = me.registered(reg, rec, req, opts, progress, false).await;
             if let Err(e) = r {
                 tracing::warn!(code = e.code(), run_id = %rec.run_id, error = %crate::obs::redact(&e.to_string()), "bulk run failed");
             }
@@ -314,19 +325,31 @@ impl TierManager {
         Ok(())
     }
 
-    /// Runs `rec` as a run of this process (cancellable and awaitable by its id), keeping a
-    /// failure in its record; returns the record as it ended, and the report.
+    /// Makes `run_id` a run of this process (cancellable and awaitable by its id); refuses a run
+    /// that already is one, so two resumes of one run cannot both go.
+    fn register(&self, run_id: &str) -> Result<Registration> {
+        let mut runs = self.inner.runs.lock();
+        if runs.contains_key(run_id) {
+            return Err(TierError::invalid_argument("runId", format!("run {run_id} is still running")));
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = watch::channel(None);
+        runs.insert(run_id.to_string(), Active { cancel: cancel.clone(), done: rx });
+        Ok(Registration { cancel, tx })
+    }
+
+    /// Runs `rec`, registered, keeping a failure in its record; returns the record as it ended,
+    /// and the report.
     async fn registered(
         &self,
+        reg: Registration,
         mut rec: RunRecord,
         req: MigrateRequest,
         opts: RunOptions,
         progress: Option<ProgressSink>,
         collect: bool,
     ) -> (RunRecord, Result<MigrateReport>) {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = watch::channel(None);
-        self.inner.runs.lock().insert(rec.run_id.clone(), Active { cancel: cancel.clone(), done: rx });
+        let Registration { cancel, tx } = reg;
         let r = self.execute_run(&mut rec, &req, &opts, &cancel, progress, collect).await;
         if let Err(e) = &r {
             rec.state = "failed".into();
@@ -428,4 +451,34 @@ fn unknown_run(run_id: &str) -> TierError {
 /// A stored run's request and options (`new_run` saves them as a pair).
 fn parse_stored(rec: &RunRecord) -> Result<(MigrateRequest, RunOptions)> {
     serde_json::from_str(&rec.request).map_err(|e| TierError::storage(format!("run {}: its request", rec.run_id), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // On a current-thread runtime the spawned run cannot start before the caller's next await:
+    // a `wait_for_migration` right after `start_migration` must still find the run and wait for
+    // it (it used to read the stored `running` record of a run not yet registered and return).
+    #[tokio::test]
+    async fn a_run_is_waitable_as_soon_as_start_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let v = serde_json::json!({
+            "dbPath": dir.path().join("t.db").to_string_lossy(),
+            "tiers": {"redis": {"enabled": false}, "postgres": {"enabled": false}},
+        });
+        let config = crate::manager::config::TierConfig::from_json_with_env(&v, &Default::default()).expect("config");
+        let m = TierManager::open(config).await.expect("open");
+        for _ in 0..3 {
+            let id =
+                m.start_migration(MigrateRequest::to(Tier::Cold), RunOptions::default(), None).await.expect("start");
+            let st = m.wait_for_migration(&id).await.expect("wait");
+            assert!(!st.active, "{st:?}");
+            assert_ne!(st.run.state, "running", "{st:?}");
+            // A second registration of a going run is refused.
+            assert!(m.register(&id).is_ok());
+            assert_eq!(m.register(&id).err().map(|e| e.code()), Some("ERR_INVALID_ARGUMENT"));
+            m.inner.runs.lock().remove(&id);
+        }
+    }
 }
