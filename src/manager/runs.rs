@@ -246,9 +246,16 @@ impl TierManager {
         }
         let mut out = Rollback::default();
         let mut back: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        // Their bookkeeping now, a batch per call (not one call per frame).
+        let frames: Vec<String> = last.keys().cloned().collect();
+        let mut now_meta = HashMap::with_capacity(frames.len());
+        for chunk in frames.chunks(500) {
+            let ids = chunk.to_vec();
+            let metas = self.inner.hot.call(move |hot| hot.meta_many(&ids)).await?;
+            now_meta.extend(chunk.iter().cloned().zip(metas));
+        }
         for (frame, m) in &last {
-            let fid = frame.clone();
-            let meta = self.inner.hot.call(move |hot| hot.meta(&fid)).await?;
+            let meta = now_meta.remove(frame).flatten();
             let now_tier = meta.as_ref().map(|x| if x.body_local && x.tier == 1 { 1 } else { x.tier });
             let why = match &meta {
                 None => Some("the frame is gone".to_string()),
