@@ -168,6 +168,10 @@ export interface MigrationProgress {
   /** The hop of the last batch, e.g. `'hot→warm'`. */
   hop: string
   state: MigrationState
+  /** The most frames the next batch takes: the batch size, less while backpressure holds it down. */
+  batchSize: number
+  /** Times backpressure slowed the run (the tiers answered > 3x slower per frame than usual). */
+  slowed: number
 }
 
 export type MigrationState = 'running' | 'cancelled' | 'failed' | 'done'

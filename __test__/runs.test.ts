@@ -22,6 +22,7 @@ import {
   simpleBundle,
   sqliteAll,
   freePort,
+  startProxy,
   startRedis,
   sqliteFrames,
 } from './helpers/gen'
@@ -228,6 +229,41 @@ test('a rate limit of 500 frames/s is honoured within 10 %', async () => {
   expect(rate).toBeGreaterThan(450)
   expect(rate).toBeLessThan(550)
 }, 60_000)
+
+test('backpressure: a run whose Redis slows down takes smaller batches and pauses, then grows them back', async () => {
+  const proxy = await startProxy(parseInt(/:(\d+)(\/|$)/.exec(REDIS_URL)?.[1] ?? '6379', 10))
+  reg.defer(() => proxy.kill())
+  const e = reg.env({ redisUrl: proxy.url(REDIS_URL), policies: { batchSize: 200 } })
+  const m = await reg.open(redisOnly(e.config))
+  const n = 5000
+  const frames = Array.from({ length: n }, (_, i) => simpleBundle(`bp-${e.prefix.slice(4, 10)}-${i}`))
+  for (let i = 0; i < n; i += 500) await m.storeMany(frames.slice(i, i + 500))
+  const events: MigrationProgress[] = []
+  let slowedAt = -1
+  const runId = await m.startMigration({
+    toTier: 'warm',
+    onProgress: (p) => {
+      events.push(p)
+      // Every answer of Redis held back 200 ms from the 6th batch on, until the run slowed twice.
+      if (events.length === 5) proxy.delay(200)
+      if (p.slowed >= 2 && slowedAt < 0) {
+        slowedAt = events.length
+        proxy.delay(0)
+      }
+    },
+  })
+  const st = await m.waitForMigration(runId)
+  expect(st).toMatchObject({ state: 'done', done: n, failed: 0 })
+  expect(slowedAt).toBeGreaterThan(5)
+  // Halved at each slow batch, never below an eighth; grown back once Redis answered at speed.
+  const least = Math.min(...events.map((p) => p.batchSize))
+  expect(least).toBeLessThanOrEqual(100)
+  expect(least).toBeGreaterThanOrEqual(25)
+  expect(events[events.length - 1].batchSize).toBeGreaterThan(least)
+  const sizes = events.slice(1).map((p, i) => p.done - events[i].done)
+  expect(Math.min(...sizes.slice(5, slowedAt))).toBeLessThan(200)
+  expect((await m.status()).tiers.warm.frames).toBe(n)
+}, 120_000)
 
 test('a run started while the Redis breaker is open (4 refused connects) tries again at once and moves everything', async () => {
   const port = await freePort()

@@ -336,13 +336,16 @@ export interface Proxy {
   /** Accept again, on the same port. */
   revive(): Promise<void>
   connections(): number
+  /** Hold every chunk the server sends back for `ms` before passing it on (0: none). */
+  delay(ms: number): void
 }
 
-/** A TCP proxy to 127.0.0.1:targetPort that a test can cut like a dying server. */
+/** A TCP proxy to 127.0.0.1:targetPort that a test can cut like a dying server, or slow down. */
 export async function startProxy(targetPort: number): Promise<Proxy> {
   const sockets = new Set<net.Socket>()
   let server: net.Server
   let port = 0
+  let delayMs = 0
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       server = net.createServer((client) => {
@@ -358,7 +361,19 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
         client.on('error', drop).on('close', drop)
         upstream.on('error', drop).on('close', drop)
         client.pipe(upstream)
-        upstream.pipe(client)
+        // The answers, in order: while a delay is set each chunk waits for it, the next one
+        // behind it (the socket is paused meanwhile).
+        upstream.on('data', (chunk: Buffer) => {
+          if (delayMs <= 0) {
+            client.write(chunk)
+            return
+          }
+          upstream.pause()
+          setTimeout(() => {
+            if (!client.destroyed) client.write(chunk)
+            upstream.resume()
+          }, delayMs)
+        })
       })
       server.once('error', reject)
       server.listen(port, '127.0.0.1', () => {
@@ -380,6 +395,9 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
       }),
     revive: () => listen(),
     connections: () => sockets.size / 2,
+    delay: (ms: number) => {
+      delayMs = ms
+    },
   }
 }
 
