@@ -6,7 +6,7 @@
 // printed).
 
 import { TierManager } from '../index'
-import { fileRegistry, genBundles, sleep, startRedis, TestEnv } from './helpers/gen'
+import { fileRegistry, genBundles, PG_URL, rejectionOf, sleep, startProxy, startRedis, TestEnv } from './helpers/gen'
 import { listener, median } from './helpers/net'
 
 const reg = fileRegistry()
@@ -123,3 +123,42 @@ test('both remotes black holes: open() returns at once and the store runs local-
   expect(b).not.toBeNull()
   expect(readMs).toBeLessThan(50)
 })
+
+test('a PostgreSQL that stops answering on a live connection: past queryTimeout a read fails ERR_TIER_UNAVAILABLE, the breaker opens, and it closes once PostgreSQL answers', async () => {
+  const proxy = await startProxy(parseInt(/:(\d+)\//.exec(PG_URL)?.[1] ?? '5432', 10))
+  reg.defer(() => proxy.kill())
+  const e = reg.env({ pgUrl: proxy.url(PG_URL) })
+  const cfg = {
+    ...e.config,
+    tiers: { ...e.config.tiers, redis: { enabled: false }, postgres: { ...e.config.tiers!.postgres, queryTimeout: 500 } },
+  }
+  const m = await reg.open(cfg)
+  const gen = genBundles(20, { seed: 33, idPrefix: 'brkq' })
+  await m.storeMany(gen.bundles)
+  expect((await m.migrate({ toTier: 'cold' })).failed).toEqual([])
+  const ids = [...gen.closed].slice(0, 4)
+  expect(await m.retrieve(ids[0], { promote: false })).not.toBeNull()
+  // Connected, then silent: every answer held back 3 s (the connection stays open).
+  proxy.delay(3000)
+  const [ms, err] = await timed(() => rejectionOf(m.retrieve(ids[1], { promote: false })))
+  figures.queryTimeout = { firstFailure: +ms.toFixed(1) }
+  expect(err).toMatchObject({ code: 'ERR_TIER_UNAVAILABLE' })
+  expect(ms).toBeGreaterThan(400)
+  expect(ms).toBeLessThan(1500)
+  const s = await m.status()
+  expect(s.backends.postgres.breaker?.state).toBe('open')
+  // Open: the next read is refused at once, not after another deadline.
+  const [ms2, err2] = await timed(() => rejectionOf(m.retrieve(ids[2], { promote: false })))
+  expect(err2).toMatchObject({ code: 'ERR_TIER_UNAVAILABLE' })
+  expect(ms2).toBeLessThan(100)
+  // Answering again: a probe builds a fresh pool and the frames are served.
+  proxy.delay(0)
+  const deadline = Date.now() + 40_000
+  while ((await m.retrieve(ids[3], { promote: false }).catch(() => null)) === null) {
+    if (Date.now() > deadline) throw new Error(`not served again: ${JSON.stringify((await m.status()).backends.postgres)}`)
+    await sleep(50)
+  }
+  expect((await m.status()).backends.postgres.breaker?.state).toBe('closed')
+  for (const id of ids) expect(await m.retrieve(id, { promote: false })).not.toBeNull()
+  ;(figures.queryTimeout as any).refusedWhileOpen = +ms2.toFixed(2)
+}, 60_000)
