@@ -113,8 +113,7 @@ impl TierManager {
             }
             // Delete only what the archive verifiably holds.
             let idv = ids.clone();
-            let metas =
-                self.inner.hot.call(move |hot| idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+            let metas = self.inner.hot.call(move |hot| hot.meta_many(&idv)).await?;
             let cold = remotes.cold.as_ref().ok_or_else(|| crate::model::TierError::unavailable("postgres", "gone"))?;
             let sums = cold.checksums(&ids).await?;
             let mut verified = vec![];

@@ -79,7 +79,7 @@ impl Mover {
     pub(super) async fn promote(&self, hop: &Hop<'_>, rm: &Remotes, rep: &mut MigrateReport) -> Result<()> {
         let Hop { ids, from, run, .. } = *hop;
         let idv = ids.to_vec();
-        let metas = self.hot.call(move |hot| idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+        let metas = self.hot.call(move |hot| hot.meta_many(&idv)).await?;
         let mut todo: Vec<(String, Option<String>, i64)> = vec![];
         for (id, meta) in ids.iter().zip(metas) {
             match meta {

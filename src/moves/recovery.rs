@@ -13,6 +13,12 @@ use crate::tiers::hot::{Demotion, FrameMeta};
 /// Open entries undone together by one batch of remote deletes.
 const RECOVERY_CHUNK: usize = 500;
 
+/// Whether the entry copied a body kept in SQLite (a hot frame, or a warm one held back):
+/// `demote_local` journals those with the body's checksum; warm ↔ cold shifts of stubs carry none.
+fn copies_a_local_body(e: &JournalEntry) -> bool {
+    e.to_tier >= Tier::Warm.level() && e.checksum.is_some()
+}
+
 /// The entries whose undo (or finish) is "delete this frame's remote copies, then close the entry
 /// with this step": a discard, an unverified copy or a restored frame's stale copies, each while
 /// the body is in SQLite.
@@ -21,7 +27,7 @@ fn undone_by_deleting(e: &JournalEntry, meta: Option<&FrameMeta>) -> Option<(&'s
     if !body_local || e.to_tier == EXPIRE_LEVEL {
         return None;
     }
-    let copy_of_local = e.to_tier >= Tier::Warm.level() && e.checksum.is_some();
+    let copy_of_local = copies_a_local_body(e);
     if e.to_tier == 0 {
         Some((journal::DONE, None))
     } else if copy_of_local && e.step == journal::STARTED {
@@ -46,7 +52,7 @@ impl Mover {
             crate::obs::log_err("waiting for the archive's last write (recovery)", c.barrier().await);
         }
         let ids: Vec<String> = open.iter().map(|e| e.frame_id.clone()).collect();
-        let metas = self.hot.call(move |hot| ids.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+        let metas = self.hot.call(move |hot| hot.meta_many(&ids)).await?;
         let mut entries_of: HashMap<&str, usize> = HashMap::new();
         for e in &open {
             *entries_of.entry(e.frame_id.as_str()).or_default() += 1;
@@ -94,9 +100,7 @@ impl Mover {
         rep: &mut RecoveryReport,
     ) -> Result<()> {
         let ids = [e.frame_id.clone()];
-        // A copy of a body kept in SQLite (a hot frame, or a warm one held back): `demote_local`
-        // journals those with the body's checksum; warm ↔ cold shifts of stubs carry none.
-        let copy_of_local = e.to_tier >= Tier::Warm.level() && e.checksum.is_some();
+        let copy_of_local = copies_a_local_body(e);
         if e.to_tier == EXPIRE_LEVEL {
             // Retention: finish the deletes for the stub it journaled (`retention.rs`).
             let unchanged = meta.as_ref().is_some_and(|m| !m.body_local && m.change_seq == e.change_seq);

@@ -55,7 +55,7 @@ impl Mover {
             let Some(last) = ids.last() else { break };
             after = last.clone();
             let idv = ids.clone();
-            let metas = self.hot.call(move |hot| idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+            let metas = self.hot.call(move |hot| hot.meta_many(&idv)).await?;
             let (mut stubs, mut unknown) = (vec![], vec![]);
             for (id, meta) in ids.into_iter().zip(metas) {
                 match meta {
@@ -77,7 +77,7 @@ impl Mover {
             after = last.clone();
             let archived = cold.checksums(&ids).await?;
             let gone: Vec<String> = ids.into_iter().filter(|i| !archived.contains_key(i)).collect();
-            let metas = self.hot.call(move |hot| gone.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+            let metas = self.hot.call(move |hot| hot.meta_many(&gone)).await?;
             let stubs: Vec<_> = metas.into_iter().flatten().filter(|m| !m.body_local && !m.is_dirty_stub()).collect();
             self.expire_batch(rm, &stubs, vec![], default_days, now_s, &mut rep).await?;
         }

@@ -16,7 +16,7 @@ impl Mover {
         // A stub StackMemory wrote to since it was archived is re-archived whole: merged back into
         // SQLite, then demoted like any local body (its archived copy lacks the new rows).
         let idv = ids.to_vec();
-        let metas = self.hot.call(move |hot| idv.iter().map(|i| hot.meta(i)).collect::<Result<Vec<_>>>()).await?;
+        let metas = self.hot.call(move |hot| hot.meta_many(&idv)).await?;
         let dirty: Vec<String> =
             metas.into_iter().flatten().filter(|m| m.is_dirty_stub()).map(|m| m.frame_id).collect();
         if !dirty.is_empty() {
@@ -52,16 +52,12 @@ impl Mover {
             let wanted = ids.to_vec();
             let versions: HashMap<String, i64> = self
                 .hot
-                .call(move |hot| {
-                    let mut out = HashMap::with_capacity(wanted.len());
-                    for id in &wanted {
-                        if let Some(m) = hot.meta(id)? {
-                            out.insert(id.clone(), m.version);
-                        }
-                    }
-                    Ok(out)
-                })
-                .await?;
+                .call(move |hot| hot.meta_many(&wanted))
+                .await?
+                .into_iter()
+                .flatten()
+                .map(|m| (m.frame_id, m.version))
+                .collect();
             let items: Vec<WarmItem> = ids
                 .iter()
                 .filter_map(|id| {

@@ -72,6 +72,13 @@ impl HotTier {
         load_meta(&c, frame_id)
     }
 
+    /// The bookkeeping of each listed frame, in order (`None`: no such frame), under one lock
+    /// instead of one per frame.
+    pub fn meta_many(&self, ids: &[String]) -> Result<Vec<Option<FrameMeta>>> {
+        let c = self.lock()?;
+        ids.iter().map(|id| load_meta(&c, id)).collect()
+    }
+
     /// After someone else wrote a frame (StackMemory closing it, say): its bookkeeping follows its
     /// rows again (size and checksum of a local body; a new version when they changed).
     pub fn refresh_meta(&self, frame_id: &str) -> Result<Option<FrameMeta>> {
