@@ -67,6 +67,7 @@ const POLICIES: Shape = Obj(&[
             ("minConfidence", Obj(&[("enabled", Leaf), ("value", Leaf)])),
             ("persistence", Obj(&[("enabled", Leaf), ("cycles", Leaf), ("window", Leaf)])),
             ("costBenefit", Obj(&[("enabled", Leaf), ("horizon", Leaf), ("moveBytesPerRead", Leaf)])),
+            ("trend", Obj(&[("enabled", Leaf), ("ratio", Leaf)])),
         ]),
     ),
 ]);

@@ -108,6 +108,17 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A number in `min..=max`.
+    pub fn number(&self, key: &str, default: f64, min: f64, max: f64) -> Result<f64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && (min..=max).contains(x))
+                .ok_or_else(|| self.fail(key, format!("must be a number from {min} to {max}"))),
+        }
+    }
+
     /// A number from 0 to 1.
     pub fn frac(&self, key: &str, default: f64) -> Result<f64> {
         match self.get(key) {

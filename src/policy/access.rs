@@ -40,6 +40,20 @@ impl AccessStats {
     pub fn age_s(&self, now_ms: i64) -> f64 {
         (now_ms.saturating_sub(self.last_ms)).max(0) as f64 / 1000.0
     }
+    /// Whether reads are speeding up: the last two gaps average at most `1/ratio` of the gaps
+    /// before them (at least two of those), and the frame was read within twice that recent gap
+    /// (the streak still goes on). `Some((recent, earlier))` mean gaps in seconds when rising.
+    pub fn rising(&self, now_ms: i64, ratio: f64) -> Option<(f64, f64)> {
+        let n = self.gaps_s.len();
+        if n < 4 {
+            return None;
+        }
+        let recent = (self.gaps_s[n - 1] + self.gaps_s[n - 2]) / 2.0;
+        let earlier = self.gaps_s.iter().take(n - 2).sum::<f64>() / (n - 2) as f64;
+        let quick = recent.max(1.0);
+        (earlier >= ratio * quick && self.age_s(now_ms) <= 2.0 * quick).then_some((recent, earlier))
+    }
+
     /// The exponentially weighted frequency decayed to `now_ms`, per hour.
     pub fn rate_at(&self, now_ms: i64, tau_s: f64) -> f64 {
         let tau = if tau_s.is_finite() && tau_s > 0.0 { tau_s } else { DEFAULT_FREQUENCY_TAU_S };
@@ -176,6 +190,22 @@ mod tests {
         t.mark_moved("a");
         assert_eq!(t.get("a").map(|s| s.since_move), Some(0));
         assert_eq!(t.get("a").map(|s| s.count), Some(3), "a move is not an access");
+    }
+
+    #[test]
+    fn rising_reads_are_seen_while_the_streak_goes_on() {
+        const H: i64 = 3_600_000;
+        const M: i64 = 60_000;
+        let steady = tracked(&[("a", 0), ("a", 2 * H), ("a", 4 * H), ("a", 6 * H), ("a", 8 * H)]);
+        assert_eq!(steady.get("a").and_then(|s| s.rising(8 * H, 2.0)), None, "same pace");
+        let t =
+            tracked(&[("a", 0), ("a", 2 * H), ("a", 4 * H), ("a", 6 * H), ("a", 6 * H + 4 * M), ("a", 6 * H + 8 * M)]);
+        let s = t.get("a").expect("tracked");
+        assert_eq!(s.rising(6 * H + 9 * M, 2.0), Some((240.0, 7200.0)));
+        assert_eq!(s.rising(6 * H + 30 * M, 2.0), None, "the streak ended");
+        assert_eq!(s.rising(6 * H + 9 * M, 40.0), None, "not 40x faster");
+        let few = tracked(&[("a", 0), ("a", 2 * H), ("a", 2 * H + M), ("a", 2 * H + 2 * M)]);
+        assert_eq!(few.get("a").and_then(|s| s.rising(2 * H + 3 * M, 2.0)), None, "three gaps are too few");
     }
 
     #[test]

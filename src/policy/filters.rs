@@ -11,7 +11,10 @@
 //! 5. **costBenefit** — a promotion must save more remote reads than the move costs
 //!    (`filtered: cost 1.0 reads > benefit 0.3 reads within 24 h`); a demotion below critical
 //!    pressure must not turn expected reads remote
-//!    (`filtered: 2.5 reads expected within 24 h would turn remote`).
+//!    (`filtered: 2.5 reads expected within 24 h would turn remote`);
+//! 6. **trend** (demotions only) — the frame's reads are speeding up (the last two gaps average
+//!    at most half the gaps before, and the streak still goes on):
+//!    `filtered: rising access, reads every 4 min now vs every 2 h before`.
 //!
 //! Each filter can be switched off and tuned in `policies.filters` (see [`FilterOptions`]).
 //! Forced moves bypass all of them; so do pressure demotions at the emergency level.
@@ -61,6 +64,8 @@ pub struct Candidate<'a> {
     pub expected_reads: f64,
     /// Demotion asked for by tier pressure at critical or above (space is then the benefit).
     pub under_pressure: bool,
+    /// Mean gaps between reads, recent and before (seconds), when its reads are speeding up.
+    pub rising: Option<(f64, f64)>,
 }
 
 impl Candidate<'_> {
@@ -141,6 +146,18 @@ pub fn cost_benefit(o: &FilterOptions, c: &Candidate) -> Verdict {
     Verdict::Pass
 }
 
+/// 6. Trend (demotions only): a frame whose reads are speeding up stays where it is.
+pub fn trend(o: &FilterOptions, c: &Candidate) -> Verdict {
+    match c.rising {
+        Some((recent, earlier)) if o.trend_enabled && !c.is_promotion() => Verdict::Filtered(format!(
+            "rising access, reads every {} now vs every {} before",
+            human_secs(recent),
+            human_secs(earlier)
+        )),
+        _ => Verdict::Pass,
+    }
+}
+
 /// A filter: what it says about one candidate move.
 type Filter = fn(&FilterOptions, &Candidate) -> Verdict;
 
@@ -151,7 +168,7 @@ fn first_objection(o: &FilterOptions, c: &Candidate, filters: &[Filter]) -> Verd
 
 /// All filters in order; the first objection wins.
 pub fn apply(o: &FilterOptions, c: &Candidate) -> Verdict {
-    first_objection(o, c, &[cooldown, cycles, min_confidence, persistence, cost_benefit])
+    first_objection(o, c, &[cooldown, cycles, min_confidence, persistence, cost_benefit, trend])
 }
 
 /// The history filters alone (1. cooldown, 2. cycles), for a promotion the engine suggests outside
@@ -186,6 +203,7 @@ mod tests {
             size_bytes: 1000,
             expected_reads: 0.0,
             under_pressure: false,
+            rising: None,
         }
     }
 
@@ -250,6 +268,22 @@ mod tests {
         assert_eq!(cost_benefit(&opts(), &c), filtered("2.5 reads expected within 24 h would turn remote"));
         c.under_pressure = true;
         assert_eq!(cost_benefit(&opts(), &c), Verdict::Pass, "under pressure space is the benefit");
+    }
+
+    #[test]
+    fn trend_keeps_frames_whose_reads_speed_up() {
+        let h = VecDeque::new();
+        let mut c = cand(Tier::Hot, Tier::Warm, 0, &h);
+        assert_eq!(trend(&opts(), &c), Verdict::Pass);
+        c.rising = Some((240.0, 7200.0));
+        assert_eq!(trend(&opts(), &c), filtered("rising access, reads every 4 min now vs every 2 h before"));
+        assert_eq!(apply(&opts(), &c), filtered("rising access, reads every 4 min now vs every 2 h before"));
+        let mut off = opts();
+        off.trend_enabled = false;
+        assert_eq!(trend(&off, &c), Verdict::Pass);
+        let mut p = cand(Tier::Warm, Tier::Hot, 0, &h);
+        p.rising = c.rising;
+        assert_eq!(trend(&opts(), &p), Verdict::Pass, "promotions are exempt");
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub struct FilterOptions {
     pub cost_benefit_enabled: bool,
     pub cost_horizon_ms: u64,
     pub move_bytes_per_read: u64,
+    /// 6. No demotion of a frame whose reads are speeding up: its last two gaps average at most
+    ///    `1/trend_ratio` (default 2) of the gaps before.
+    pub trend_enabled: bool,
+    pub trend_ratio: f64,
 }
 
 /// Everything the policy engine is tuned by. Defaults are the seed design's where it had one.
@@ -163,6 +167,8 @@ impl Default for PolicyOptions {
                 cost_benefit_enabled: true,
                 cost_horizon_ms: 24 * HOUR_MS,
                 move_bytes_per_read: MB,
+                trend_enabled: true,
+                trend_ratio: 2.0,
             },
             eviction_strategy: EvictionStrategy::Lru,
             background_sync: true,
@@ -248,7 +254,7 @@ impl PolicyOptions {
             }
         }
         let f = m.section("filters", "policies.filters")?;
-        f.known(&["cooldown", "cycles", "minConfidence", "persistence", "costBenefit"])?;
+        f.known(&["cooldown", "cycles", "minConfidence", "persistence", "costBenefit", "trend"])?;
         let fo = &mut o.filters;
         let c = f.section("cooldown", "policies.filters.cooldown")?;
         c.known(&["enabled", "duration"])?;
@@ -272,6 +278,10 @@ impl PolicyOptions {
         fo.cost_benefit_enabled = c.boolean("enabled", fo.cost_benefit_enabled)?;
         fo.cost_horizon_ms = c.duration_ms("horizon", fo.cost_horizon_ms, 1000)?;
         fo.move_bytes_per_read = c.size("moveBytesPerRead", fo.move_bytes_per_read, 1)?;
+        let c = f.section("trend", "policies.filters.trend")?;
+        c.known(&["enabled", "ratio"])?;
+        fo.trend_enabled = c.boolean("enabled", fo.trend_enabled)?;
+        fo.trend_ratio = c.number("ratio", fo.trend_ratio, 1.0, 1000.0)?;
         Ok(o)
     }
 }
