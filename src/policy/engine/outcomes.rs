@@ -1,6 +1,6 @@
 //! What the caller reports back about a move: executed or failed, and the history that feeds the filters.
 
-use super::{push_bounded, Action, Decision, PolicyEngine};
+use super::{prune_tracked, push_bounded, Action, Decision, PolicyEngine};
 use crate::policy::filters::MoveRecord;
 use crate::policy::Tier;
 
@@ -32,6 +32,7 @@ impl PolicyEngine {
             d.reason = format!("executed: {}", d.basis);
             let moved = MoveRecord { from, to, at_ms: now_ms, forced: d.forced };
             push_bounded(self.moves.entry(frame_id.to_string()).or_default(), moved, MOVES_PER_FRAME);
+            prune_tracked(&mut self.moves, |q| q.back().map_or(i64::MIN, |m| m.at_ms), |_| false);
             self.access.mark_moved(frame_id);
             self.persistence.remove(frame_id);
         } else {

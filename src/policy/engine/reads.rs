@@ -18,6 +18,7 @@ impl PolicyEngine {
     /// `hotMaxAge` is admitted like a read-again frame.
     pub fn on_write(&mut self, frame_id: &str, now_ms: i64) {
         self.written.insert(frame_id.to_string(), now_ms);
+        super::prune_tracked(&mut self.written, |t| *t, |_| false);
     }
 
     /// A read of the frame, which is in `tier`. Returns a pending promotion when the frame should

@@ -269,6 +269,27 @@ fn snapshot_round_trips_and_explain_tells_the_story() {
     assert!(e2.explain("b", NOW, None).pinned);
 }
 
+/// A bulk run tells the engine of every frame it moves: the histories it keeps stay bounded (the
+/// most recent ones), so memory does not grow with the store.
+#[test]
+fn histories_of_a_million_frame_run_stay_bounded() {
+    let mut e = engine();
+    let n = MAX_TRACKED_FRAMES + MAX_TRACKED_FRAMES / 5;
+    for i in 0..n {
+        let id = format!("f{i}");
+        e.on_write(&id, NOW + i as i64);
+        e.record_outcome(&id, Tier::Hot, Tier::Warm, true, None, NOW + i as i64);
+    }
+    let s = e.snapshot();
+    for (what, len) in [("moves", s.moves.len()), ("decisions", s.decisions.len()), ("written", e.written.len())] {
+        assert!(len <= MAX_TRACKED_FRAMES, "{what}: {len}");
+        assert!(len >= MAX_TRACKED_FRAMES * 8 / 10, "{what}: {len}");
+    }
+    let last = format!("f{}", n - 1);
+    assert_eq!(e.explain(&last, NOW + n as i64, None).moves.len(), 1, "the latest are kept");
+    assert!(e.explain("f0", NOW + n as i64, None).moves.is_empty(), "the oldest are dropped");
+}
+
 #[test]
 fn forget_leaves_nothing_about_a_deleted_frame() {
     let mut o = PolicyOptions::default();
