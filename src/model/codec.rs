@@ -4,8 +4,9 @@
 //!
 //! Format 2 (`encode_raw_with`, `decode_with`) is the same with a `u32 LE` dictionary id after the
 //! length, the payload compressed with that zstd dictionary (`Dictionary::train`). Format 1
-//! envelopes stay readable by both decoders. Nothing writes format 2 yet: the per-project
-//! dictionaries' training, storage and cache are still to come (issue 12).
+//! envelopes stay readable by both decoders. `decode` reads format 2 with the dictionaries of
+//! this process's registry (`register`); the mover loads a dictionary there (from SQLite or
+//! PostgreSQL, `moves/dictionaries.rs`) before it decodes an envelope that names it.
 
 use super::frame::{checksum, Bundle};
 use crate::model::{Result, TierError};
@@ -39,7 +40,7 @@ pub fn encode(bundle: &Bundle, level: i32) -> Result<Encoded> {
 
 pub fn encode_raw(frame_id: String, raw: &[u8], level: i32) -> Result<Encoded> {
     let sum = xxhash_rust::xxh3::xxh3_64(raw);
-    let compressed = zstd::bulk::compress(raw, level).map_err(|e| TierError::storage("zstd compress", e))?;
+    let compressed = deflate(raw, level, None)?;
     let mut bytes = Vec::with_capacity(HEADER + compressed.len());
     bytes.extend_from_slice(MAGIC);
     bytes.push(FORMAT);
@@ -72,14 +73,62 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<(Vec<u8>, String), String> {
     if &bytes[0..3] != MAGIC {
         return Err("not a stackmemory-tiers envelope".into());
     }
+    if bytes[3] == FORMAT_DICT {
+        return decode_with(bytes, &registered);
+    }
     if bytes[3] != FORMAT {
         return Err(format!("unknown envelope format {}", bytes[3]));
     }
     let (want, raw_len) = sizes(bytes)?;
     let payload = &bytes[HEADER..];
     plausible(payload, raw_len)?;
-    let raw = zstd::bulk::decompress(payload, raw_len as usize).map_err(|e| format!("zstd: {e}"))?;
+    let raw = inflate(payload, raw_len as usize, None)?;
     checked(raw, raw_len, want)
+}
+
+thread_local! {
+    /// One zstd context of each kind per thread, reused: setting one up (hundreds of KB of tables)
+    /// costs more than compressing or decompressing a typical frame.
+    static CCTX: std::cell::RefCell<Option<zstd::zstd_safe::CCtx<'static>>> = const { std::cell::RefCell::new(None) };
+    static DCTX: std::cell::RefCell<Option<zstd::zstd_safe::DCtx<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// zstd of `raw` (with the dictionary's prepared tables when given), the content size in the frame.
+fn deflate(raw: &[u8], level: i32, dict: Option<&zstd::dict::EncoderDictionary<'_>>) -> Result<Vec<u8>> {
+    CCTX.with(|c| {
+        let mut c = c.try_borrow_mut().map_err(|_| TierError::storage("zstd compress", "context in use"))?;
+        let ctx = match &mut *c {
+            Some(ctx) => ctx,
+            None => c.insert(
+                zstd::zstd_safe::CCtx::try_create().ok_or_else(|| TierError::storage("zstd compress", "no memory"))?,
+            ),
+        };
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(raw.len()));
+        let r = match dict {
+            None => ctx.compress(&mut out, raw, level),
+            Some(d) => ctx.compress_using_cdict(&mut out, raw, d.as_cdict()),
+        };
+        r.map_err(|code| TierError::storage("zstd compress", zstd::zstd_safe::get_error_name(code)))?;
+        Ok(out)
+    })
+}
+
+/// The `raw_len` bytes of a zstd frame (the caller checked its declared size is plausible).
+fn inflate(payload: &[u8], raw_len: usize, dict: Option<&Dictionary>) -> std::result::Result<Vec<u8>, String> {
+    DCTX.with(|c| {
+        let mut c = c.try_borrow_mut().map_err(|_| "zstd: context in use".to_string())?;
+        let ctx = match &mut *c {
+            Some(ctx) => ctx,
+            None => c.insert(zstd::zstd_safe::DCtx::try_create().ok_or("zstd: no memory")?),
+        };
+        let mut out = Vec::with_capacity(raw_len);
+        let r = match dict {
+            None => ctx.decompress(&mut out, payload),
+            Some(d) => ctx.decompress_using_ddict(&mut out, payload, d.decoder.as_ddict()),
+        };
+        r.map_err(|code| format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))?;
+        Ok(out)
+    })
 }
 
 /// The header's checksum and declared raw length (bounded: a huge claim is refused before any
@@ -131,6 +180,9 @@ pub struct Dictionary {
     pub id: u32,
     pub bytes: Vec<u8>,
     decoder: zstd::dict::DecoderDictionary<'static>,
+    /// Prepared for compressing at one level (the first one asked for; other levels prepare it
+    /// per call).
+    encoder: std::sync::OnceLock<(i32, zstd::dict::EncoderDictionary<'static>)>,
 }
 
 impl std::fmt::Debug for Dictionary {
@@ -143,7 +195,7 @@ impl Dictionary {
     pub fn new(bytes: Vec<u8>) -> Dictionary {
         let id = (xxhash_rust::xxh3::xxh3_64(&bytes) as u32).max(1);
         let decoder = zstd::dict::DecoderDictionary::copy(&bytes);
-        Dictionary { id, bytes, decoder }
+        Dictionary { id, bytes, decoder, encoder: std::sync::OnceLock::new() }
     }
 
     /// zstd's dictionary builder over `samples` (canonical JSON of frames), at most `max_size` bytes.
@@ -153,12 +205,48 @@ impl Dictionary {
     }
 }
 
+/// The dictionaries this process can decode with, by id. An id is a hash of the dictionary's
+/// bytes, so the same id names the same dictionary in every process and every manager: one
+/// registry serves them all. Dictionaries are small (16 KiB by default) and few (one per project,
+/// plus the older ones retraining left), and are never dropped while the process runs.
+static REGISTRY: std::sync::RwLock<Vec<std::sync::Arc<Dictionary>>> = std::sync::RwLock::new(Vec::new());
+
+/// Add a dictionary to the registry (a no-op when it is there). Two dictionaries with one id and
+/// different bytes (a hash collision) are refused: an envelope must name one dictionary only.
+pub fn register(d: std::sync::Arc<Dictionary>) -> Result<()> {
+    let mut g = REGISTRY.write().map_err(|_| TierError::storage("dictionary registry", "poisoned"))?;
+    match g.iter().find(|x| x.id == d.id) {
+        Some(x) if x.bytes == d.bytes => Ok(()),
+        Some(_) => Err(TierError::storage("dictionary registry", format!("dictionary id {} collides", d.id))),
+        None => {
+            g.push(d);
+            Ok(())
+        }
+    }
+}
+
+/// A registered dictionary.
+pub fn registered(id: u32) -> Option<std::sync::Arc<Dictionary>> {
+    REGISTRY.read().ok()?.iter().find(|x| x.id == id).cloned()
+}
+
+/// `encode` with the dictionary when there is one: a format 2 envelope, else format 1.
+pub fn encode_maybe_with(bundle: &Bundle, level: i32, dict: Option<&Dictionary>) -> Result<Encoded> {
+    match dict {
+        None => encode(bundle, level),
+        Some(d) => encode_raw_with(bundle.frame_id().to_string(), &bundle.canonical_bytes(), level, d),
+    }
+}
+
 /// `encode_raw` with a dictionary: a format 2 envelope naming it.
 pub fn encode_raw_with(frame_id: String, raw: &[u8], level: i32, dict: &Dictionary) -> Result<Encoded> {
     let sum = xxhash_rust::xxh3::xxh3_64(raw);
-    let mut c = zstd::bulk::Compressor::with_dictionary(level, &dict.bytes)
-        .map_err(|e| TierError::storage("zstd dictionary", e))?;
-    let compressed = c.compress(raw).map_err(|e| TierError::storage("zstd compress", e))?;
+    let (at, prepared) = dict.encoder.get_or_init(|| (level, zstd::dict::EncoderDictionary::copy(&dict.bytes, level)));
+    let compressed = if *at == level {
+        deflate(raw, level, Some(prepared))?
+    } else {
+        deflate(raw, level, Some(&zstd::dict::EncoderDictionary::copy(&dict.bytes, level)))?
+    };
     let mut bytes = Vec::with_capacity(HEADER_DICT + compressed.len());
     bytes.extend_from_slice(MAGIC);
     bytes.push(FORMAT_DICT);
@@ -184,13 +272,17 @@ pub fn decode_with(
     bytes: &[u8],
     dict: &dyn Fn(u32) -> Option<std::sync::Arc<Dictionary>>,
 ) -> std::result::Result<(Vec<u8>, String), String> {
-    let Some(id) = dictionary_id(bytes) else { return decode(bytes) };
+    let Some(id) = dictionary_id(bytes) else {
+        if bytes.get(3) == Some(&FORMAT_DICT) {
+            // Not `decode`: it hands format 2 back here.
+            return Err("envelope shorter than its header, or not an envelope".into());
+        }
+        return decode(bytes);
+    };
     let d = dict(id).ok_or_else(|| format!("zstd dictionary {id} not found"))?;
     let (want, raw_len) = sizes(bytes)?;
     plausible(&bytes[HEADER_DICT..], raw_len)?;
-    let mut z =
-        zstd::bulk::Decompressor::with_prepared_dictionary(&d.decoder).map_err(|e| format!("zstd dictionary: {e}"))?;
-    let raw = z.decompress(&bytes[HEADER_DICT..], raw_len as usize).map_err(|e| format!("zstd: {e}"))?;
+    let raw = inflate(&bytes[HEADER_DICT..], raw_len as usize, Some(&d))?;
     checked(raw, raw_len, want)
 }
 
@@ -351,7 +443,7 @@ mod tests {
             assert_eq!(header_checksum(&e.bytes), Some(e.checksum.clone()));
             let (back, sum) = decode_with(&e.bytes, &lookup).expect("decode");
             assert_eq!((&back, &sum), (f, &e.checksum));
-            assert!(decode(&e.bytes).is_err(), "format 2 needs its dictionary");
+            assert!(registered(dict.id).is_some() || decode(&e.bytes).is_err(), "format 2 needs its dictionary");
             assert!(decode_with(&e.bytes, &|_| None).is_err());
             let old = encode_raw(format!("f-{i}"), f, 3).expect("encode");
             assert_eq!(decode_with(&old.bytes, &lookup).expect("format 1").0, *f);
