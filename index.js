@@ -105,6 +105,7 @@ class TierManager {
   }
   search(query, options) { return call(() => this.#inner.search(query, options)) }
   compact() { return call(() => this.#inner.compact()) }
+  trainDictionary(options) { return call(() => this.#inner.trainDictionary(options)) }
   refresh(frameId) { return call(() => this.#inner.refresh(frameId)) }
   async gc(options) { return JSON.parse(await call(() => this.#inner.gc(options))) }
   pin(frameId) { return call(() => this.#inner.pin(frameId)) }

@@ -197,7 +197,7 @@ describe('mounted as `storage` in a commander program', () => {
   test('storage --help and storage migrate --help', async () => {
     const group = await mounted(['--help'], home)
     expect(group.code).toBe(0)
-    for (const c of ['status', 'migrate', 'plan', 'resume', 'runs', 'rollback', 'verify', 'retrieve', 'search', 'compact', 'stats', 'pin', 'unpin', 'explain', 'policy', 'simulate']) {
+    for (const c of ['status', 'migrate', 'plan', 'resume', 'runs', 'rollback', 'verify', 'retrieve', 'search', 'compact', 'train-dictionary', 'stats', 'pin', 'unpin', 'explain', 'policy', 'simulate']) {
       expect(group.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'))
     }
     const migrate = await mounted(['migrate', '--help'], home)
@@ -242,6 +242,10 @@ describe('mounted as `storage` in a commander program', () => {
     const missing = await mounted(['retrieve', 'no-such-frame', ...global], home)
     expect(missing.code).toBe(1)
     expect(missing.stderr).toMatch(/^error \[ERR_NOT_FOUND\]: frame no-such-frame not found/)
+    // A handful of frames is too few to train a dictionary on.
+    const few = await mounted(['train-dictionary', '--force', ...global], home)
+    expect(few.code).toBe(1)
+    expect(few.stderr).toMatch(/^error \[ERR_INVALID_ARGUMENT\]: invalid argument: options\.projectId: \S+ has \d frames to sample, at least 16/)
   })
 })
 

@@ -291,7 +291,7 @@ describe("StackMemory's own database", () => {
       const m = await TierManager.open({ dbPath: file })
       await m.store(bundle(`re-${i}`))
       const s = await m.status()
-      expect(s.schemaVersion).toBe(3)
+      expect(s.schemaVersion).toBe(4)
       expect(s.tiers.hot.frames).toBe(i + 1)
       await m.close()
     }

@@ -83,6 +83,11 @@ function printCompact(v, out) {
   out(Object.entries(v).map(([k, x]) => `${k}: ${JSON.stringify(x)}`).join('\n'))
 }
 
+function printTrained(t, out) {
+  out(`dictionary ${t.id} for ${t.projectId}: ${t.size} bytes from ${t.samples} frames; held-out ratio ${t.ratio.toFixed(2)}x ` +
+    `vs ${t.plainRatio.toFixed(2)}x plain zstd (${(t.ratio / t.plainRatio).toFixed(2)}x); ${t.adopted ? 'adopted' : 'not adopted (gain below 1.1x; --force adopts it)'}`)
+}
+
 function printSimulations(reports, out) {
   for (const r of reports) {
     out(`trace ${r.trace}: ${r.reads} reads of ${r.frames} frames, hot capacity ${r.hotCapacityFrames ?? '-'} frames`)
@@ -107,6 +112,10 @@ function printStats({ status, stats }, out) {
   if (h.reads) out(`hits: ${['hot', 'warm', 'cold', 'miss'].map((t) => `${t} ${(h[t].ratio * 100).toFixed(1)}%`).join(', ')} of ${h.reads} reads`)
   for (const [hop, c] of Object.entries(stats.moves)) out(`moves ${hop}: ${c.moved} moved, ${c.failed} failed, ${c.heldBack} held back, ${c.skipped} skipped`)
   if (stats.compression.ratio) out(`compression of moved frames: ${stats.compression.ratio.toFixed(2)}x`)
+  for (const d of stats.compression.dictionaries) {
+    if (d.id === null) out(`dictionary for ${d.projectId}: none yet (${d.gathering} frames sampled)`)
+    else out(`dictionary for ${d.projectId}: ${d.id}, ${d.size} bytes, ${d.ratio.toFixed(2)}x vs ${d.plainRatio.toFixed(2)}x plain` + (d.frames ? `, ${d.liveRatio.toFixed(2)}x on ${d.frames} frames since` : ''))
+  }
   for (const [kind, m] of Object.entries(stats.errors)) {
     const e = Object.entries(m)
     if (e.length) out(`errors (${kind}): ${e.map(([c, n]) => `${c} ${n}`).join(', ')}`)
@@ -152,6 +161,7 @@ function printVerify(r, out) {
 }
 
 module.exports = {
+  printTrained,
   fmtBytes, table, printStatus, printMigrate, printSearch, printExplain, printPin, printCycle, printCompact, printSimulations,
   printPlan, printStats, printRun, printRuns, printRollback, printVerify,
 }

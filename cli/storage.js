@@ -87,6 +87,20 @@ const COMMANDS = [
     description: 'finish or roll back stale moves, remove orphans, apply retention, reclaim space',
     action: async (s) => s.print(await (await s.open()).compact(), fmt.printCompact),
   },
+  {
+    name: 'train-dictionary',
+    description: "train the project's zstd dictionary now on its frames in SQLite (see docs/DICTIONARIES.md)",
+    options: [
+      { flags: '--project <id>', description: 'the project (default: the one with the most frames)' },
+      { flags: '--force', description: 'adopt it whatever its gain over plain zstd' },
+    ],
+    action: async (s) => {
+      const o = {}
+      if (s.opts.project) o.projectId = s.opts.project
+      if (s.opts.force) o.force = true
+      s.print(await (await s.open()).trainDictionary(o), fmt.printTrained)
+    },
+  },
   ...['pin', 'unpin'].map((name) => ({
     name,
     description: name === 'pin' ? 'never demote this frame automatically (and bring it back hot)' : 'undo pin',

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::model::units::MB;
 use crate::model::values::{Fields, Kind};
 use crate::model::{Result, TierError};
+use crate::moves::DictConfig;
 use crate::policy::PolicyOptions;
 use crate::tiers::cold::PostgresConfig;
 use crate::tiers::hot::SqliteConfig;
@@ -32,6 +33,8 @@ pub struct TierConfig {
     pub access_flush_every: usize,
     pub access_flush_ms: u64,
     pub record_trace: Option<PathBuf>,
+    /// `compression.dictionaries`: per-project zstd dictionaries for the envelopes.
+    pub dictionaries: DictConfig,
 }
 
 /// Environment values used when the config leaves a connection string out.
@@ -68,7 +71,7 @@ impl TierConfig {
 
     pub fn from_json_with_env(v: &Value, env: &EnvFallback) -> Result<TierConfig> {
         let root = Fields::root(v, "", Kind::Config)?;
-        root.known(&["dbPath", "tiers", "policies", "limits", "recordTrace"])?;
+        root.known(&["dbPath", "tiers", "policies", "limits", "recordTrace", "compression"])?;
         let db_path = match root.get("dbPath") {
             None => PathBuf::from(".stackmemory/context.db"),
             Some(Value::String(s)) if !s.trim().is_empty() => PathBuf::from(s),
@@ -91,7 +94,20 @@ impl TierConfig {
         if max_frame_bytes < 1024 {
             return Err(TierError::invalid_config("limits.maxFrameBytes", "must be at least 1024 bytes"));
         }
+        let comp = root.section("compression", "compression")?;
+        comp.known(&["dictionaries"])?;
+        let d = comp.section("dictionaries", "compression.dictionaries")?;
+        d.known(&["enabled", "minFrames", "maxSize"])?;
+        let dictionaries = DictConfig {
+            enabled: d.boolean("enabled", true)?,
+            min_frames: d.int("minFrames", 500, 16, 1_000_000)? as usize,
+            max_size: d.size("maxSize", 16 * 1024, 1024)? as usize,
+        };
+        if dictionaries.max_size > 1024 * 1024 {
+            return Err(d.fail("maxSize", "must be at most 1MB (zstd dictionaries past 100 KB rarely help)"));
+        }
         Ok(TierConfig {
+            dictionaries,
             db_path,
             sqlite,
             redis,

@@ -77,6 +77,7 @@ const CONFIG: Shape = Obj(&[
     ("policies", POLICIES),
     ("limits", Obj(&[("maxFrameBytes", Leaf), ("accessFlushEvery", Leaf), ("accessFlushInterval", Leaf)])),
     ("recordTrace", Leaf),
+    ("compression", Obj(&[("dictionaries", Obj(&[("enabled", Leaf), ("minFrames", Leaf), ("maxSize", Leaf)]))])),
 ]);
 const MIGRATE: Shape = Obj(&[
     ("toTier", Leaf),

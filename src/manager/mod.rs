@@ -86,7 +86,9 @@ pub struct TierManager {
 impl TierManager {
     pub async fn open(config: TierConfig) -> Result<TierManager> {
         let hot = HotTier::open_shared(config.db_path.clone()).await?;
-        let mover = Mover::new(hot.clone(), config.postgres.compression_level, config.policies.batch_size);
+        let mover = Mover::new(hot.clone(), config.postgres.compression_level, config.policies.batch_size)
+            .with_dictionaries(config.dictionaries);
+        mover.load_dictionaries().await?;
         let holder = hot.call(|hot| hot.holder_id()).await?;
         let engine = {
             let cfg = config.clone();

@@ -21,7 +21,32 @@ impl TierManager {
     /// (since open and over the recent window). Synchronous: no round trip.
     pub fn stats(&self) -> Result<Value> {
         self.check_open()?;
-        Ok(stats_json(&self.inner.obs.snapshot(), &self.backends()))
+        let mut v = stats_json(&self.inner.obs.snapshot(), &self.backends());
+        v["compression"]["dictionaries"] = serde_json::to_value(self.inner.mover.dicts.info()).unwrap_or_default();
+        Ok(v)
+    }
+
+    /// `trainDictionary({ projectId?, force? })`: train the project's dictionary now on its frames in
+    /// SQLite (default: the project with the most frames here).
+    pub async fn train_dictionary(&self, options: Option<&Value>) -> Result<crate::moves::Trained> {
+        self.check_open()?;
+        let null = Value::Null;
+        let o = crate::model::values::Fields::root(
+            options.unwrap_or(&null),
+            "options",
+            crate::model::values::Kind::Argument,
+        )?;
+        o.known(&["projectId", "force"])?;
+        let force = o.boolean("force", false)?;
+        let project = match o.opt_string("projectId")? {
+            Some(p) if !p.is_empty() => p,
+            Some(_) => return Err(crate::model::TierError::invalid_argument("options.projectId", "must not be empty")),
+            None => self.inner.hot.call(|hot| hot.main_project()).await?.ok_or_else(|| {
+                crate::model::TierError::invalid_argument("options.projectId", "the store holds no frames to sample")
+            })?,
+        };
+        let rm = self.remotes().await;
+        self.inner.mover.train_dictionary(&project, force, &rm).await
     }
 
     /// The same figures in Prometheus' text exposition format.

@@ -210,6 +210,8 @@ impl TierManager {
                 .collect();
             others.extend(c.held_elsewhere(&late).await?);
         }
+        let envelopes = cold_got.iter().flat_map(|g| g.values()).chain(warm_got.iter().flatten().flatten());
+        self.inner.mover.ensure_dictionaries(envelopes.map(|b| &b[..]), rm).await;
         // Held-back warm frames: their Redis copy is of the body in SQLite, as it is now.
         let held: Vec<String> =
             metas.iter().filter(|m| m.body_local && m.tier == Tier::Warm.level()).map(|m| m.frame_id.clone()).collect();

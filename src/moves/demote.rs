@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::dictionaries::{EncodedSizes, Sample};
 use super::report::{MigrateReport, Moved, Skipped};
 use super::{Hop, Mover, Remotes};
 use crate::model::codec::{self, Encoded};
@@ -41,25 +42,49 @@ impl Mover {
             rep.defer(ids, Tier::Cold, &rm.down(Tier::Cold));
             return Ok(());
         }
-        // Read and encode off the async threads.
+        // Read and encode off the async threads, each frame with its project's dictionary when it
+        // has one; frames of projects gathering a sample for one (or new to it) are kept as that sample.
         let ids_v = ids.to_vec();
         let level = self.compression_level;
-        let encoded: Vec<(HotRecord, Encoded)> = self
+        let (dicts, settled) = self.dicts.snapshot();
+        let dicts_on = self.dicts.cfg.enabled;
+        let (encoded, sizes, sample): (Vec<(HotRecord, Encoded)>, EncodedSizes, Sample) = self
             .hot
             .call(move |hot| {
                 let recs = hot.load_many(&ids_v)?;
-                let mut out = Vec::with_capacity(recs.len());
+                let (mut out, mut sizes, mut sample) = (Vec::with_capacity(recs.len()), vec![], vec![]);
                 for r in recs {
                     if let Some(b) = &r.bundle {
-                        let e = codec::encode(b, level)?;
+                        let project = b.frame.get("project_id").and_then(|v| v.as_str()).unwrap_or("");
+                        let dict = dicts.get(project);
+                        let e = codec::encode_maybe_with(b, level, dict.map(|d| &**d))?;
+                        if dicts_on {
+                            sizes.push((project.to_string(), e.raw_size, e.bytes.len(), dict.is_some()));
+                            if !settled.contains(project) {
+                                sample.push((project.to_string(), b.canonical_bytes()));
+                            }
+                        }
                         out.push((r, e));
                     }
                 }
-                Ok(out)
+                Ok((out, sizes, sample))
             })
             .await?;
         if encoded.is_empty() {
             return Ok(());
+        }
+        if dicts_on {
+            let mut fresh: Vec<&str> = sample.iter().map(|s| s.0.as_str()).collect();
+            fresh.sort_unstable();
+            fresh.dedup();
+            for p in fresh {
+                // A project seen for the first time starts gathering (while few others do).
+                self.dicts.should_gather(p);
+            }
+            let ready = self.dicts.observe(&sizes, sample);
+            if !ready.is_empty() {
+                self.train_ready(ready, rm).await;
+            }
         }
         let entries: Vec<NewMove> = encoded
             .iter()

@@ -18,6 +18,7 @@ use crate::tiers::hot::{HotTier, RunRecord};
 use crate::tiers::warm::WarmTier;
 
 mod demote;
+mod dictionaries;
 mod plan;
 mod promote;
 mod recovery;
@@ -27,6 +28,7 @@ pub mod run;
 mod select;
 mod shift;
 
+pub use dictionaries::{DictConfig, Dictionaries, DictionaryInfo, Trained};
 pub use plan::{Plan, Volume};
 pub use promote::Fetched;
 pub use report::{Failed, MigrateReport, MigrateRequest, Moved, RecoveryReport, Skipped};
@@ -68,6 +70,8 @@ pub struct Mover {
     pub hot: Arc<HotTier>,
     pub compression_level: i32,
     pub batch_size: usize,
+    /// Per-project zstd dictionaries for the envelopes this mover writes (`dictionaries.rs`).
+    pub dicts: Dictionaries,
     /// Held by each batch of moves (and by recovery): two overlapping moves of one frame would race
     /// on its journal. Held per batch, never for a whole run. Take it with [`Mover::lock_moves`],
     /// which adds the file's move lease so other processes on the file wait too.
@@ -100,7 +104,20 @@ impl Mover {
         static MOVERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = MOVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let owner = format!("{}:{n}", crate::tiers::hot::lease::process_identity());
-        Mover { hot, compression_level, batch_size: batch_size.max(1), moving: tokio::sync::Mutex::new(()), owner }
+        Mover {
+            hot,
+            compression_level,
+            batch_size: batch_size.max(1),
+            dicts: Dictionaries::new(DictConfig { enabled: false, ..DictConfig::default() }),
+            moving: tokio::sync::Mutex::new(()),
+            owner,
+        }
+    }
+
+    /// This mover with per-project dictionaries as configured.
+    pub fn with_dictionaries(mut self, cfg: DictConfig) -> Mover {
+        self.dicts = Dictionaries::new(cfg);
+        self
     }
 
     /// This process's turn to move frames of the file: the in-process mutex, then the file's move

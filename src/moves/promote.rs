@@ -47,6 +47,7 @@ impl Mover {
             if let Some(w) = &rm.warm {
                 // Expired, evicted, flushed or unreachable (`Ok(None)`, `Err`): the archive has it.
                 if let Ok(Some(bytes)) = w.get(id).await {
+                    self.ensure_dictionaries(std::iter::once(&bytes[..]), rm).await;
                     // `decode` verifies the body against the header's checksum.
                     match codec::decode(&bytes) {
                         Ok((raw, sum)) if expected.is_none_or(|x| x == sum) => match read("warm", raw) {
@@ -65,6 +66,7 @@ impl Mover {
             ));
         };
         let bytes = c.get(id).await?.ok_or_else(|| TierError::NotFound { frame_id: id.to_string() })?;
+        self.ensure_dictionaries(std::iter::once(&bytes[..]), rm).await;
         let (raw, sum) = codec::decode(&bytes).map_err(|message| TierError::Corrupt {
             frame_id: id.to_string(),
             tier: "cold".into(),
@@ -96,6 +98,7 @@ impl Mover {
         if from == Tier::Warm {
             if let Some(w) = &rm.warm {
                 if let Ok(got) = w.get_many(&want).await {
+                    self.ensure_dictionaries(got.iter().flatten().map(|b| &b[..]), rm).await;
                     for ((id, expected, _), bytes) in todo.iter().zip(got) {
                         let Some(bytes) = bytes else { continue };
                         let Ok(b) = codec::decode_bundle(id, "warm", &bytes) else { continue };
@@ -112,6 +115,7 @@ impl Mover {
             match &rm.cold {
                 Some(c) => match c.get_many(&missing).await {
                     Ok(mut got) => {
+                        self.ensure_dictionaries(got.values().map(|b| &b[..]), rm).await;
                         for id in &missing {
                             let Some(bytes) = got.remove(id) else {
                                 rep.fail(std::slice::from_ref(id), &TierError::NotFound { frame_id: id.clone() });

@@ -123,6 +123,17 @@ impl TierManager {
     pub async fn compact(&self) -> napi::Result<Value> {
         js(self.inner.compact().await)
     }
+
+    /// Train the project's zstd dictionary now, on its most recent frames in SQLite (default: the
+    /// project with the most frames). Adopted for new envelopes when it gains 1.1x, or with `force`.
+    #[napi(
+        ts_args_type = "options?: { projectId?: string, force?: boolean }",
+        ts_return_type = "Promise<TrainedDictionary>"
+    )]
+    pub async fn train_dictionary(&self, options: Option<Value>) -> napi::Result<Value> {
+        let t = js(self.inner.train_dictionary(options.as_ref()).await)?;
+        Ok(serde_json::to_value(t).unwrap_or_default())
+    }
 }
 
 #[napi]

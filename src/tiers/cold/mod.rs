@@ -21,6 +21,7 @@ use crate::model::{Result, TierError};
 
 pub mod config;
 mod copy;
+mod dictionaries;
 mod rows;
 mod schema;
 mod search;

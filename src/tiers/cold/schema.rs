@@ -158,6 +158,17 @@ pub(super) const SCHEMA_UPGRADES: &[(i32, &str)] = &[
         PRIMARY KEY (frame_id, holder)
     );",
     ),
+    (
+        3,
+        // The zstd dictionaries archived envelopes were compressed with (format 2): saved before
+        // any envelope uses one, never deleted, so an archive row is readable from here alone.
+        "CREATE TABLE IF NOT EXISTS {s}.dictionaries (
+        id BIGINT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        bytes BYTEA NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );",
+    ),
 ];
 
 impl ColdTier {

@@ -9,7 +9,7 @@ use crate::model::units::now_seconds;
 use crate::model::Result;
 
 /// Version of our own additions to the file (not StackMemory's schema).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const STACKMEMORY_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS frames (
@@ -233,6 +233,10 @@ pub(super) fn upgrade(c: &Connection) -> Result<()> {
             journal::add_run_id(c)?;
             c.execute_batch(super::runs::SCHEMA)?;
             c.execute("INSERT INTO tier_schema (version, applied_at) VALUES (3, ?1)", [now_seconds()])?;
+        }
+        if current < 4 {
+            c.execute_batch(super::dictionaries::SCHEMA)?;
+            c.execute("INSERT INTO tier_schema (version, applied_at) VALUES (4, ?1)", [now_seconds()])?;
         }
         c.execute_batch(&change_triggers(c)?)?;
         Ok(())

@@ -1,0 +1,138 @@
+// Per-project zstd dictionaries through the shipped build, on the real Redis and PostgreSQL: a
+// project's first demoted frames train one, it is saved in SQLite and PostgreSQL before any
+// envelope names it, later envelopes use it (format 2) and are smaller, every frame reads back
+// exactly, also in a fresh process whose SQLite file lost its dictionaries; bad options are refused.
+import { execFileSync } from 'child_process'
+import * as fs from 'fs'
+import * as path from 'path'
+
+import type { FrameBundle, TierConfig } from '../index'
+import { fileRegistry, genBundles, idOf, mismatches, psql, rejectionOf, ROOT, sqliteAll } from './helpers/gen'
+
+const reg = fileRegistry()
+
+/** Archive rows by envelope format (byte 3 of the payload): count and compressed / raw bytes. */
+function formats(schema: string): Record<string, { n: number; ratio: number }> {
+  const out: Record<string, { n: number; ratio: number }> = {}
+  const rows = psql(
+    `SELECT f || '|' || count(*) || '|' || sum(size_bytes)::float8 / sum(octet_length(payload)) ` +
+      `FROM (SELECT get_byte(payload, 3) AS f, size_bytes, payload FROM ${schema}.frames_archive) a GROUP BY f`,
+  )
+  for (const l of rows.split('\n').filter(Boolean)) {
+    const [f, n, r] = l.split('|')
+    out[f] = { n: Number(n), ratio: Number(r) }
+  }
+  return out
+}
+
+function withDictionaries(cfg: TierConfig, d: NonNullable<NonNullable<TierConfig['compression']>['dictionaries']>): TierConfig {
+  return { ...cfg, compression: { dictionaries: d } }
+}
+
+describe('per-project dictionaries', () => {
+  test('the first 100 demoted frames train one; later envelopes use it, are smaller, and read back everywhere', async () => {
+    const env = reg.env()
+    const cfg = withDictionaries(env.config, { minFrames: 100 })
+    const m = await reg.open(cfg)
+    const g = genBundles(600, { seed: 11, idPrefix: `dict-${env.prefix}`, large: 0, projectId: 'proj-dict' })
+    await m.storeMany(g.bundles)
+    const closed = g.bundles.filter((b) => g.closed.has(idOf(b)))
+    expect(closed.length).toBeGreaterThan(300)
+    const expected = new Map<string, unknown>()
+    for (const b of closed) expected.set(idOf(b), await m.retrieve(idOf(b), { promote: false }))
+
+    expect(m.stats().compression.dictionaries).toEqual([])
+    // 50 frames per call: the first two batches are the sample, the rest use the dictionary.
+    const ids = closed.map(idOf)
+    for (let i = 0; i < ids.length; i += 50) {
+      const r = await m.migrate({ toTier: 'cold', frameIds: ids.slice(i, i + 50) })
+      expect(r.failed).toEqual([])
+    }
+    const [d] = m.stats().compression.dictionaries
+    expect(d.projectId).toBe('proj-dict')
+    expect(d.id).not.toBeNull()
+    expect(d.ratio).toBeGreaterThan(1.1 * d.plainRatio)
+    expect(d.frames).toBeGreaterThan(0)
+
+    // Saved in PostgreSQL and SQLite; envelopes of both formats in the archive, format 2 smaller.
+    expect(psql(`SELECT id FROM ${env.schema}.dictionaries`)).toBe(String(d.id))
+    expect(sqliteAll(env.dbPath, 'SELECT id, project_id FROM tier_dictionaries')).toEqual([{ id: d.id, project_id: 'proj-dict' }])
+    const f = formats(env.schema)
+    expect(f['1'].n).toBeGreaterThanOrEqual(100)
+    expect(f['2'].n).toBeGreaterThan(100)
+    expect(f['1'].n + f['2'].n).toBe(ids.length)
+    expect(f['2'].ratio).toBeGreaterThan(1.2 * f['1'].ratio)
+
+    // Some go to warm: their Redis copies are format 2 as well.
+    const warmIds = ids.slice(-40)
+    expect((await m.migrate({ toTier: 'warm', frameIds: warmIds })).moved.length).toBe(40)
+    expect(await mismatches(m, expected)).toEqual([])
+    const v = await m.verify()
+    expect(v.findings).toEqual([])
+    expect(v.clean).toBe(true)
+    await m.close()
+
+    // A fresh process (empty registry) on a SQLite file that lost its dictionaries: from PostgreSQL.
+    const script = `const D = require('better-sqlite3'); const db = new D(process.argv[1]); db.exec('DELETE FROM tier_dictionaries'); db.close()`
+    execFileSync(process.execPath, ['-e', script, env.dbPath], { cwd: ROOT })
+    expect(sqliteAll(env.dbPath, 'SELECT count(*) AS n FROM tier_dictionaries')).toEqual([{ n: 0 }])
+    const cfgFile = path.join(env.dir, 'config.json')
+    const expFile = path.join(env.dir, 'expected.json')
+    fs.writeFileSync(cfgFile, JSON.stringify(cfg))
+    fs.writeFileSync(expFile, JSON.stringify(Object.fromEntries(expected)))
+    const out = JSON.parse(
+      execFileSync(process.execPath, [path.join(ROOT, '__test__', 'helpers', 'dict-child.js'), cfgFile, expFile], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+      }),
+    )
+    expect(out.wrong).toEqual([])
+    expect(out.read).toBe(ids.length)
+    // Fetched from PostgreSQL and kept in SQLite again.
+    expect(sqliteAll(env.dbPath, 'SELECT id FROM tier_dictionaries')).toEqual([{ id: d.id }])
+  }, 120_000)
+
+  test('disabled: every envelope is plain zstd (format 1)', async () => {
+    const env = reg.env()
+    const m = await reg.open(withDictionaries(env.config, { enabled: false, minFrames: 16 }))
+    const g = genBundles(200, { seed: 12, idPrefix: `nodict-${env.prefix}`, large: 0, projectId: 'p2' })
+    await m.storeMany(g.bundles)
+    const ids = g.bundles.map(idOf).filter((id) => g.closed.has(id))
+    for (let i = 0; i < ids.length; i += 40) await m.migrate({ toTier: 'cold', frameIds: ids.slice(i, i + 40) })
+    expect(Object.keys(formats(env.schema))).toEqual(['1'])
+    expect(m.stats().compression.dictionaries).toEqual([])
+  }, 60_000)
+
+  test('trainDictionary trains on the frames in SQLite; bad options are refused with their field', async () => {
+    const env = reg.env()
+    const bad = await rejectionOf(reg.open(withDictionaries(env.config, { maxSize: '10MB' })))
+    expect(bad.code).toBe('ERR_INVALID_CONFIG')
+    expect(bad.message).toContain('compression.dictionaries.maxSize')
+    const bad2 = await rejectionOf(reg.open({ ...env.config, compression: { dictionary: true } as any }))
+    expect(bad2.code).toBe('ERR_INVALID_CONFIG')
+    expect(bad2.message).toContain('compression')
+
+    const m = await reg.open(env.config)
+    const empty = await rejectionOf(m.trainDictionary())
+    expect(empty.code).toBe('ERR_INVALID_ARGUMENT')
+    expect(empty.message).toContain('options.projectId')
+    const g = genBundles(300, { seed: 13, idPrefix: `train-${env.prefix}`, large: 0, projectId: 'p3' })
+    await m.storeMany(g.bundles as FrameBundle[])
+    for (const o of [{ projectId: 5 }, { force: 'yes' }, { other: 1 }, 'p3']) {
+      const e = await rejectionOf(m.trainDictionary(o as any))
+      expect(e.code).toBe('ERR_INVALID_ARGUMENT')
+    }
+    const t = await m.trainDictionary({ force: true })
+    expect(t).toMatchObject({ projectId: 'p3', adopted: true })
+    expect(t.samples).toBe(300)
+    expect(t.size).toBeGreaterThan(1000)
+    expect(t.ratio).toBeGreaterThan(t.plainRatio)
+    expect(psql(`SELECT id FROM ${env.schema}.dictionaries`)).toBe(String(t.id))
+    expect(m.stats().compression.dictionaries.map((d) => d.id)).toEqual([t.id])
+    // The next envelopes use it.
+    const ids = g.bundles.map(idOf).filter((id) => g.closed.has(id)).slice(0, 30)
+    await m.migrate({ toTier: 'cold', frameIds: ids })
+    expect(Object.keys(formats(env.schema))).toEqual(['2'])
+  }, 60_000)
+})
