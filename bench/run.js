@@ -720,7 +720,7 @@ run()
     let md = render(R, M)
     // Sections measured by their own scripts (each writes its .md; see the file for its command),
     // then the analysis.
-    for (const part of ['scale.md', 'policy.md', 'observability.md', 'processes.md', 'analysis.md']) {
+    for (const part of ['scale.md', 'dictionary.md', 'policy.md', 'observability.md', 'processes.md', 'analysis.md']) {
       const f = path.join(__dirname, part)
       if (fs.existsSync(f)) md += '\n' + fs.readFileSync(f, 'utf8')
     }
