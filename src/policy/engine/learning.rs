@@ -138,14 +138,8 @@ impl Learning {
         f.rate.add(good, now_ms);
         push_bounded(&mut f.history, rec, HISTORY);
         self.kinds.entry(o.kind).or_default().add(good, now_ms);
-        if self.frames.len() > MAX_FRAMES {
-            // Drop the least recently judged tenth in one go (amortised).
-            let mut by_age: Vec<(i64, String)> = self.frames.iter().map(|(k, v)| (v.rate.at_ms, k.clone())).collect();
-            by_age.sort();
-            for (_, k) in by_age.into_iter().take(MAX_FRAMES / 10) {
-                self.frames.remove(&k);
-            }
-        }
+        // Past the bound, the least recently judged tenth goes in one go (amortised).
+        super::prune_to(&mut self.frames, MAX_FRAMES, |f| f.rate.at_ms, |_| false);
     }
 
     /// An executed move. It settles what was open for the frame (a promotion demoted again unread,

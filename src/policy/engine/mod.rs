@@ -300,11 +300,16 @@ const MAX_TRACKED_FRAMES: usize = 50_000;
 /// Drops the least recent tenth of `map` once it holds more than `MAX_TRACKED_FRAMES` frames (by
 /// `at`, each entry's time), keeping those `keep` says must stay.
 fn prune_tracked<V>(map: &mut HashMap<String, V>, at: impl Fn(&V) -> i64, keep: impl Fn(&str) -> bool) {
-    if map.len() <= MAX_TRACKED_FRAMES {
+    prune_to(map, MAX_TRACKED_FRAMES, at, keep)
+}
+
+/// Past `max` entries, drop the least recent tenth of `max` (by `at`) that `keep` does not hold.
+fn prune_to<V>(map: &mut HashMap<String, V>, max: usize, at: impl Fn(&V) -> i64, keep: impl Fn(&str) -> bool) {
+    if map.len() <= max {
         return;
     }
     let mut by_age: Vec<(i64, &String)> = map.iter().filter(|(k, _)| !keep(k)).map(|(k, v)| (at(v), k)).collect();
-    let n = (MAX_TRACKED_FRAMES / 10).min(by_age.len());
+    let n = (max / 10).min(by_age.len());
     if n == 0 {
         return;
     }
