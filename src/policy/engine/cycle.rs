@@ -470,7 +470,12 @@ impl PolicyEngine {
                 size_bytes: f.size_bytes,
                 expected_reads: r.expected_reads,
                 under_pressure: r.under_pressure,
-                rising: self.access.get(&f.frame_id).and_then(|s| s.rising(c.now_ms, self.opts.filters.trend_ratio)),
+                // Only read by the trend filter: not computed when it is off.
+                rising: if self.opts.filters.trend_enabled {
+                    self.access.get(&f.frame_id).and_then(|s| s.rising(c.now_ms, self.opts.filters.trend_ratio))
+                } else {
+                    None
+                },
             };
             if let Some((action, reason)) = Action::of_verdict(filters::apply(&self.opts.filters, &cand)) {
                 r.set(action, reason);
