@@ -18,7 +18,11 @@ impl Mover {
         let idv = ids.to_vec();
         let metas = self.hot.call(move |hot| hot.meta_many(&idv)).await?;
         let dirty: Vec<String> =
-            metas.into_iter().flatten().filter(|m| m.is_dirty_stub()).map(|m| m.frame_id).collect();
+            metas.iter().flatten().filter(|m| m.is_dirty_stub()).map(|m| m.frame_id.clone()).collect();
+        // The copies' versions, as this file knows them, for the Redis copies below (a newer one in
+        // Redis is kept). Read once: a write after this read makes the stub dirty, and the next
+        // run re-archives it with its new version.
+        let versions: HashMap<String, i64> = metas.into_iter().flatten().map(|m| (m.frame_id, m.version)).collect();
         if !dirty.is_empty() {
             self.rearchive(&dirty, hop, rm, rep).await?;
         }
@@ -48,16 +52,6 @@ impl Mover {
             cold.set_tier(ids, 3).await?;
         } else if let Some(w) = &rm.warm {
             let got = cold.get_many(ids).await?;
-            // The copies' versions, as this file knows them (a newer one in Redis is kept).
-            let wanted = ids.to_vec();
-            let versions: HashMap<String, i64> = self
-                .hot
-                .call(move |hot| hot.meta_many(&wanted))
-                .await?
-                .into_iter()
-                .flatten()
-                .map(|m| (m.frame_id, m.version))
-                .collect();
             let items: Vec<WarmItem> = ids
                 .iter()
                 .filter_map(|id| {
