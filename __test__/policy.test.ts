@@ -68,6 +68,36 @@ test('a demotion cycle moves idle frames after the persistence filter, and pinne
   }
 })
 
+test('a cycle while a bulk run is going defers its moves to the run, and moves them once it ended', async () => {
+  const e = env({ ...FAST, filters: { ...FAST.filters, persistence: { cycles: 1 } } })
+  const m = await reg.open(e.config)
+  const tag = e.prefix.slice(4, 10)
+  // Closed 9 days ago: idle, past warmMaxAge; the cycle wants them cold at once.
+  const idle = Array.from({ length: 20 }, (_, i) => simpleBundle(`bulk-idle-${tag}-${i}`))
+  const moving = Array.from({ length: 200 }, (_, i) => simpleBundle(`bulk-run-${tag}-${i}`))
+  await m.storeMany([...idle, ...moving])
+  await sleep(1200)
+  const runId = await m.startMigration({ toTier: 'warm', frameIds: moving.map((b) => b.frame.frame_id), rateLimit: { framesPerSecond: 50 } })
+  const during = await m.runCycle()
+  const wanted = during.decisions.filter((d: any) => d.frameId.startsWith(`bulk-idle-${tag}`))
+  expect(wanted.length).toBe(20)
+  for (const d of wanted) {
+    expect(d.action).toBe('deferred')
+    expect(d.reason).toBe(`deferred: bulk run ${runId} is moving frames; automatic moves wait for it`)
+  }
+  expect(during.counts.executed).toBe(0)
+  expect(during.counts.pending).toBe(0)
+  expect(await tierOf(m, idle[0].frame.frame_id)).toBe('hot')
+  const last = (await m.explain(idle[0].frame.frame_id)).lastDecisions
+  expect(last[last.length - 1].action).toBe('deferred')
+
+  m.cancelMigration(runId)
+  expect((await m.waitForMigration(runId)).state).toBe('cancelled')
+  const after = await m.runCycle()
+  const moved = after.decisions.filter((d: any) => d.frameId.startsWith(`bulk-idle-${tag}`) && d.action === 'executed')
+  expect(moved.length).toBeGreaterThan(0)
+}, 60_000)
+
 test('runCycle({ dryRun: true }) reports decisions and changes nothing', async () => {
   const e = env()
   const m = await TierManager.open(e.config)

@@ -135,7 +135,14 @@ impl TierManager {
             .pressure_inputs(&remotes, (counts.hot.frames, counts.hot.bytes, counts.file_bytes), counts.warm.bytes)
             .await;
         let reach = Reachability { warm: remotes.warm.is_some(), cold: remotes.cold.is_some() };
-        let mut report = self.engine().run_cycle(now_millis(), &views, &inputs, reach, dry_run);
+        // In-flight awareness: a bulk run of this process (`migrate`, `startMigration`) is moving
+        // frames; the cycle's moves wait for it instead of racing or undoing it.
+        let bulk = self.inner.runs.any();
+        let mut report = {
+            let mut engine = self.engine();
+            engine.set_bulk_run(bulk);
+            engine.run_cycle(now_millis(), &views, &inputs, reach, dry_run)
+        };
         if !dry_run {
             let pending: Vec<Decision> = report.pending().cloned().collect();
             let finished = self.execute(pending).await;

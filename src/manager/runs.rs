@@ -43,6 +43,11 @@ impl ActiveRuns {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Active>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// One run still going in this process (the smallest id, so a report names the same one).
+    pub(super) fn any(&self) -> Option<String> {
+        self.lock().iter().filter(|(_, a)| a.done.borrow().is_none()).map(|(id, _)| id.clone()).min()
+    }
 }
 
 /// The fields of a run's options, beside the request's (`MigrateRequest::KEYS`).

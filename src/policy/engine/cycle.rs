@@ -169,7 +169,17 @@ impl PolicyEngine {
         if self.opts.prefetch_relatives {
             self.prefetch_relatives(&c, &children, &mut plan);
         }
-        let (decisions, counts) = self.order_and_batch(&c, plan.recs);
+        let (mut decisions, mut counts) = self.order_and_batch(&c, plan.recs);
+        if let Some(run) = &self.bulk_run {
+            counts = CycleCounts::default();
+            for d in &mut decisions {
+                if d.action == Action::Pending {
+                    d.action = Action::Deferred;
+                    d.reason = format!("deferred: bulk run {run} is moving frames; automatic moves wait for it");
+                }
+                counts.count(d);
+            }
+        }
         if !dry_run {
             let pending: HashSet<&str> =
                 decisions.iter().filter(|d| d.action == Action::Pending).map(|d| d.frame_id.as_str()).collect();

@@ -280,6 +280,10 @@ pub struct PolicyEngine {
     /// Score of the weakest evictable hot frame when hot was last found under pressure; `None`
     /// while hot has room. A remote frame read again is promoted when it beats this.
     hot_floor: Option<f64>,
+    /// A bulk run moving frames of this file now (set by the caller before each cycle): the
+    /// cycle's moves wait for it (deferred), so the engine never decides again what the run is
+    /// moving, nor moves frames back against it.
+    bulk_run: Option<String>,
 }
 
 fn clamp01(x: f64) -> f64 {
@@ -339,6 +343,7 @@ impl PolicyEngine {
             persistence: HashMap::new(),
             decisions: HashMap::new(),
             in_flight: HashMap::new(),
+            bulk_run: None,
             written: HashMap::new(),
             learning: Default::default(),
             started_ms: None,
@@ -358,6 +363,11 @@ impl PolicyEngine {
     /// The last decisions about a frame, oldest first.
     pub fn decisions_of(&self, frame_id: &str) -> Vec<Decision> {
         self.decisions.get(frame_id).map(|q| q.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The bulk run going on this file (`None`: none), for the next cycles.
+    pub fn set_bulk_run(&mut self, run: Option<String>) {
+        self.bulk_run = run;
     }
 
     pub fn in_flight(&self) -> usize {

@@ -138,6 +138,29 @@ fn active_frames_are_never_demoted_even_by_force() {
     assert_eq!((d.action, d.reason.as_str(), d.to), (Action::Pending, "pending: forced by caller", Tier::Hot));
 }
 
+/// In-flight awareness of bulk runs: while one is moving frames of the file, a cycle decides
+/// nothing new (every move it wanted waits, nothing goes in flight); once it ends, the same frame
+/// is decided again.
+#[test]
+fn a_cycle_during_a_bulk_run_defers_its_moves() {
+    let mut o = PolicyOptions::default();
+    o.filters.persistence_cycles = 1;
+    let mut e = PolicyEngine::new(o);
+    let frames = vec![view("w", Tier::Warm, 8 * 24)];
+    e.set_bulk_run(Some("run-1".into()));
+    let r = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, false);
+    let d = only(&r, "w");
+    assert_eq!(
+        (d.action, d.reason.as_str()),
+        (Action::Deferred, "deferred: bulk run run-1 is moving frames; automatic moves wait for it")
+    );
+    assert_eq!((r.counts.pending, r.counts.deferred, e.in_flight()), (0, 1, 0));
+    e.set_bulk_run(None);
+    let r = e.run_cycle(NOW + 60_000, &frames, &quiet(), Reachability::ALL, false);
+    assert_eq!(only(&r, "w").action, Action::Pending);
+    assert_eq!(e.in_flight(), 1);
+}
+
 #[test]
 fn unreachable_tiers_defer() {
     let mut o = PolicyOptions::default();
