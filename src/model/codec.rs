@@ -199,7 +199,7 @@ impl Dictionary {
     }
 
     /// zstd's dictionary builder over `samples` (canonical JSON of frames), at most `max_size` bytes.
-    pub fn train(samples: &[Vec<u8>], max_size: usize) -> Result<Dictionary> {
+    pub fn train<S: AsRef<[u8]>>(samples: &[S], max_size: usize) -> Result<Dictionary> {
         let d = zstd::dict::from_samples(samples, max_size).map_err(|e| TierError::storage("zstd dictionary", e))?;
         Ok(Dictionary::new(d))
     }

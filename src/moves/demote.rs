@@ -74,13 +74,6 @@ impl Mover {
             return Ok(());
         }
         if dicts_on {
-            let mut fresh: Vec<&str> = sample.iter().map(|s| s.0.as_str()).collect();
-            fresh.sort_unstable();
-            fresh.dedup();
-            for p in fresh {
-                // A project seen for the first time starts gathering (while few others do).
-                self.dicts.should_gather(p);
-            }
             let ready = self.dicts.observe(&sizes, sample);
             if !ready.is_empty() {
                 self.train_ready(ready, rm).await;

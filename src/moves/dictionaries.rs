@@ -63,7 +63,9 @@ struct Project {
     samples_trained: i64,
     /// Gathering a sample for a first dictionary or a retraining.
     gathering: bool,
-    sample: Vec<Vec<u8>>,
+    /// Shared with a training under way (so taking it copies nothing); a batch that arrives
+    /// meanwhile copies it once (`Arc::make_mut`).
+    sample: Arc<Vec<Vec<u8>>>,
     /// Train once the sample has this many frames.
     train_at: usize,
     /// Trained, adopted, not yet saved in PostgreSQL (configured but down).
@@ -135,27 +137,37 @@ impl Dictionaries {
         (current, settled)
     }
 
-    /// Whether a project with no state yet should gather: yes, while few projects gather.
+    /// Whether a project gathers a sample (a project with no state yet starts, while few do).
+    #[cfg(test)]
     pub fn should_gather(&self, project: &str) -> bool {
-        if !self.cfg.enabled {
-            return false;
-        }
-        let mut g = self.lock();
+        self.cfg.enabled && Self::start_gathering(&mut self.lock(), project, self.cfg.min_frames)
+    }
+
+    /// A project seen for the first time starts gathering, while fewer than `MAX_GATHERING` do.
+    /// Returns whether it gathers.
+    fn start_gathering(g: &mut HashMap<String, Project>, project: &str, min_frames: usize) -> bool {
         if let Some(s) = g.get(project) {
             return s.gathering;
         }
-        let gathering = g.values().filter(|s| s.gathering).count();
-        if gathering >= MAX_GATHERING {
+        if g.values().filter(|s| s.gathering).count() >= MAX_GATHERING {
             return false;
         }
-        g.insert(project.to_string(), Project { gathering: true, train_at: self.cfg.min_frames, ..Default::default() });
+        g.insert(project.to_string(), Project { gathering: true, train_at: min_frames, ..Default::default() });
         true
     }
 
     /// A batch was encoded: its frames' sizes by project (`dict` whether with the project's
-    /// dictionary) and the sample frames gathered. Returns the projects ready to train.
+    /// dictionary) and the sample frames gathered (a project seen for the first time starts
+    /// gathering, see `start_gathering`). Returns the projects ready to train.
     pub fn observe(&self, sizes: &[(String, usize, usize, bool)], sample: Sample) -> Vec<String> {
         let mut g = self.lock();
+        if self.cfg.enabled {
+            for (p, _) in &sample {
+                if !g.contains_key(p) {
+                    Self::start_gathering(&mut g, p, self.cfg.min_frames);
+                }
+            }
+        }
         for (p, raw, packed, dict) in sizes {
             let Some(s) = g.get_mut(p) else { continue };
             if *dict {
@@ -168,7 +180,7 @@ impl Dictionaries {
         for (p, raw) in sample {
             if let Some(s) = g.get_mut(&p) {
                 if s.gathering && s.sample.len() < cap {
-                    s.sample.push(raw);
+                    Arc::make_mut(&mut s.sample).push(raw);
                 }
             }
         }
@@ -193,14 +205,15 @@ impl Dictionaries {
         ready
     }
 
-    /// Take a project's sample for training (`None`: nothing to train, or already taken).
-    fn take_sample(&self, project: &str) -> Option<Vec<Vec<u8>>> {
+    /// A project's sample for training (`None`: nothing to train). Shared, not copied: a rejected
+    /// sample stays to grow.
+    fn take_sample(&self, project: &str) -> Option<Arc<Vec<Vec<u8>>>> {
         let mut g = self.lock();
         let s = g.get_mut(project)?;
         if !s.gathering || s.sample.len() < s.train_at {
             return None;
         }
-        Some(s.sample.clone())
+        Some(Arc::clone(&s.sample))
     }
 
     /// A trained dictionary was not adopted: gather twice the sample, or give up past the cap.
@@ -211,7 +224,7 @@ impl Dictionaries {
             if s.train_at > 4 * self.cfg.min_frames {
                 tracing::info!(project = %project, frames = s.sample.len(), "no dictionary beats plain zstd here");
                 s.gathering = false;
-                s.sample = vec![];
+                s.sample = Arc::default();
             }
         }
     }
@@ -225,7 +238,7 @@ impl Dictionaries {
         s.plain_ratio = stored.plain_ratio;
         s.samples_trained = stored.samples;
         s.gathering = false;
-        s.sample = vec![];
+        s.sample = Arc::default();
         s.unsaved = None;
         s.raw = 0;
         s.packed = 0;
@@ -236,7 +249,7 @@ impl Dictionaries {
         let mut g = self.lock();
         let s = g.entry(project.to_string()).or_default();
         s.gathering = false;
-        s.sample = vec![];
+        s.sample = Arc::default();
         s.unsaved = Some((stored, d));
     }
 
@@ -273,12 +286,12 @@ pub fn train(project: &str, sample: &[Vec<u8>], max_size: usize, level: i32) -> 
             format!("{project} has {} frames to sample, at least 16 are needed", sample.len()),
         ));
     }
-    let (mut fit, mut held) = (vec![], vec![]);
+    let (mut fit, mut held): (Vec<&[u8]>, Vec<&[u8]>) = (vec![], vec![]);
     for (i, s) in sample.iter().enumerate() {
         if i % 10 == 9 {
             held.push(s);
         } else {
-            fit.push(s.clone());
+            fit.push(s);
         }
     }
     let d = Dictionary::train(&fit, max_size)?;
@@ -405,10 +418,16 @@ impl Mover {
     pub async fn train_dictionary(&self, project: &str, force: bool, rm: &Remotes) -> Result<Trained> {
         let (p, n) = (project.to_string(), (4 * self.dicts.cfg.min_frames).max(64));
         let sample = self.hot.call(move |hot| hot.dict_sample(&p, n)).await?;
-        self.train_sample(project, sample, force, rm).await
+        self.train_sample(project, Arc::new(sample), force, rm).await
     }
 
-    async fn train_sample(&self, project: &str, sample: Vec<Vec<u8>>, force: bool, rm: &Remotes) -> Result<Trained> {
+    async fn train_sample(
+        &self,
+        project: &str,
+        sample: Arc<Vec<Vec<u8>>>,
+        force: bool,
+        rm: &Remotes,
+    ) -> Result<Trained> {
         let (p, max, level) = (project.to_string(), self.dicts.cfg.max_size, self.compression_level);
         let n = sample.len();
         let (stored, d) = tokio::task::spawn_blocking(move || train(&p, &sample, max, level))
