@@ -167,11 +167,15 @@ test('policy configuration is validated with the field named', async () => {
     [{ filters: { bogus: {} } }, /policies\.filters/],
     [{ watermarks: { warning: 2 } }, /policies\.watermarks\.warning/],
     [{ maxConcurrentMoves: 0 }, /policies\.maxConcurrentMoves/],
+    [{ filters: { pattern: { lead: 1.5 } } }, /policies\.filters\.pattern\.lead/],
+    [{ filters: { pattern: { window: 1 } } }, /policies\.filters\.pattern\.window/],
   ] as Array<[any, RegExp]>) {
     const err = await rejectionOf(TierManager.open(e.with({ policies })))
     expect(err.code).toBe('ERR_INVALID_CONFIG')
     expect(err.message).toMatch(field)
   }
+  const m = await TierManager.open(e.with({ policies: { filters: { pattern: { enabled: false, lead: 0.5, minConfidence: 0.7 } } } }))
+  await m.close()
 })
 
 test('the background worker runs cycles, and close() stops it so the process exits', () => {

@@ -68,6 +68,7 @@ const POLICIES: Shape = Obj(&[
             ("persistence", Obj(&[("enabled", Leaf), ("cycles", Leaf), ("window", Leaf)])),
             ("costBenefit", Obj(&[("enabled", Leaf), ("horizon", Leaf), ("moveBytesPerRead", Leaf)])),
             ("trend", Obj(&[("enabled", Leaf), ("ratio", Leaf)])),
+            ("pattern", Obj(&[("enabled", Leaf), ("lead", Leaf), ("minConfidence", Leaf)])),
         ]),
     ),
 ]);

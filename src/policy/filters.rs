@@ -14,7 +14,10 @@
 //!    (`filtered: 2.5 reads expected within 24 h would turn remote`);
 //! 6. **trend** (demotions only) — the frame's reads are speeding up (the last two gaps average
 //!    at most half the gaps before, and the streak still goes on):
-//!    `filtered: rising access, reads every 4 min now vs every 2 h before`.
+//!    `filtered: rising access, reads every 4 min now vs every 2 h before`;
+//! 7. **pattern** (demotions only, critical pressure included) — the frame is read periodically
+//!    (confidence at least `minConfidence`) and its next read is due within `lead` of its period:
+//!    `filtered: periodic (every 24 h), next read expected in 3 h: not demoted just before it`.
 //!
 //! Each filter can be switched off and tuned in `policies.filters` (see [`FilterOptions`]).
 //! Forced moves bypass all of them; so do pressure demotions at the emergency level.
@@ -66,6 +69,16 @@ pub struct Candidate<'a> {
     pub under_pressure: bool,
     /// Mean gaps between reads, recent and before (seconds), when its reads are speeding up.
     pub rising: Option<(f64, f64)>,
+    /// A periodic frame's rhythm: period and next read expected (seconds), and confidence.
+    pub periodic: Option<Periodic>,
+}
+
+/// What the classifier knows of a periodic frame, for the pattern filter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Periodic {
+    pub period_s: f64,
+    pub next_s: f64,
+    pub confidence: f64,
 }
 
 impl Candidate<'_> {
@@ -158,6 +171,31 @@ pub fn trend(o: &FilterOptions, c: &Candidate) -> Verdict {
     }
 }
 
+/// 7. Workload-pattern suppression (demotions only).
+///
+/// A frame in a known periodic pattern is not demoted just before its next expected read (within
+/// `pattern_lead` of its period). Unlike the cost-benefit filter it holds under critical pressure
+/// too: the pressure step then takes another frame (see `due_soon`). Emergency pressure bypasses
+/// it like every filter.
+pub fn pattern(o: &FilterOptions, c: &Candidate) -> Verdict {
+    if c.is_promotion() {
+        return Verdict::Pass;
+    }
+    match c.periodic {
+        Some(p) if due_soon(o, &p) => Verdict::Filtered(format!(
+            "periodic (every {}), next read expected in {}: not demoted just before it",
+            human_secs(p.period_s),
+            human_secs(p.next_s.max(0.0))
+        )),
+        _ => Verdict::Pass,
+    }
+}
+
+/// Whether the pattern filter keeps this periodic frame where it is.
+pub fn due_soon(o: &FilterOptions, p: &Periodic) -> bool {
+    o.pattern_enabled && p.confidence >= o.pattern_min_confidence && p.next_s <= o.pattern_lead * p.period_s
+}
+
 /// A filter: what it says about one candidate move.
 type Filter = fn(&FilterOptions, &Candidate) -> Verdict;
 
@@ -168,7 +206,7 @@ fn first_objection(o: &FilterOptions, c: &Candidate, filters: &[Filter]) -> Verd
 
 /// All filters in order; the first objection wins.
 pub fn apply(o: &FilterOptions, c: &Candidate) -> Verdict {
-    first_objection(o, c, &[cooldown, cycles, min_confidence, persistence, cost_benefit, trend])
+    first_objection(o, c, &[cooldown, cycles, min_confidence, persistence, cost_benefit, trend, pattern])
 }
 
 /// The history filters alone (1. cooldown, 2. cycles), for a promotion the engine suggests outside
@@ -204,6 +242,7 @@ mod tests {
             expected_reads: 0.0,
             under_pressure: false,
             rising: None,
+            periodic: None,
         }
     }
 
@@ -284,6 +323,31 @@ mod tests {
         let mut p = cand(Tier::Warm, Tier::Hot, 0, &h);
         p.rising = c.rising;
         assert_eq!(trend(&opts(), &p), Verdict::Pass, "promotions are exempt");
+    }
+
+    #[test]
+    fn pattern_keeps_periodic_frames_due_soon() {
+        let h = VecDeque::new();
+        let day = 86_400.0;
+        let mut c = cand(Tier::Hot, Tier::Warm, 0, &h);
+        assert_eq!(pattern(&opts(), &c), Verdict::Pass, "no pattern known");
+        c.periodic = Some(Periodic { period_s: day, next_s: 3.0 * 3600.0, confidence: 0.8 });
+        assert_eq!(
+            pattern(&opts(), &c),
+            filtered("periodic (every 24 h), next read expected in 3 h: not demoted just before it")
+        );
+        c.under_pressure = true;
+        assert_ne!(pattern(&opts(), &c), Verdict::Pass, "critical pressure does not lift it");
+        c.periodic = Some(Periodic { period_s: day, next_s: 12.0 * 3600.0, confidence: 0.8 });
+        assert_eq!(pattern(&opts(), &c), Verdict::Pass, "not due within a quarter of its period");
+        c.periodic = Some(Periodic { period_s: day, next_s: 3600.0, confidence: 0.3 });
+        assert_eq!(pattern(&opts(), &c), Verdict::Pass, "too unsure of the pattern");
+        c.periodic = Some(Periodic { period_s: day, next_s: 3600.0, confidence: 0.8 });
+        let mut off = opts();
+        off.pattern_enabled = false;
+        assert_eq!(pattern(&off, &c), Verdict::Pass);
+        let p = Candidate { from: Tier::Warm, to: Tier::Hot, ..c.clone() };
+        assert_eq!(pattern(&opts(), &p), Verdict::Pass, "promotions are exempt");
     }
 
     #[test]

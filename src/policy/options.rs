@@ -18,7 +18,9 @@
 //!     "cycles": { "enabled": true, "window": "1h" },
 //!     "minConfidence": { "enabled": true, "value": 0.5 },
 //!     "persistence": { "enabled": true, "cycles": 3, "window": "1h" },
-//!     "costBenefit": { "enabled": true, "horizon": "24h", "moveBytesPerRead": "1MB" } } }
+//!     "costBenefit": { "enabled": true, "horizon": "24h", "moveBytesPerRead": "1MB" },
+//!     "trend": { "enabled": true, "ratio": 2 },
+//!     "pattern": { "enabled": true, "lead": 0.25, "minConfidence": 0.5 } } }
 //! ```
 
 use serde::Serialize;
@@ -89,6 +91,11 @@ pub struct FilterOptions {
     ///    `1/trend_ratio` (default 2) of the gaps before.
     pub trend_enabled: bool,
     pub trend_ratio: f64,
+    /// 7. No demotion of a periodic frame (confidence ≥ `pattern_min_confidence`, default 0.5)
+    ///    whose next read is due within `pattern_lead` (default 0.25) of its period.
+    pub pattern_enabled: bool,
+    pub pattern_lead: f64,
+    pub pattern_min_confidence: f64,
 }
 
 /// Everything the policy engine is tuned by. Defaults are the seed design's where it had one.
@@ -169,6 +176,9 @@ impl Default for PolicyOptions {
                 move_bytes_per_read: MB,
                 trend_enabled: true,
                 trend_ratio: 2.0,
+                pattern_enabled: true,
+                pattern_lead: 0.25,
+                pattern_min_confidence: 0.5,
             },
             eviction_strategy: EvictionStrategy::Lru,
             background_sync: true,
@@ -254,7 +264,7 @@ impl PolicyOptions {
             }
         }
         let f = m.section("filters", "policies.filters")?;
-        f.known(&["cooldown", "cycles", "minConfidence", "persistence", "costBenefit", "trend"])?;
+        f.known(&["cooldown", "cycles", "minConfidence", "persistence", "costBenefit", "trend", "pattern"])?;
         let fo = &mut o.filters;
         let c = f.section("cooldown", "policies.filters.cooldown")?;
         c.known(&["enabled", "duration"])?;
@@ -282,6 +292,11 @@ impl PolicyOptions {
         c.known(&["enabled", "ratio"])?;
         fo.trend_enabled = c.boolean("enabled", fo.trend_enabled)?;
         fo.trend_ratio = c.number("ratio", fo.trend_ratio, 1.0, 1000.0)?;
+        let c = f.section("pattern", "policies.filters.pattern")?;
+        c.known(&["enabled", "lead", "minConfidence"])?;
+        fo.pattern_enabled = c.boolean("enabled", fo.pattern_enabled)?;
+        fo.pattern_lead = c.frac("lead", fo.pattern_lead)?;
+        fo.pattern_min_confidence = c.frac("minConfidence", fo.pattern_min_confidence)?;
         Ok(o)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use super::{
     clamp01, Action, CycleCounts, CycleReport, Decision, Eval, FrameView, Persistence, PolicyEngine, Reachability,
 };
-use crate::policy::filters::{self, Candidate};
+use crate::policy::filters::{self, Candidate, Periodic};
 use crate::policy::pattern::Pattern;
 use crate::policy::pressure::{assess, PressureInputs, PressureLevel, PressureReport};
 use crate::policy::{human_secs, Tier};
@@ -37,6 +37,8 @@ struct Rec {
     /// Emergency pressure: the filters are bypassed.
     bypass_filters: bool,
     expected_reads: f64,
+    /// The frame's rhythm when the classifier calls it periodic (the pattern filter).
+    periodic: Option<Periodic>,
     action: Action,
     /// Empty until a step words it; a pending move that reaches the batch is `pending: <basis>`.
     reason: String,
@@ -54,6 +56,7 @@ impl Rec {
             under_pressure: false,
             bypass_filters: false,
             expected_reads: e.expected_reads,
+            periodic: e.periodic(),
             action: Action::Pending,
             reason: String::new(),
             with_parent: None,
@@ -379,6 +382,11 @@ impl PolicyEngine {
                 if need_bytes == 0 && need_frames == 0 {
                     break;
                 }
+                // Workload-pattern suppression: a periodic frame due soon is passed over for the
+                // next one (Emergency takes it: filters are bypassed there).
+                if !emergency && eval.periodic().is_some_and(|p| filters::due_soon(&self.opts.filters, &p)) {
+                    continue;
+                }
                 let s = eval.score.total;
                 let basis =
                     format!("{} tier {} ({:.0}% full), score {s:.2}", tier.as_str(), level.as_str(), fill * 100.0);
@@ -486,6 +494,7 @@ impl PolicyEngine {
                 } else {
                     None
                 },
+                periodic: r.periodic,
             };
             if let Some((action, reason)) = Action::of_verdict(filters::apply(&self.opts.filters, &cand)) {
                 r.set(action, reason);

@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::access::AccessTracker;
-use super::filters::{self, Candidate, MoveRecord, Verdict};
+use super::filters::{self, Candidate, MoveRecord, Periodic, Verdict};
 use super::options::PolicyOptions;
 use super::pattern::{classify, Classification, Pattern};
 use super::pressure::PressureReport;
@@ -259,6 +259,18 @@ struct Eval {
     expected_reads: f64,
 }
 
+impl Eval {
+    /// The frame's rhythm when it reads periodically (for the pattern filter).
+    fn periodic(&self) -> Option<Periodic> {
+        match (self.class.pattern, self.class.next_access_in_s) {
+            (Pattern::Periodic { period_s }, Some(next_s)) => {
+                Some(Periodic { period_s, next_s, confidence: self.class.confidence })
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PolicyEngine {
     opts: PolicyOptions,
@@ -472,6 +484,7 @@ impl PolicyEngine {
             expected_reads: f64::INFINITY,
             under_pressure: false,
             rising: None,
+            periodic: None,
         };
         filters::history(&self.opts.filters, &cand)
     }

@@ -428,3 +428,47 @@ fn min_data_collection_holds_rule_moves() {
     let o = PolicyOptions::from_json(&serde_json::json!({"minDataCollection": 0}), 1).expect("0 allowed");
     assert_eq!(o.min_data_collection_ms, 0);
 }
+
+#[test]
+fn pressure_passes_over_a_periodic_frame_due_soon() {
+    // "p" is read every day at the same hour, last 20 h ago: due in 4 h, within a quarter of its
+    // period. It is also the lowest score in a hot tier at critical pressure.
+    let run = |pattern_enabled: bool| {
+        let mut o = PolicyOptions::default();
+        o.filters.pattern_enabled = pattern_enabled;
+        let mut e = PolicyEngine::new(o);
+        for k in (0..10).rev() {
+            e.on_read("p", Tier::Hot, NOW - 20 * H - k * 24 * H);
+        }
+        let mut frames = vec![view("p", Tier::Hot, 20)];
+        frames.extend((0..8).map(|i| view(&format!("n{i}"), Tier::Hot, 0)));
+        let p = PressureInputs { hot_frames: 9, hot_max_frames: 10, ..Default::default() };
+        let r = e.run_cycle(NOW, &frames, &p, Reachability::ALL, false);
+        assert_eq!(r.pressure.level, PressureLevel::Critical);
+        let pattern = e.explain("p", NOW, None).pattern.pattern;
+        assert!(matches!(pattern, Pattern::Periodic { .. }), "{pattern:?}");
+        r
+    };
+    let off = run(false);
+    let chosen: Vec<&str> = off.decisions.iter().map(|d| d.frame_id.as_str()).collect();
+    assert!(chosen.contains(&"p"), "without the filter the lowest score goes first: {chosen:?}");
+    let on = run(true);
+    let chosen: Vec<&str> = on.decisions.iter().map(|d| d.frame_id.as_str()).collect();
+    assert!(!chosen.contains(&"p"), "{chosen:?}");
+    assert!(!chosen.is_empty(), "another frame makes the room");
+    // Emergency bypasses the filter.
+    let mut e = engine();
+    for k in (0..10).rev() {
+        e.on_read("p", Tier::Hot, NOW - 20 * H - k * 24 * H);
+    }
+    let frames = vec![view("p", Tier::Hot, 20), view("q", Tier::Hot, 0)];
+    let r = e.run_cycle(
+        NOW,
+        &frames,
+        &PressureInputs { hot_frames: 2, hot_max_frames: 2, ..Default::default() },
+        Reachability::ALL,
+        false,
+    );
+    assert_eq!(r.pressure.level, PressureLevel::Emergency);
+    assert_eq!(r.pending().map(|d| d.frame_id.as_str()).collect::<Vec<_>>(), vec!["p"]);
+}
