@@ -384,7 +384,7 @@ impl PolicyEngine {
                 }
                 // Workload-pattern suppression: a periodic frame due soon is passed over for the
                 // next one (Emergency takes it: filters are bypassed there).
-                if !emergency && eval.periodic().is_some_and(|p| filters::due_soon(&self.opts.filters, &p)) {
+                if !emergency && self.due_soon(&eval) {
                     continue;
                 }
                 let s = eval.score.total;

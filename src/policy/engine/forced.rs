@@ -2,7 +2,7 @@
 
 use super::{Action, Decision, FrameView, PolicyEngine, Reachability};
 use crate::model::{Result, TierError};
-use crate::policy::{filters, human_bytes, Tier};
+use crate::policy::{human_bytes, Tier};
 
 impl PolicyEngine {
     /// Brings a frame hot now, bypassing the filters.
@@ -61,7 +61,7 @@ impl PolicyEngine {
         let mut ranked = self.lowest_scores_first(hot_frames.iter().copied().enumerate(), Tier::Hot, now_ms);
         // Periodic frames due soon go last (workload-pattern suppression): room is made, but from
         // other frames while there are any. A stable sort keeps the score order within each part.
-        ranked.sort_by_key(|r| r.eval.periodic().is_some_and(|p| filters::due_soon(&self.opts.filters, &p)));
+        ranked.sort_by_key(|r| self.due_soon(&r.eval));
         let (mut freed_bytes, mut freed_frames) = (0u64, 0u64);
         let mut out = vec![];
         let mut next_floor = None;

@@ -441,6 +441,12 @@ impl PolicyEngine {
         Eval { class, score: parts, idle_s, expected_reads: expected_reads(stats, &class, now_ms, tau, horizon) }
     }
 
+    /// Whether the frame reads periodically and its next read is due soon (the pattern filter's
+    /// test, also asked by the pressure step and `make_room`, which take such frames last).
+    fn due_soon(&self, eval: &Eval) -> bool {
+        eval.periodic().is_some_and(|p| filters::due_soon(&self.opts.filters, &p))
+    }
+
     fn is_pinned(&self, f: &FrameView) -> bool {
         f.pinned || self.pins.contains_key(&f.frame_id)
     }
