@@ -1,13 +1,14 @@
 // Per-project zstd dictionaries through the shipped build, on the real Redis and PostgreSQL: a
-// project's first demoted frames train one, it is saved in SQLite and PostgreSQL before any
+// project's first demoted frames train one, it is saved in SQLite, PostgreSQL and Redis before any
 // envelope names it, later envelopes use it (format 2) and are smaller, every frame reads back
-// exactly, also in a fresh process whose SQLite file lost its dictionaries; bad options are refused.
+// exactly, also in a fresh process whose SQLite file lost its dictionaries (found in Redis, else
+// PostgreSQL, and cached again); without PostgreSQL, Redis is the shared copy; bad options are refused.
 import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
 
 import type { FrameBundle, TierConfig } from '../index'
-import { fileRegistry, genBundles, idOf, mismatches, psql, rejectionOf, ROOT, sqliteAll } from './helpers/gen'
+import { fileRegistry, genBundles, idOf, mismatches, psql, redisCli, rejectionOf, ROOT, sqliteAll } from './helpers/gen'
 
 const reg = fileRegistry()
 
@@ -24,6 +25,30 @@ function formats(schema: string): Record<string, { n: number; ratio: number }> {
   }
   return out
 }
+
+/** Empties the SQLite file's dictionary table behind the addon's back (what a lost or copied file looks like). */
+function forgetLocalDictionaries(dbPath: string): void {
+  const script = `const D = require('better-sqlite3'); const db = new D(process.argv[1]); db.exec('DELETE FROM tier_dictionaries'); db.close()`
+  execFileSync(process.execPath, ['-e', script, dbPath], { cwd: ROOT })
+  expect(sqliteAll(dbPath, 'SELECT count(*) AS n FROM tier_dictionaries')).toEqual([{ n: 0 }])
+}
+
+/** A fresh process (empty dictionary registry) reads `expected` and verifies every copy (dict-child.js). */
+function freshChild(dir: string, cfg: TierConfig, expected: Map<string, unknown>): { wrong: string[]; read: number; findings: any[] } {
+  const cfgFile = path.join(dir, 'config.json')
+  const expFile = path.join(dir, 'expected.json')
+  fs.writeFileSync(cfgFile, JSON.stringify(cfg))
+  fs.writeFileSync(expFile, JSON.stringify(Object.fromEntries(expected)))
+  return JSON.parse(
+    execFileSync(process.execPath, [path.join(ROOT, '__test__', 'helpers', 'dict-child.js'), cfgFile, expFile], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    }),
+  )
+}
+
+const dictField = (prefix: string, id: number, field: string) => redisCli(['HGET', `${prefix}dict:${id}`, field]).trim()
 
 function withDictionaries(cfg: TierConfig, d: NonNullable<NonNullable<TierConfig['compression']>['dictionaries']>): TierConfig {
   return { ...cfg, compression: { dictionaries: d } }
@@ -72,25 +97,61 @@ describe('per-project dictionaries', () => {
     expect(v.clean).toBe(true)
     await m.close()
 
-    // A fresh process (empty registry) on a SQLite file that lost its dictionaries: from PostgreSQL.
-    const script = `const D = require('better-sqlite3'); const db = new D(process.argv[1]); db.exec('DELETE FROM tier_dictionaries'); db.close()`
-    execFileSync(process.execPath, ['-e', script, env.dbPath], { cwd: ROOT })
-    expect(sqliteAll(env.dbPath, 'SELECT count(*) AS n FROM tier_dictionaries')).toEqual([{ n: 0 }])
-    const cfgFile = path.join(env.dir, 'config.json')
-    const expFile = path.join(env.dir, 'expected.json')
-    fs.writeFileSync(cfgFile, JSON.stringify(cfg))
-    fs.writeFileSync(expFile, JSON.stringify(Object.fromEntries(expected)))
-    const out = JSON.parse(
-      execFileSync(process.execPath, [path.join(ROOT, '__test__', 'helpers', 'dict-child.js'), cfgFile, expFile], {
-        cwd: ROOT,
-        encoding: 'utf8',
-        maxBuffer: 64 * 1024 * 1024,
-      }),
-    )
+    // Cached in Redis too.
+    expect(dictField(env.prefix, d.id!, 'project')).toBe('proj-dict')
+
+    // A fresh process (empty registry) on a SQLite file that lost its dictionaries, with Redis'
+    // copy gone as well: from PostgreSQL, then kept in SQLite and Redis again.
+    forgetLocalDictionaries(env.dbPath)
+    redisCli(['DEL', `${env.prefix}dict:${d.id}`])
+    const out = freshChild(env.dir, cfg, expected)
     expect(out.wrong).toEqual([])
     expect(out.read).toBe(ids.length)
-    // Fetched from PostgreSQL and kept in SQLite again.
+    expect(out.findings).toEqual([])
     expect(sqliteAll(env.dbPath, 'SELECT id FROM tier_dictionaries')).toEqual([{ id: d.id }])
+    expect(dictField(env.prefix, d.id!, 'project')).toBe('proj-dict')
+  }, 120_000)
+
+  test('without PostgreSQL the dictionary is shared through Redis, and its Redis copy is what decodes there', async () => {
+    const env = reg.env()
+    const base = withDictionaries(env.config, { minFrames: 100 })
+    const cfg: TierConfig = { ...base, tiers: { redis: base.tiers!.redis, postgres: { enabled: false } } }
+    const m = await reg.open(cfg)
+    const g = genBundles(400, { seed: 14, idPrefix: `rdict-${env.prefix}`, large: 0, projectId: 'proj-redis' })
+    await m.storeMany(g.bundles)
+    const ids = g.bundles.map(idOf).filter((id) => g.closed.has(id))
+    const expected = new Map<string, unknown>()
+    for (const id of ids) expected.set(id, await m.retrieve(id, { promote: false }))
+    for (let i = 0; i < ids.length; i += 50) {
+      const r = await m.migrate({ toTier: 'warm', frameIds: ids.slice(i, i + 50) })
+      expect(r.failed).toEqual([])
+      expect(r.moved.length).toBeGreaterThanOrEqual(ids.slice(i, i + 50).length)
+    }
+    const [d] = m.stats().compression.dictionaries
+    expect(d.projectId).toBe('proj-redis')
+    expect(d.id).not.toBeNull()
+    expect(d.frames).toBeGreaterThan(0)
+    expect(dictField(env.prefix, d.id!, 'project')).toBe('proj-redis')
+    expect(Number(redisCli(['HSTRLEN', `${env.prefix}dict:${d.id}`, 'bytes']).trim())).toBe(d.size)
+    expect((await m.verify()).findings).toEqual([])
+    await m.close()
+
+    // A fresh process whose SQLite file lost its dictionaries decodes the Redis copies with Redis'.
+    forgetLocalDictionaries(env.dbPath)
+    const out = freshChild(env.dir, cfg, expected)
+    expect(out.wrong).toEqual([])
+    expect(out.read).toBe(ids.length)
+    expect(out.findings).toEqual([])
+    expect(sqliteAll(env.dbPath, 'SELECT id FROM tier_dictionaries')).toEqual([{ id: d.id }])
+
+    // With Redis' copy gone too, the Redis copies made with it cannot be decoded (verify says so),
+    // and still no frame is lost: their bodies are held in SQLite.
+    forgetLocalDictionaries(env.dbPath)
+    redisCli(['DEL', `${env.prefix}dict:${d.id}`])
+    const lost = freshChild(env.dir, cfg, expected)
+    expect(lost.wrong).toEqual([])
+    expect(lost.findings.length).toBeGreaterThan(0)
+    expect(lost.findings.every((f: any) => f.tier === 'warm')).toBe(true)
   }, 120_000)
 
   test('disabled: every envelope is plain zstd (format 1)', async () => {

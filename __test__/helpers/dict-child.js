@@ -1,9 +1,10 @@
 'use strict'
 // A fresh process for dictionaries.test.ts (this process's dictionary registry starts empty, so
-// every dictionary an envelope names must come from the SQLite file or PostgreSQL):
+// every dictionary an envelope names must come from the SQLite file, Redis or PostgreSQL):
 //   node dict-child.js <config.json> <expected.json>
-// Reads every frame in <expected.json> ({ id: bundle }) without promoting it and prints
-// {"wrong": [...ids], "read": n, "dictionaries": [...stats().compression.dictionaries]}.
+// Reads every frame in <expected.json> ({ id: bundle }) without promoting it, then runs verify()
+// (which decodes every Redis and PostgreSQL copy), and prints
+// {"wrong": [...ids], "read": n, "findings": [...verify().findings], "dictionaries": [...]}.
 
 const fs = require('fs')
 const { TierManager } = require('../../index.js')
@@ -23,9 +24,10 @@ async function main() {
       wrong.push(`${id}: ${e.code} ${e.message}`)
     }
   }
+  const { findings } = await m.verify()
   const dictionaries = m.stats().compression.dictionaries
   await m.close()
-  process.stdout.write(JSON.stringify({ wrong, read, dictionaries }))
+  process.stdout.write(JSON.stringify({ wrong, read, findings, dictionaries }))
 }
 
 main().catch((e) => {

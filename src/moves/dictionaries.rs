@@ -7,11 +7,14 @@
 //!   (16 KiB by default); the other 10 % measures it. It is adopted when it compresses that held-out
 //!   tenth at least 1.1x better than plain zstd; otherwise the sample grows to twice its size and
 //!   training is tried again, up to four times `min_frames`.
-//! - **Saved before use.** An adopted dictionary is saved in SQLite and, when PostgreSQL is
-//!   configured, in PostgreSQL, before any envelope names it. While PostgreSQL is configured but
-//!   down, the dictionary waits (envelopes stay plain).
+//! - **Saved before use.** An adopted dictionary is saved in SQLite, in PostgreSQL when that is
+//!   configured, and in Redis when that is configured, before any envelope names it. PostgreSQL is
+//!   the durable copy and must take it; Redis is a cache beside it, and the only shared copy
+//!   without it (then it must take it). While a tier that must take it is down, the dictionary
+//!   waits (envelopes stay plain).
 //! - **Never deleted**, so every envelope stays readable; a decoder that lacks one (another
-//!   machine, a lost SQLite file) finds it in SQLite, then PostgreSQL (`Mover::ensure_dictionaries`).
+//!   machine, a lost SQLite file) finds it in SQLite, then Redis, then PostgreSQL (and caches it in
+//!   Redis and SQLite; `Mover::ensure_dictionaries`).
 //! - **Retrained on drift**: once `4 × min_frames` frames were encoded with a dictionary, if they
 //!   compressed below 0.8x the ratio it was adopted with, a new sample is gathered and a new
 //!   dictionary (a new id) replaces it for new envelopes; the old one stays for the old ones.
@@ -163,9 +166,7 @@ impl Dictionaries {
         let mut g = self.lock();
         if self.cfg.enabled {
             for (p, _) in &sample {
-                if !g.contains_key(p) {
-                    Self::start_gathering(&mut g, p, self.cfg.min_frames);
-                }
+                Self::start_gathering(&mut g, p, self.cfg.min_frames);
             }
         }
         for (p, raw, packed, dict) in sizes {
@@ -332,7 +333,7 @@ impl Mover {
     }
 
     /// Every dictionary these envelopes name is in the registry after this (from SQLite, else
-    /// PostgreSQL, saved in SQLite then). One that cannot be found is left out: decoding that
+    /// Redis, else PostgreSQL, saved in SQLite then). One that cannot be found is left out: decoding that
     /// envelope then fails as corrupt, and the caller serves the frame from another copy.
     pub async fn ensure_dictionaries<'a>(&self, envelopes: impl Iterator<Item = &'a [u8]>, rm: &Remotes) {
         let mut missing: Vec<u32> =
@@ -350,13 +351,14 @@ impl Mover {
         if let Some(s) = self.hot.call(move |hot| hot.dict_get(id)).await? {
             return codec::register(Arc::new(Dictionary::new(s.bytes)));
         }
-        let Some(c) = &rm.cold else { return Err(TierError::storage("dictionary", format!("{id} is not in SQLite"))) };
-        let Some((project_id, bytes)) = c.dict_get(id).await? else {
-            return Err(TierError::storage("dictionary", format!("{id} is in neither SQLite nor PostgreSQL")));
+        let Some(RemoteDictionary { project_id, dict: d, in_redis }) = self.remote_dictionary(id, rm).await? else {
+            return Err(TierError::storage("dictionary", format!("{id} is in none of SQLite, Redis and PostgreSQL")));
         };
-        let d = Arc::new(Dictionary::new(bytes));
-        if d.id != id {
-            return Err(TierError::storage("dictionary", format!("PostgreSQL's dictionary {id} hashes to {}", d.id)));
+        if let (Some(w), false) = (&rm.warm, in_redis) {
+            // Found in PostgreSQL: cache it in Redis for the next machine (best effort).
+            if let Err(e) = w.dict_put(id, &project_id, &d.bytes).await {
+                tracing::warn!(id, error = %e, code = e.code(), "caching a dictionary in Redis");
+            }
         }
         let stored = StoredDictionary {
             id,
@@ -369,6 +371,32 @@ impl Mover {
         };
         self.hot.call(move |hot| hot.dict_save(&stored)).await?;
         codec::register(d)
+    }
+
+    /// A dictionary from Redis (the cache, tried first), else PostgreSQL (the durable copy). A
+    /// copy whose bytes do not hash to `id` is passed over; one that fails the same way in
+    /// PostgreSQL is an error.
+    async fn remote_dictionary(&self, id: u32, rm: &Remotes) -> Result<Option<RemoteDictionary>> {
+        if let Some(w) = &rm.warm {
+            match w.dict_get(id).await {
+                Ok(Some((project_id, bytes))) => {
+                    let d = Arc::new(Dictionary::new(bytes));
+                    if d.id == id {
+                        return Ok(Some(RemoteDictionary { project_id, dict: d, in_redis: true }));
+                    }
+                    tracing::warn!(id, got = d.id, "Redis' copy of a dictionary does not hash to its id: passed over");
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(id, error = %e, code = e.code(), "reading a dictionary from Redis"),
+            }
+        }
+        let Some(c) = &rm.cold else { return Ok(None) };
+        let Some((project_id, bytes)) = c.dict_get(id).await? else { return Ok(None) };
+        let d = Arc::new(Dictionary::new(bytes));
+        if d.id != id {
+            return Err(TierError::storage("dictionary", format!("PostgreSQL's dictionary {id} hashes to {}", d.id)));
+        }
+        Ok(Some(RemoteDictionary { project_id, dict: d, in_redis: false }))
     }
 
     /// Train the projects whose sample is complete, and save the dictionaries parked while
@@ -446,8 +474,8 @@ impl Mover {
         if adopted {
             let d = Arc::new(d);
             if let Err(e) = self.save_and_adopt(stored.clone(), d.clone(), rm).await {
-                if rm.cold.is_none() && rm.cold_down.is_some() {
-                    // PostgreSQL is configured but down: saved and adopted once it is back.
+                if e.is_unavailable() {
+                    // A tier it must be saved in is down: saved and adopted once it is back.
                     self.dicts.park(project, stored, d);
                 }
                 return Err(e);
@@ -456,12 +484,28 @@ impl Mover {
         Ok(t)
     }
 
-    /// Saved in SQLite and (when configured) PostgreSQL, registered, then current for new envelopes.
+    /// Saved in SQLite, PostgreSQL and Redis, registered, then current for new envelopes. It must
+    /// reach PostgreSQL when that is configured (the durable copy), else Redis when that is
+    /// configured (the only copy another machine can find); Redis beside PostgreSQL is a cache,
+    /// filled on a best-effort basis (and again by the first machine that fetches it).
     async fn save_and_adopt(&self, stored: StoredDictionary, d: Arc<Dictionary>, rm: &Remotes) -> Result<()> {
+        let cold_configured = rm.cold.is_some() || rm.cold_down.is_some();
         match (&rm.cold, &rm.cold_down) {
             (Some(c), _) => c.dict_put(stored.id, &stored.project_id, &stored.bytes).await?,
             (None, Some(why)) => return Err(TierError::unavailable("postgres", why.clone())),
             (None, None) => {}
+        }
+        match (&rm.warm, &rm.warm_down) {
+            (Some(w), _) => {
+                if let Err(e) = w.dict_put(stored.id, &stored.project_id, &stored.bytes).await {
+                    if !cold_configured {
+                        return Err(e);
+                    }
+                    tracing::warn!(id = stored.id, error = %e, code = e.code(), "caching a dictionary in Redis");
+                }
+            }
+            (None, Some(why)) if !cold_configured => return Err(TierError::unavailable("redis", why.clone())),
+            _ => {}
         }
         let s = stored.clone();
         self.hot.call(move |hot| hot.dict_save(&s)).await?;
@@ -469,6 +513,13 @@ impl Mover {
         self.dicts.adopt(&stored.project_id, d, &stored);
         Ok(())
     }
+}
+
+/// A dictionary found in Redis or PostgreSQL.
+struct RemoteDictionary {
+    project_id: String,
+    dict: Arc<Dictionary>,
+    in_redis: bool,
 }
 
 #[cfg(test)]

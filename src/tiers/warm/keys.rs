@@ -68,7 +68,6 @@ impl IndexKeys {
 /// Where every key of a prefix lives, in one of the two layouts.
 #[derive(Debug, Clone)]
 pub(super) struct Layout {
-    #[cfg_attr(not(test), allow(dead_code))]
     prefix: String,
     cluster: bool,
     buckets: Vec<IndexKeys>,
@@ -135,6 +134,11 @@ impl Layout {
     pub(super) fn meta(&self, id: &str) -> String {
         let (a, b) = &self.index_of(id).meta_parts;
         format!("{a}{id}{b}")
+    }
+
+    /// `{prefix}dict:<id>`: a dictionary (one key, so one slot on a cluster too).
+    pub(super) fn dict(&self, id: u32) -> String {
+        format!("{}dict:{id}", self.prefix)
     }
 
     /// The cap of one bucket: the configured cap split evenly, so the sum never exceeds it.

@@ -17,6 +17,7 @@
 //! | `{p}idx:size`              | hash   | id → envelope bytes                                      |
 //! | `{p}idx:bytes`             | string | running total of `idx:size`                              |
 //! | `{p}idx:exp`               | zset   | id → expiry deadline, unix ms (server clock)             |
+//! | `{p}dict:<id>`             | hash   | project, bytes of a zstd dictionary; no TTL, not capped  |
 //!
 //! That is the layout on one server. On Redis Cluster (`cfg.cluster`) every frame belongs to one
 //! of `keys::CLUSTER_BUCKETS` buckets and the bucket's hash tag comes first in all its keys
@@ -63,6 +64,7 @@ use crate::model::{Result, TierError};
 mod cap;
 pub mod config;
 mod conn;
+mod dictionaries;
 mod frames;
 mod keys;
 mod scripts;

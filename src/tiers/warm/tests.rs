@@ -559,3 +559,18 @@ fn key_helpers() {
     assert_eq!(info_field("# Server\r\nredis_version:7.0.15\r\n", "redis_version"), Some("7.0.15"));
     assert_eq!(info_field("maxmemory_policy:noeviction\r\nmaxmemory:0\r\n", "maxmemory"), Some("0"));
 }
+
+#[tokio::test]
+async fn dictionaries_round_trip_outside_the_cap_and_index() {
+    let t = tier(EvictionStrategy::Lru, 1 << 20, 600).await;
+    assert_eq!(t.dict_get(7).await.expect("get"), None);
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    t.dict_put(7, "proj", &bytes).await.expect("put");
+    t.dict_put(7, "proj", &bytes).await.expect("put again (idempotent)");
+    assert_eq!(t.dict_get(7).await.expect("get"), Some(("proj".to_string(), bytes)));
+    // Not a frame: the index and its byte total do not count it, and the orphan sweep leaves it.
+    assert_eq!(t.stats().await.expect("stats").bytes, 0);
+    t.remove_orphans().await.expect("sweep");
+    assert!(exists(&t, &format!("{}dict:7", t.layout.prefix())).await);
+    t.flush_prefix().await.expect("flush");
+}
