@@ -355,8 +355,40 @@ export interface CompactReport {
   redisEvicted?: number
   retentionDeleted?: number
   stubsDropped?: number
+  /** Stubs kept as `expired` (child frames point at them). */
+  stubsExpired?: number
+  /** Past retention but kept: their rows in SQLite are data (hot, held back, written since archived). */
+  retentionKept?: number
   journalPruned: number
   sqliteBytesReclaimed: number
+  /** With `reencode: true`: what re-encoding the archive did. */
+  reencoded?: ReencodeReport
+  /** With `reencode: true` while PostgreSQL is down: why the step did not run. */
+  reencodeDeferred?: string
+}
+
+/**
+ * `compact({ reencode: true })`: archived envelopes not made with their project's current zstd
+ * dictionary (plain, or an older one), rewritten with it where that is smaller.
+ */
+export interface ReencodeReport {
+  /** Stale envelopes looked at. */
+  scanned: number
+  /** Replaced with a smaller envelope made with the current dictionary. */
+  rewritten: number
+  /** Kept: the new envelope was not smaller. */
+  notSmaller: number
+  /** Kept: the row changed meanwhile (rewritten, moved or deleted). */
+  changed: number
+  /** Kept: it could not be decoded, or its checksum is not the row's (`verify` reports it). */
+  undecodable: number
+  /** Envelope bytes of the rewritten rows, before and after. */
+  bytesBefore: number
+  bytesAfter: number
+  /** The projects walked (those with a current dictionary). */
+  projects: string[]
+  /** Stopped at `limit`; run again for the rest. */
+  truncated: boolean
 }
 
 export type PolicyAction = 'executed' | 'pending' | 'failed' | 'filtered' | 'skipped' | 'observing' | 'deferred'
@@ -619,7 +651,11 @@ export declare class TierManager {
   refresh(frameId: string): Promise<boolean>
   /** StackMemory's GC by its retention rules, each deleted frame first verified in the archive. */
   gc(options?: { retentionDays?: number, batchSize?: number, dryRun?: boolean, force?: boolean, archiveOnly?: boolean }): Promise<GcReport>
-  compact(): Promise<CompactReport>
+  /**
+   * Housekeeping: stale moves, orphans, the Redis cap, retention, SQLite space; with
+   * `reencode`, archived envelopes re-encoded with their project's current dictionary.
+   */
+  compact(options?: { reencode?: boolean, projectId?: string, limit?: number }): Promise<CompactReport>
   /**
    * Train the project's zstd dictionary now, on its most recent frames in SQLite (default: the
    * project with the most frames). Adopted for new envelopes when it gains 1.1x, or with `force`.

@@ -104,7 +104,7 @@ class TierManager {
     return JSON.parse(await call(() => this.#inner.migrate(rest, progress)))
   }
   search(query, options) { return call(() => this.#inner.search(query, options)) }
-  compact() { return call(() => this.#inner.compact()) }
+  compact(options) { return call(() => this.#inner.compact(options)) }
   trainDictionary(options) { return call(() => this.#inner.trainDictionary(options)) }
   refresh(frameId) { return call(() => this.#inner.refresh(frameId)) }
   async gc(options) { return JSON.parse(await call(() => this.#inner.gc(options))) }

@@ -3,12 +3,12 @@
 // envelope names it, later envelopes use it (format 2) and are smaller, every frame reads back
 // exactly, also in a fresh process whose SQLite file lost its dictionaries (found in Redis, else
 // PostgreSQL, and cached again); without PostgreSQL, Redis is the shared copy; bad options are refused.
-import { execFileSync } from 'child_process'
+import { execFileSync, spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
 
 import type { FrameBundle, TierConfig } from '../index'
-import { fileRegistry, genBundles, idOf, mismatches, psql, redisCli, rejectionOf, ROOT, sqliteAll } from './helpers/gen'
+import { fileRegistry, genBundles, idOf, mismatches, PG_URL, psql, REDIS_URL, redisCli, rejectionOf, ROOT, sqliteAll } from './helpers/gen'
 
 const reg = fileRegistry()
 
@@ -152,6 +152,58 @@ describe('per-project dictionaries', () => {
     expect(lost.wrong).toEqual([])
     expect(lost.findings.length).toBeGreaterThan(0)
     expect(lost.findings.every((f: any) => f.tier === 'warm')).toBe(true)
+  }, 120_000)
+
+  test('compact({ reencode }) rewrites the envelopes archived before the dictionary: smaller, exact, the same search text', async () => {
+    const env = reg.env()
+    const cfg = withDictionaries(env.config, { minFrames: 100 })
+    const m = await reg.open(cfg)
+    const g = genBundles(600, { seed: 15, idPrefix: `reenc-${env.prefix}`, large: 0, projectId: 'proj-re' })
+    await m.storeMany(g.bundles)
+    const ids = g.bundles.map(idOf).filter((id) => g.closed.has(id))
+    const expected = new Map<string, unknown>()
+    for (const id of ids) expected.set(id, await m.retrieve(id, { promote: false }))
+    for (let i = 0; i < ids.length; i += 50) expect((await m.migrate({ toTier: 'cold', frameIds: ids.slice(i, i + 50) })).failed).toEqual([])
+    const before = formats(env.schema)
+    expect(before['1'].n).toBeGreaterThanOrEqual(100)
+    const archiveBytes = () => Number(psql(`SELECT sum(octet_length(payload)) FROM ${env.schema}.frames_archive`))
+    const searchText = () => psql(`SELECT md5(string_agg(search::text, '|' ORDER BY frame_id)) FROM ${env.schema}.frames_archive`)
+    const [bytes0, search0] = [archiveBytes(), searchText()]
+
+    for (const o of [{ reencode: 'yes' }, { limit: 5 }, { reencode: true, limit: 0 }, { reencode: true, projectId: 7 }, { other: 1 }, 'all']) {
+      const e = await rejectionOf(m.compact(o as any))
+      expect(e.code).toBe('ERR_INVALID_ARGUMENT')
+      expect(e.message).toMatch(/options/)
+    }
+    expect(archiveBytes()).toBe(bytes0)
+    // Another project has nothing to re-encode (no dictionary).
+    expect((await m.compact({ reencode: true, projectId: 'nobody' })).reencoded).toMatchObject({ rewritten: 0, projects: [] })
+
+    const part = (await m.compact({ reencode: true, limit: 30 })).reencoded!
+    expect(part).toMatchObject({ rewritten: 30, truncated: true, changed: 0, undecodable: 0, projects: ['proj-re'] })
+    expect(formats(env.schema)['1'].n).toBe(before['1'].n - 30)
+
+    // The rest through the CLI, in another process (its dictionary comes from the SQLite file).
+    const conf = path.join(env.dir, 'tiers.json')
+    fs.writeFileSync(conf, JSON.stringify({ tiers: { redis: { keyPrefix: env.prefix }, postgres: { schema: env.schema } }, policies: cfg.policies, compression: cfg.compression }))
+    const cli = spawnSync(
+      process.execPath,
+      [path.join(ROOT, 'cli', 'stackmemory-storage.js'), 'compact', '--reencode', '--json', '--db', env.dbPath, '--config', conf, '--redis', REDIS_URL, '--postgres', PG_URL],
+      { cwd: ROOT, encoding: 'utf8' },
+    )
+    expect(cli.stderr).toBe('')
+    expect(cli.status).toBe(0)
+    const rest = JSON.parse(cli.stdout).reencoded
+    expect(rest).toMatchObject({ rewritten: before['1'].n - 30, notSmaller: 0, changed: 0, undecodable: 0, truncated: false })
+    expect(rest.bytesAfter * 1.2).toBeLessThan(rest.bytesBefore)
+
+    expect(Object.keys(formats(env.schema))).toEqual(['2'])
+    expect(archiveBytes()).toBeLessThan(bytes0)
+    expect(searchText()).toBe(search0)
+    expect(psql(`SELECT count(*) FROM ${env.schema}.frames_archive WHERE compressed_size <> octet_length(payload)`)).toBe('0')
+    expect((await m.compact({ reencode: true })).reencoded).toMatchObject({ scanned: 0, rewritten: 0 })
+    expect(await mismatches(m, expected)).toEqual([])
+    expect((await m.verify()).findings).toEqual([])
   }, 120_000)
 
   test('disabled: every envelope is plain zstd (format 1)', async () => {

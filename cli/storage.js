@@ -85,7 +85,18 @@ const COMMANDS = [
   {
     name: 'compact',
     description: 'finish or roll back stale moves, remove orphans, apply retention, reclaim space',
-    action: async (s) => s.print(await (await s.open()).compact(), fmt.printCompact),
+    options: [
+      { flags: '--reencode', description: "then re-encode archived envelopes with their project's current zstd dictionary" },
+      { flags: '--project <id>', description: 'with --reencode: only this project' },
+      { flags: '--limit <n>', description: 'with --reencode: rewrite at most this many envelopes', parse: positiveInt },
+    ],
+    action: async (s) => {
+      const o = {}
+      if (s.opts.reencode) o.reencode = true
+      if (s.opts.project) o.projectId = s.opts.project
+      if (s.opts.limit) o.limit = s.opts.limit
+      s.print(await (await s.open()).compact(o), fmt.printCompact)
+    },
   },
   {
     name: 'train-dictionary',

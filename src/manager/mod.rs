@@ -31,7 +31,7 @@ pub mod requests;
 mod retrieve;
 pub mod runs;
 mod search;
-mod status;
+pub mod status;
 mod trace;
 pub mod verify;
 mod worker;

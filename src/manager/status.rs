@@ -5,7 +5,35 @@ use serde_json::{json, Value};
 
 use super::TierManager;
 use crate::model::units::now_seconds;
-use crate::model::Result;
+use crate::model::values::{Fields, Kind};
+use crate::model::{Result, TierError};
+
+/// `compact(options)`: the housekeeping, and optionally the re-encode step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactRequest {
+    /// Re-encode archived envelopes with their project's current dictionary (`moves/reencode.rs`).
+    pub reencode: bool,
+    /// Only this project's envelopes.
+    pub project_id: Option<String>,
+    /// At most this many envelopes rewritten.
+    pub limit: Option<u64>,
+}
+
+impl CompactRequest {
+    pub fn from_json(v: Option<&Value>) -> Result<CompactRequest> {
+        let o = Fields::root(v.unwrap_or(&Value::Null), "options", Kind::Argument)?;
+        o.known(&["reencode", "projectId", "limit"])?;
+        let req = CompactRequest {
+            reencode: o.boolean("reencode", false)?,
+            project_id: o.opt_string("projectId")?,
+            limit: if o.has("limit") { Some(o.int("limit", 0, 1, u64::MAX / 2)?) } else { None },
+        };
+        if !req.reencode && (req.project_id.is_some() || req.limit.is_some()) {
+            return Err(TierError::invalid_argument("options.reencode", "projectId and limit go with reencode: true"));
+        }
+        Ok(req)
+    }
+}
 
 impl TierManager {
     pub async fn status(&self) -> Result<Value> {
@@ -76,9 +104,35 @@ impl TierManager {
         }))
     }
 
-    /// Finish stale moves, drop orphan Redis index entries, apply retention, reclaim SQLite space.
-    pub async fn compact(&self) -> Result<Value> {
+    /// Finish stale moves, drop orphan Redis index entries, apply retention, reclaim SQLite space;
+    /// with `reencode`, then re-encode archived envelopes with their project's current dictionary.
+    pub async fn compact(&self, req: CompactRequest) -> Result<Value> {
         self.check_open()?;
+        if req.reencode && !self.inner.config.postgres.enabled {
+            return Err(TierError::invalid_argument(
+                "options.reencode",
+                "re-encodes the archive: PostgreSQL is not enabled",
+            ));
+        }
+        let mut out = self.housekeeping().await?;
+        if req.reencode {
+            // After the move lock is released: the step is online (see moves/reencode.rs).
+            let remotes = self.remotes().await;
+            if remotes.cold.is_some() {
+                let r = self
+                    .inner
+                    .mover
+                    .reencode(&remotes, req.project_id.as_deref(), req.limit.unwrap_or(u64::MAX))
+                    .await?;
+                out["reencoded"] = json!(r);
+            } else {
+                out["reencodeDeferred"] = json!(remotes.down(crate::model::Tier::Cold));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn housekeeping(&self) -> Result<Value> {
         let _moving = self.inner.mover.lock_moves().await?;
         self.flush_accesses().await?;
         let remotes = self.remotes().await;

@@ -11,6 +11,7 @@ use crate::manager::gc::GcRequest;
 use crate::manager::requests::{
     bundles_arg, demotion_tier_arg, frame_id_arg, CycleOptions, RetrieveOptions, SearchRequest,
 };
+use crate::manager::status::CompactRequest;
 use crate::manager::TierManager as Manager;
 use crate::model::Tier;
 use crate::tiers::hot::HotBody;
@@ -119,9 +120,14 @@ impl TierManager {
         report_text(self.inner.gc(js(GcRequest::from_json(options.as_ref()))?).await)
     }
 
-    #[napi(ts_return_type = "Promise<CompactReport>")]
-    pub async fn compact(&self) -> napi::Result<Value> {
-        js(self.inner.compact().await)
+    /// Housekeeping: stale moves, orphans, the Redis cap, retention, SQLite space; with
+    /// `reencode`, archived envelopes re-encoded with their project's current dictionary.
+    #[napi(
+        ts_args_type = "options?: { reencode?: boolean, projectId?: string, limit?: number }",
+        ts_return_type = "Promise<CompactReport>"
+    )]
+    pub async fn compact(&self, options: Option<Value>) -> napi::Result<Value> {
+        js(self.inner.compact(js(CompactRequest::from_json(options.as_ref()))?).await)
     }
 
     /// Train the project's zstd dictionary now, on its most recent frames in SQLite (default: the

@@ -22,6 +22,7 @@ use crate::model::{Result, TierError};
 pub mod config;
 mod copy;
 mod dictionaries;
+mod reencode;
 mod rows;
 mod schema;
 mod search;
@@ -30,6 +31,7 @@ pub mod tls;
 use config::valid_schema;
 pub use config::PostgresConfig;
 pub use copy::{archive_row, ArchiveRow};
+pub use reencode::StaleEnvelope;
 use schema::Sql;
 pub use search::{ColdHit, ColdStats, MAX_SEARCH_LIMIT};
 

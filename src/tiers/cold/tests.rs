@@ -595,3 +595,43 @@ async fn a_server_that_stops_answering_is_unavailable_within_the_query_timeout()
     proxy.accept.abort();
     ColdTier::connect(&cfg_for(&schema)).await.expect("direct").drop_schema().await.expect("drop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_envelopes_are_found_and_replaced_only_while_the_row_holds_the_same_frame() {
+    use crate::model::codec::{encode_raw_with, Dictionary};
+    let t = open().await;
+    let bundles: Vec<Bundle> = (0..6).map(|i| bundle(&format!("s{i}"), "p1", &format!("n {i}"), "hello")).collect();
+    let mut rows: Vec<ArchiveRow> = bundles.iter().map(|b| row(b, 1).0).collect();
+    rows.push(row(&bundle("other", "p2", "x", "y"), 1).0);
+    t.upsert_many(&rows).await.expect("upsert");
+    let samples: Vec<Vec<u8>> =
+        (0..200).map(|i| bundle(&format!("d{i}"), "p1", "n", "hello").canonical_bytes()).collect();
+    let d = Dictionary::train(&samples, 4096).expect("train");
+
+    // All of p1 is plain: stale for any dictionary, a page at a time, by frame id.
+    let page = t.stale_envelopes("p1", d.id, "", 4).await.expect("page");
+    assert_eq!(page.iter().map(|e| e.frame_id.as_str()).collect::<Vec<_>>(), ["s0", "s1", "s2", "s3"]);
+    let rest = t.stale_envelopes("p1", d.id, "s3", 4).await.expect("page");
+    assert_eq!(rest.len(), 2);
+
+    // s0 re-encoded; s1 asked with the wrong checksum (as if rewritten meanwhile): kept.
+    let new0 = encode_raw_with("s0".into(), &bundles[0].canonical_bytes(), 3, &d).expect("encode");
+    let new1 = encode_raw_with("s1".into(), &bundles[1].canonical_bytes(), 3, &d).expect("encode");
+    let done = t
+        .replace_payloads(&[
+            ("s0".into(), page[0].checksum.clone(), new0.bytes.clone()),
+            ("s1".into(), "0000000000000000".into(), new1.bytes.clone()),
+            ("gone".into(), page[0].checksum.clone(), new0.bytes.clone()),
+        ])
+        .await
+        .expect("replace");
+    assert_eq!(done, ["s0".to_string()]);
+    assert_eq!(t.get("s0").await.expect("get"), Some(new0.bytes.clone()));
+    assert_eq!(t.get("s1").await.expect("get"), Some(page[1].payload.clone()));
+    // s0 is now made with d: no longer stale for it, but stale for another dictionary id.
+    let stale: Vec<String> =
+        t.stale_envelopes("p1", d.id, "", 10).await.expect("page").into_iter().map(|e| e.frame_id).collect();
+    assert_eq!(stale, ["s1", "s2", "s3", "s4", "s5"]);
+    assert_eq!(t.stale_envelopes("p1", d.id ^ 1, "", 10).await.expect("page").len(), 6);
+    t.drop_schema().await.expect("drop");
+}
