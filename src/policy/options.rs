@@ -12,7 +12,7 @@
 //!   "prefetchRelatives": true, "prefetchPeriodic": true, "maxPinnedBytes": "100MB",
 //!   "decisionsPerFrame": 8, "frequencyWindow": "6h",
 //!   "weights": { "recency": 0.35, "frequency": 0.15, "pattern": 0.4, "size": 0.1 },
-//!   "watermarks": { "warning": 0.70, "critical": 0.85, "emergency": 0.95 },
+//!   "watermarks": { "warning": 0.90, "critical": 0.95, "emergency": 0.98 },
 //!   "filters": {
 //!     "cooldown": { "enabled": true, "duration": "10m" },
 //!     "cycles": { "enabled": true, "window": "1h" },
@@ -52,12 +52,12 @@ pub struct ScoreWeights {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Watermarks {
-    /// Default 0.70: Warning — hot frames leave after 3/4 of `hotMaxAge`; no periodic prefetch.
+    /// Default 0.90: Warning — hot frames leave after 3/4 of `hotMaxAge`; no periodic prefetch.
     pub warning: f64,
-    /// Default 0.85: Critical — the lowest-scoring frames are demoted until below this mark
+    /// Default 0.95: Critical — the lowest-scoring frames are demoted until below this mark
     /// (instead of the age rule).
     pub critical: f64,
-    /// Default 0.95: Emergency — demoted until under this mark, bypassing the anti-churn filters
+    /// Default 0.98: Emergency — demoted until under this mark, bypassing the anti-churn filters
     /// (never drops data, never demotes pinned or active frames).
     pub emergency: f64,
 }
@@ -160,7 +160,7 @@ impl Default for PolicyOptions {
             frequency_window_ms: 6 * HOUR_MS,
             min_data_collection_ms: 0,
             weights: ScoreWeights { recency: 0.35, frequency: 0.15, pattern: 0.4, size: 0.1 },
-            watermarks: Watermarks { warning: 0.70, critical: 0.85, emergency: 0.95 },
+            watermarks: Watermarks { warning: 0.90, critical: 0.95, emergency: 0.98 },
             filters: FilterOptions {
                 cooldown_enabled: true,
                 cooldown_ms: 10 * MIN_MS,
@@ -338,7 +338,7 @@ mod tests {
             (json!({"hotMaxAge": "soon"}), "policies.hotMaxAge"),
             (json!({"weights": {"recency": 2}}), "policies.weights.recency"),
             (json!({"weights": {"colour": 1}}), "policies.weights.colour"),
-            (json!({"watermarks": {"warning": 0.9}}), "policies.watermarks"),
+            (json!({"watermarks": {"warning": 0.96}}), "policies.watermarks"),
             (json!({"filters": {"cooldown": {"duration": -1}}}), "policies.filters.cooldown.duration"),
             (json!({"filters": {"persistence": {"cycles": 0}}}), "policies.filters.persistence.cycles"),
             (json!({"filters": {"hysteresis": {}}}), "policies.filters.hysteresis"),

@@ -159,7 +159,6 @@ pub fn assess(p: &PressureInputs, w: &Watermarks) -> PressureReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::options::PolicyOptions;
 
     fn hot(bytes: u64, frames: u64) -> PressureInputs {
         PressureInputs {
@@ -173,7 +172,8 @@ mod tests {
 
     #[test]
     fn levels_follow_the_watermarks() {
-        let w = PolicyOptions::default().watermarks;
+        // The mechanism, at fixed marks (the defaults are 0.90 / 0.95 / 0.98).
+        let w = Watermarks { warning: 0.70, critical: 0.85, emergency: 0.95 };
         assert_eq!(assess(&hot(100, 10), &w).level, PressureLevel::Normal);
         assert_eq!(assess(&hot(700, 10), &w).level, PressureLevel::Warning);
         assert_eq!(assess(&hot(100, 86), &w).hot_level, PressureLevel::Critical, "frame count alone");
@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn warm_server_and_host_memory_count() {
-        let w = PolicyOptions::default().watermarks;
+        let w = Watermarks { warning: 0.70, critical: 0.85, emergency: 0.95 };
         let p = PressureInputs {
             warm_bytes: 100,
             warm_max_bytes: 1000,

@@ -33,13 +33,13 @@ fn assert_row(r: &acceptance::Row, goals: [bool; 4], min_worst_vs_lru: f64, max_
 
 #[test]
 fn acceptance_fortnight_ten_seeds_tuned_and_held_out() {
-    // Measured (tuned / held out): @15 57.6 / 57.7 % vs LRU 54.7 / 54.7, optimum 65.4 / 65.5 (7.8
-    // pts: not within 5); @30 63.1 / 63.3 vs 57.7 / 58.5; @60 65.4 / 65.6 vs 64.8 / 65.2, above LRU
-    // on 8/10 tuned but only 6/10 held-out seeds (worst -0.4 / -1.3 pts).
-    for (seeds, at60) in [(acceptance::TUNE_SEEDS, true), (acceptance::HELD_OUT_SEEDS, false)] {
-        assert_row(&row("fortnight@15", 14, seeds.clone()), [false, true, true, true], 0.5, 8.5);
-        assert_row(&row("fortnight@30", 14, seeds.clone()), [true, true, true, true], 1.5, 5.0);
-        assert_row(&row("fortnight@60", 14, seeds.clone()), [true, true, at60, true], -2.0, 5.0);
+    // Measured (tuned / held out): @15 58.6 / 58.8 % vs LRU 54.7 / 54.7, optimum 65.4 / 65.5 (6.8 /
+    // 6.7 pts: not within 5); @30 64.2 / 64.4 vs 57.7 / 58.5; @60 66.2 / 66.2 vs 64.8 / 65.2, above
+    // LRU on 10/10 tuned and 8/10 held-out seeds (worst +0.2 / +0.0 pts).
+    for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
+        assert_row(&row("fortnight@15", 14, seeds.clone()), [false, true, true, true], 1.5, 7.5);
+        assert_row(&row("fortnight@30", 14, seeds.clone()), [true, true, true, true], 2.5, 5.0);
+        assert_row(&row("fortnight@60", 14, seeds.clone()), [true, true, true, true], -0.5, 5.0);
     }
 }
 
@@ -56,13 +56,13 @@ fn acceptance_shipped_traces_ten_seeds() {
 }
 
 /// Sessions (7 days), where LRU is near-optimal: ours is within 5 points of the optimum with no
-/// more migrations than LRU, but NOT above LRU: 95.0 vs 95.4 % (tuned), 95.0 vs 95.3 % (held
-/// out), above it on 0/10 and 2/10 seeds, worst -0.8 pts (see bench/policy.md).
+/// more migrations than LRU, but NOT above LRU: 95.2 vs 95.4 % (tuned), 95.1 vs 95.3 % (held
+/// out), above it on 1/10 and 2/10 seeds, worst -0.5 pts (see bench/policy.md).
 #[test]
 fn acceptance_sessions_ten_seeds() {
     for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
         let r = row("sessions", 7, seeds);
-        assert_row(&r, [true, false, false, true], -1.5, 5.0);
+        assert_row(&r, [true, false, false, true], -1.0, 5.0);
         assert!(
             r.mean_ours() >= r.mean_lru() - 1.0,
             "sessions: more than 1 pt below LRU\n{}",

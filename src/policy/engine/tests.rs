@@ -30,9 +30,9 @@ fn quiet() -> PressureInputs {
     PressureInputs { hot_max_frames: 1000, hot_max_bytes: 1 << 30, ..Default::default() }
 }
 
-/// Hot at 75 % of its frame limit: Warning, where frames read before leave past the window.
+/// Hot at 92 % of its frame limit: Warning, where frames read before leave past the window.
 fn warning() -> PressureInputs {
-    PressureInputs { hot_frames: 750, ..quiet() }
+    PressureInputs { hot_frames: 920, ..quiet() }
 }
 
 fn engine() -> PolicyEngine {
@@ -442,7 +442,7 @@ fn pressure_passes_over_a_periodic_frame_due_soon() {
         }
         let mut frames = vec![view("p", Tier::Hot, 20)];
         frames.extend((0..8).map(|i| view(&format!("n{i}"), Tier::Hot, 0)));
-        let p = PressureInputs { hot_frames: 9, hot_max_frames: 10, ..Default::default() };
+        let p = PressureInputs { hot_frames: 96, hot_max_frames: 100, ..Default::default() };
         let r = e.run_cycle(NOW, &frames, &p, Reachability::ALL, false);
         assert_eq!(r.pressure.level, PressureLevel::Critical);
         let pattern = e.explain("p", NOW, None).pattern.pattern;
