@@ -206,6 +206,47 @@ describe('per-project dictionaries', () => {
     expect((await m.verify()).findings).toEqual([])
   }, 120_000)
 
+  test('compact({ reencode }) beside promotions and writes to archived frames: no frame lost, none stale', async () => {
+    const env = reg.env()
+    const cfg = withDictionaries(env.config, { minFrames: 100 })
+    const m = await reg.open(cfg)
+    const g = genBundles(600, { seed: 16, idPrefix: `reon-${env.prefix}`, large: 0, projectId: 'proj-on' })
+    await m.storeMany(g.bundles)
+    const ids = g.bundles.map(idOf).filter((id) => g.closed.has(id))
+    for (let i = 0; i < ids.length; i += 50) expect((await m.migrate({ toTier: 'cold', frameIds: ids.slice(i, i + 50) })).failed).toEqual([])
+    const expected = new Map<string, any>()
+    for (const id of ids) expected.set(id, await m.retrieve(id, { promote: false }))
+    const plain = psql(`SELECT frame_id FROM ${env.schema}.frames_archive WHERE get_byte(payload, 3) = 1 ORDER BY frame_id`).split('\n').filter(Boolean)
+    expect(plain.length).toBeGreaterThanOrEqual(100)
+    // While it re-encodes: half of the plain ones come back hot, and 20 others are written anew.
+    const back = plain.filter((_, i) => i % 2 === 0)
+    const written = plain.filter((_, i) => i % 2 === 1).slice(0, 20)
+    const writes = (async () => {
+      for (const id of written) {
+        const b = JSON.parse(JSON.stringify(expected.get(id)))
+        b.frame.digest_text = `rewritten while re-encoding ${id}`
+        await m.store(b)
+      }
+    })()
+    const [r, mv] = await Promise.all([m.compact({ reencode: true }), m.migrate({ toTier: 'hot', frameIds: back }), writes])
+    expect(mv.failed).toEqual([])
+    const rep = r.reencoded!
+    expect(rep.undecodable).toBe(0)
+    expect(rep.rewritten + rep.changed + rep.notSmaller).toBe(rep.scanned)
+    for (const id of written) {
+      const got = await m.retrieve(id, { promote: false })
+      expect(got!.frame.digest_text).toBe(`rewritten while re-encoding ${id}`)
+      expected.delete(id)
+    }
+    expect(await mismatches(m, expected)).toEqual([])
+    for (const id of back) expect(await m.locate(id)).toBe('hot')
+    // verify first finishes the discards the writes journaled (their archive rows are stale now).
+    expect((await m.verify()).findings).toEqual([])
+    // What is left plain is what a second run re-encodes; then nothing is.
+    await m.compact({ reencode: true })
+    expect(Object.keys(formats(env.schema))).toEqual(['2'])
+  }, 120_000)
+
   test('disabled: every envelope is plain zstd (format 1)', async () => {
     const env = reg.env()
     const m = await reg.open(withDictionaries(env.config, { enabled: false, minFrames: 16 }))

@@ -137,6 +137,15 @@ impl TierManager {
         self.check_open()?;
         let t0 = std::time::Instant::now();
         let rm = self.remotes().await;
+        // Journaled work first, as `migrate` and `compact` do: the copies a discard is about to
+        // remove (a frame StackMemory re-stored while it was archived, a delete) would otherwise be
+        // reported as orphans until the next move. Failing that, verify still reports what it sees.
+        match self.inner.mover.lock_moves().await {
+            Ok(_moving) => {
+                crate::obs::log_err("finishing journaled work before verify", self.inner.mover.recover(&rm).await)
+            }
+            Err(e) => crate::obs::log_err::<()>("finishing journaled work before verify", Err(e)),
+        }
         let mut rep = VerifyReport::default();
         if self.inner.config.redis.enabled && rm.warm.is_none() {
             rep.unavailable.push(format!("warm: {}", rm.down(Tier::Warm)));

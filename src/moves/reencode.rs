@@ -91,8 +91,10 @@ impl Mover {
                         }
                     }
                 }
-                // Never past the limit: the last page may be cut.
-                rows.truncate((limit - rep.rewritten).min(rows.len() as u64) as usize);
+                // Never past the limit: the last page may be cut (and the run then stops after it).
+                let room = (limit - rep.rewritten).min(rows.len() as u64) as usize;
+                let cut = room < rows.len();
+                rows.truncate(room);
                 let asked = rows.len() as u64;
                 let done = cold.replace_payloads(&rows).await?;
                 for id in &done {
@@ -103,6 +105,10 @@ impl Mover {
                 }
                 rep.rewritten += done.len() as u64;
                 rep.changed += asked - done.len() as u64;
+                if cut {
+                    rep.truncated = true;
+                    return Ok(rep);
+                }
             }
         }
         Ok(rep)
