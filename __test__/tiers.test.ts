@@ -322,6 +322,21 @@ describe('promotion', () => {
 })
 
 describe('search', () => {
+  test('a frame StackMemory re-stored while archived is found by its new text only, never by the stale archive row', async () => {
+    const e = env()
+    const m = await open(e.config)
+    await m.store(simpleBundle('re-stored', { name: 'zebracorn original wording' }))
+    await m.migrate({ toTier: 'cold', frameIds: ['re-stored'] })
+    expect((await m.search('zebracorn')).results.map((r: any) => [r.frameId, r.tier])).toEqual([['re-stored', 'cold']])
+    await m.store(simpleBundle('re-stored', { name: 'platypus new wording' }))
+    // The archive row still holds the old text until its journaled discard runs.
+    expect(archiveRows(e.schema).has('re-stored')).toBe(true)
+    expect((await m.search('zebracorn')).results).toEqual([])
+    expect((await m.search('platypus')).results.map((r: any) => [r.frameId, r.tier])).toEqual([['re-stored', 'hot']])
+    expect((await m.verify()).findings).toEqual([])
+    expect(archiveRows(e.schema).has('re-stored')).toBe(false)
+  })
+
   const hostile = [
     '"',
     "' OR 1=1; DROP TABLE frames; --",

@@ -58,6 +58,24 @@ impl TierManager {
                 Err(e) => warnings.push(format!("hot hits ranked by SQLite only: {e}")),
             }
         }
+        // An archive hit of a frame whose body is in SQLite again (StackMemory re-stored it, or it
+        // came back hot) is of a body this file no longer serves: its stale row is about to be
+        // discarded. The frame is listed by the local search when its text still matches.
+        if !cold_hits.is_empty() {
+            let ids: Vec<String> = cold_hits.iter().map(|h| h.frame_id.clone()).collect();
+            match self.inner.hot.call(move |hot| hot.meta_many(&ids)).await {
+                Ok(metas) => {
+                    let local: HashSet<String> = metas
+                        .into_iter()
+                        .flatten()
+                        .filter(|m| m.body_local && m.tier == Tier::Hot.level())
+                        .map(|m| m.frame_id)
+                        .collect();
+                    cold_hits.retain(|h| !local.contains(&h.frame_id));
+                }
+                Err(e) => warnings.push(format!("archive hits not checked against local frames: {e}")),
+            }
+        }
         let max_bm25 = hot_hits.iter().map(|h| h.rank).fold(f64::MIN_POSITIVE, f64::max);
         let mut merged: Vec<Value> = vec![];
         let mut seen = HashSet::new();
