@@ -54,6 +54,24 @@ function withDictionaries(cfg: TierConfig, d: NonNullable<NonNullable<TierConfig
   return { ...cfg, compression: { dictionaries: d } }
 }
 
+/**
+ * A manager with dictionaries at `minFrames` 100 and a project of 600 frames whose closed ones are
+ * archived 50 per call: the first 100 are the sample and stay plain, the rest use the dictionary.
+ * `expected`: each archived frame as it read back before it moved.
+ */
+async function archivedProject(seed: number, tag: string, projectId: string) {
+  const env = reg.env()
+  const cfg = withDictionaries(env.config, { minFrames: 100 })
+  const m = await reg.open(cfg)
+  const g = genBundles(600, { seed, idPrefix: `${tag}-${env.prefix}`, large: 0, projectId })
+  await m.storeMany(g.bundles)
+  const ids = g.bundles.map(idOf).filter((id) => g.closed.has(id))
+  const expected = new Map<string, any>()
+  for (const id of ids) expected.set(id, await m.retrieve(id, { promote: false }))
+  for (let i = 0; i < ids.length; i += 50) expect((await m.migrate({ toTier: 'cold', frameIds: ids.slice(i, i + 50) })).failed).toEqual([])
+  return { env, cfg, m, ids, expected }
+}
+
 describe('per-project dictionaries', () => {
   test('the first 100 demoted frames train one; later envelopes use it, are smaller, and read back everywhere', async () => {
     const env = reg.env()
@@ -155,15 +173,7 @@ describe('per-project dictionaries', () => {
   }, 120_000)
 
   test('compact({ reencode }) rewrites the envelopes archived before the dictionary: smaller, exact, the same search text', async () => {
-    const env = reg.env()
-    const cfg = withDictionaries(env.config, { minFrames: 100 })
-    const m = await reg.open(cfg)
-    const g = genBundles(600, { seed: 15, idPrefix: `reenc-${env.prefix}`, large: 0, projectId: 'proj-re' })
-    await m.storeMany(g.bundles)
-    const ids = g.bundles.map(idOf).filter((id) => g.closed.has(id))
-    const expected = new Map<string, unknown>()
-    for (const id of ids) expected.set(id, await m.retrieve(id, { promote: false }))
-    for (let i = 0; i < ids.length; i += 50) expect((await m.migrate({ toTier: 'cold', frameIds: ids.slice(i, i + 50) })).failed).toEqual([])
+    const { env, cfg, m, expected } = await archivedProject(15, 'reenc', 'proj-re')
     const before = formats(env.schema)
     expect(before['1'].n).toBeGreaterThanOrEqual(100)
     const archiveBytes = () => Number(psql(`SELECT sum(octet_length(payload)) FROM ${env.schema}.frames_archive`))
@@ -207,15 +217,7 @@ describe('per-project dictionaries', () => {
   }, 120_000)
 
   test('compact({ reencode }) beside promotions and writes to archived frames: no frame lost, none stale', async () => {
-    const env = reg.env()
-    const cfg = withDictionaries(env.config, { minFrames: 100 })
-    const m = await reg.open(cfg)
-    const g = genBundles(600, { seed: 16, idPrefix: `reon-${env.prefix}`, large: 0, projectId: 'proj-on' })
-    await m.storeMany(g.bundles)
-    const ids = g.bundles.map(idOf).filter((id) => g.closed.has(id))
-    for (let i = 0; i < ids.length; i += 50) expect((await m.migrate({ toTier: 'cold', frameIds: ids.slice(i, i + 50) })).failed).toEqual([])
-    const expected = new Map<string, any>()
-    for (const id of ids) expected.set(id, await m.retrieve(id, { promote: false }))
+    const { env, m, expected } = await archivedProject(16, 'reon', 'proj-on')
     const plain = psql(`SELECT frame_id FROM ${env.schema}.frames_archive WHERE get_byte(payload, 3) = 1 ORDER BY frame_id`).split('\n').filter(Boolean)
     expect(plain.length).toBeGreaterThanOrEqual(100)
     // While it re-encodes: half of the plain ones come back hot, and 20 others are written anew.
