@@ -198,6 +198,17 @@ impl Dictionary {
         Dictionary { id, bytes, decoder, encoder: std::sync::OnceLock::new() }
     }
 
+    /// A stored or fetched copy of dictionary `id`: the dictionary when its bytes hash to `id`,
+    /// else the id they hash to (such a copy must not decode anything).
+    pub fn named(id: u32, bytes: Vec<u8>) -> std::result::Result<Dictionary, u32> {
+        let d = Dictionary::new(bytes);
+        if d.id == id {
+            Ok(d)
+        } else {
+            Err(d.id)
+        }
+    }
+
     /// zstd's dictionary builder over `samples` (canonical JSON of frames), at most `max_size` bytes.
     pub fn train<S: AsRef<[u8]>>(samples: &[S], max_size: usize) -> Result<Dictionary> {
         let d = zstd::dict::from_samples(samples, max_size).map_err(|e| TierError::storage("zstd dictionary", e))?;

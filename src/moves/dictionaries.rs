@@ -319,11 +319,10 @@ impl Mover {
     pub async fn load_dictionaries(&self) -> Result<()> {
         let all = self.hot.call(|hot| hot.dict_all()).await?;
         for s in all {
-            let d = Arc::new(Dictionary::new(s.bytes.clone()));
-            if d.id != s.id {
+            let Ok(d) = Dictionary::named(s.id, s.bytes.clone()).map(Arc::new) else {
                 tracing::warn!(id = s.id, "a stored dictionary's bytes do not hash to its id: not used");
                 continue;
-            }
+            };
             codec::register(d.clone())?;
             if self.dicts.cfg.enabled {
                 self.dicts.adopt(&s.project_id.clone(), d, &s);
@@ -379,24 +378,21 @@ impl Mover {
     async fn remote_dictionary(&self, id: u32, rm: &Remotes) -> Result<Option<RemoteDictionary>> {
         if let Some(w) = &rm.warm {
             match w.dict_get(id).await {
-                Ok(Some((project_id, bytes))) => {
-                    let d = Arc::new(Dictionary::new(bytes));
-                    if d.id == id {
-                        return Ok(Some(RemoteDictionary { project_id, dict: d, in_redis: true }));
+                Ok(Some((project_id, bytes))) => match Dictionary::named(id, bytes) {
+                    Ok(d) => return Ok(Some(RemoteDictionary { project_id, dict: Arc::new(d), in_redis: true })),
+                    Err(got) => {
+                        tracing::warn!(id, got, "Redis' copy of a dictionary does not hash to its id: passed over")
                     }
-                    tracing::warn!(id, got = d.id, "Redis' copy of a dictionary does not hash to its id: passed over");
-                }
+                },
                 Ok(None) => {}
                 Err(e) => tracing::warn!(id, error = %e, code = e.code(), "reading a dictionary from Redis"),
             }
         }
         let Some(c) = &rm.cold else { return Ok(None) };
         let Some((project_id, bytes)) = c.dict_get(id).await? else { return Ok(None) };
-        let d = Arc::new(Dictionary::new(bytes));
-        if d.id != id {
-            return Err(TierError::storage("dictionary", format!("PostgreSQL's dictionary {id} hashes to {}", d.id)));
-        }
-        Ok(Some(RemoteDictionary { project_id, dict: d, in_redis: false }))
+        let d = Dictionary::named(id, bytes)
+            .map_err(|got| TierError::storage("dictionary", format!("PostgreSQL's dictionary {id} hashes to {got}")))?;
+        Ok(Some(RemoteDictionary { project_id, dict: Arc::new(d), in_redis: false }))
     }
 
     /// Train the projects whose sample is complete, and save the dictionaries parked while
@@ -421,11 +417,14 @@ impl Mover {
                 .and_then(|all| all.into_iter().rfind(|s| s.project_id == p));
             if let Some(s) = newest {
                 let current = self.dicts.snapshot().0.get(&project).map(|d| d.id);
-                let d = Arc::new(Dictionary::new(s.bytes.clone()));
-                if current != Some(s.id) && d.id == s.id && codec::register(d.clone()).is_ok() {
-                    tracing::info!(project = %project, id = s.id, "adopting the dictionary another process trained");
-                    self.dicts.adopt(&project, d, &s);
-                    continue;
+                if current != Some(s.id) {
+                    if let Ok(d) = Dictionary::named(s.id, s.bytes.clone()).map(Arc::new) {
+                        if codec::register(d.clone()).is_ok() {
+                            tracing::info!(project = %project, id = s.id, "adopting the dictionary another process trained");
+                            self.dicts.adopt(&project, d, &s);
+                            continue;
+                        }
+                    }
                 }
             }
             match self.train_sample(&project, sample, false, rm).await {
