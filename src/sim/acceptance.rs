@@ -13,6 +13,9 @@ pub const TUNE_SEEDS: std::ops::Range<u64> = 0..10;
 /// Seeds never looked at while tuning.
 pub const HELD_OUT_SEEDS: std::ops::Range<u64> = 100..110;
 
+/// Recorded traces per seed set: seeds 0-4 (tuning) and 100-104 (held out) of the workload.
+pub const RECORDED_SEEDS: usize = 5;
+
 /// One trace at one hot capacity.
 #[derive(Clone)]
 pub struct Case {
@@ -20,11 +23,22 @@ pub struct Case {
     pub days: u32,
     pub capacity_frames: u64,
     pub build: fn(u64, u32) -> Vec<TraceEvent>,
+    /// How many seeds of a set the case runs (the first ones): 10, or [`RECORDED_SEEDS`].
+    pub seeds: usize,
 }
 
-/// The shipped traces (7 days, 100 hot frames) and the fortnight at 15, 30 and 60 hot frames.
+/// The trace recorded through `recordTrace` on seed `seed` of bench/policy.js's workload, from
+/// `bench/traces/` in the source tree (empty when it is not there: run from a checkout).
+pub fn recorded(seed: u64, _days: u32) -> Vec<TraceEvent> {
+    let path = format!("{}/bench/traces/recorded-{seed}.jsonl", env!("CARGO_MANIFEST_DIR"));
+    super::load_trace(&path).unwrap_or_default()
+}
+
+/// The shipped traces (7 days, 100 hot frames), the fortnight at 15, 30 and 60 hot frames, and
+/// the recorded traces at 10, 20 and 40.
 pub fn cases() -> Vec<Case> {
-    let c = |name, days, capacity_frames, build| Case { name, days, capacity_frames, build };
+    let c = |name, days, capacity_frames, build| Case { name, days, capacity_frames, build, seeds: 10 };
+    let r = |name, capacity_frames| Case { name, days: 10, capacity_frames, build: recorded, seeds: RECORDED_SEEDS };
     vec![
         c("sessions", 7, 100, traces::sessions as fn(u64, u32) -> Vec<TraceEvent>),
         c("periodic", 7, 100, traces::periodic),
@@ -33,6 +47,9 @@ pub fn cases() -> Vec<Case> {
         c("fortnight@15", 14, 15, traces::fortnight),
         c("fortnight@30", 14, 30, traces::fortnight),
         c("fortnight@60", 14, 60, traces::fortnight),
+        r("recorded@10", 10),
+        r("recorded@20", 20),
+        r("recorded@40", 40),
     ]
 }
 
@@ -113,6 +130,7 @@ pub fn run(case: &Case, seeds: impl IntoIterator<Item = u64>, base: &SimOptions)
     let opts = SimOptions { hot_capacity_frames: Some(case.capacity_frames), hot_capacity_bytes: None, ..base.clone() };
     let seeds = seeds
         .into_iter()
+        .take(case.seeds)
         .map(|seed| {
             let r = simulate(&(case.build)(seed, case.days), &opts);
             let pick = |n: &str| r.get(n).map(|p| (100.0 * p.hot_hit_ratio, p.migrations_per_1000_reads));
