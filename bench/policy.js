@@ -53,10 +53,13 @@ async function simulations() {
   return sets
 }
 
-// One working "day" of the recorded workload, in wall time; the seeds of its choices.
+// One working "day" of the recorded workload, in wall time; the seeds of its choices (tuning and
+// held out, as src/sim/acceptance.rs replays them from bench/traces/).
 const DAY_MS = 1500
-const RECORD_SEEDS = [7, 11, 13, 17, 19]
+const RECORD_SETS = [['tuned on: seeds 0-4', [0, 1, 2, 3, 4]], ['held out: seeds 100-104', [100, 101, 102, 103, 104]]]
 const RECORD_CAPS = [10, 20, 40]
+const TRACES_DIR = path.join(__dirname, 'traces')
+const traceFile = (seed) => path.join(TRACES_DIR, `recorded-${seed}.jsonl`)
 
 /** A StackMemory-shaped workload driven through the manager with `recordTrace`, time-compressed
  * (one "day" = DAY_MS of wall time): task trees stored in bursts and read back, older tasks
@@ -184,16 +187,27 @@ async function cleanup(tag) {
 
 async function main() {
   const sims = await simulations()
-  const rec = []
-  for (const seed of RECORD_SEEDS) {
-    const trace = stretch(await recorded(seed))
-    const byCap = {}
-    for (const cap of RECORD_CAPS) {
-      const r = await simulate(trace, { hotCapacityFrames: cap })
-      const o = by(r, 'stackmemory policy'), l = by(r, 'LRU')
-      byCap[cap] = { ours: o.hotHitRatio * 100, lru: l.hotHitRatio * 100, s3: by(r, 'S3-FIFO').hotHitRatio * 100, opt: by(r, 'opt').hotHitRatio * 100, om: o.migrationsPer1000Reads, lm: l.migrationsPer1000Reads }
+  // The recorded traces are kept in bench/traces/ (the Rust acceptance test replays the same
+  // files); `--record` records them again through the manager first (about 15 s each).
+  const recSets = []
+  for (const [label, seeds] of RECORD_SETS) {
+    const rec = []
+    for (const seed of seeds) {
+      if (process.argv.includes('--record')) {
+        const t = stretch(await recorded(seed))
+        fs.mkdirSync(TRACES_DIR, { recursive: true })
+        fs.writeFileSync(traceFile(seed), t.map((e) => JSON.stringify(e)).join('\n') + '\n')
+      }
+      const text = fs.readFileSync(traceFile(seed), 'utf8')
+      const byCap = {}
+      for (const cap of RECORD_CAPS) {
+        const r = await simulate(text, { hotCapacityFrames: cap })
+        const o = by(r, 'stackmemory policy'), l = by(r, 'LRU')
+        byCap[cap] = { ours: o.hotHitRatio * 100, lru: l.hotHitRatio * 100, s3: by(r, 'S3-FIFO').hotHitRatio * 100, opt: by(r, 'opt').hotHitRatio * 100, om: o.migrationsPer1000Reads, lm: l.migrationsPer1000Reads }
+      }
+      rec.push({ seed, events: text.trim().split('\n').length, byCap })
     }
-    rec.push({ seed, events: trace.length, byCap })
+    recSets.push({ label, rec })
   }
   const w = process.argv.includes('--no-worker') ? null : await worker()
   const pct = (cpu, ms) => ((cpu / ms) * 100).toFixed(2)
@@ -217,17 +231,21 @@ async function main() {
     L.push('')
   }
   {
-    const events = rec.map((r) => r.events)
+    const events = recSets.flatMap(({ rec }) => rec.map((r) => r.events))
     L.push('#### Traces recorded through `recordTrace`', '')
-    L.push(`A StackMemory-shaped workload driven through \`TierManager\` with \`recordTrace\`: 10 working days, task trees stored with \`storeMany\` and read back in bursts, older tasks revisited with Zipf popularity, search hits stored and read once, four frames read every morning; recorded on ${RECORD_SEEDS.length} seeds of the workload's choices (${Math.min(...events)}-${Math.max(...events)} events each). A day took ${DAY_MS} ms of wall time; the replay stretches each trace back to 24 h days and runs the policy with its defaults (a cycle every 5 min). Per capacity: mean and worst seed.`, '')
-    L.push('| hot capacity | ours mean % | worst | LRU mean % | S3-FIFO mean % | optimum mean % | seeds above LRU | migrations / 1000 reads: ours / LRU |', '|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for (const cap of RECORD_CAPS) {
-      const per = rec.map((r) => r.byCap[cap])
-      const mean = (k) => (per.reduce((a, p) => a + p[k], 0) / per.length)
-      const above = per.filter((p) => p.ours > p.lru).length
-      L.push(`| ${cap} | ${mean('ours').toFixed(1)} | ${Math.min(...per.map((p) => p.ours)).toFixed(1)} | ${mean('lru').toFixed(1)} | ${mean('s3').toFixed(1)} | ${mean('opt').toFixed(1)} | ${above}/${per.length} | ${mean('om').toFixed(0)} / ${mean('lm').toFixed(0)} |`)
+    L.push(`A StackMemory-shaped workload driven through \`TierManager\` with \`recordTrace\`: 10 working days, task trees stored with \`storeMany\` and read back in bursts, older tasks revisited with Zipf popularity, search hits stored and read once, four frames read every morning. Recorded on 10 seeds of the workload's choices (${Math.min(...events)}-${Math.max(...events)} events each), kept in \`bench/traces/\` so that this table and \`src/sim/tests.rs\` replay the same files (\`node bench/policy.js --record\` records them again). A day took ${DAY_MS} ms of wall time; the files are stretched back to 24 h days, and the policy runs with its defaults (a cycle every 5 min). Per capacity: mean and worst seed. Format: [docs/POLICY.md](../docs/POLICY.md#trace-format-recordtrace-simulate).`, '')
+    for (const { label, rec } of recSets) {
+      L.push(`##### ${label}`, '')
+      L.push('| hot capacity | ours mean % | worst | LRU mean % | S3-FIFO mean % | optimum mean % | worst seed − LRU (pts) | seeds above LRU | migrations / 1000 reads: ours / LRU |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+      for (const cap of RECORD_CAPS) {
+        const per = rec.map((r) => r.byCap[cap])
+        const mean = (k) => (per.reduce((a, p) => a + p[k], 0) / per.length)
+        const above = per.filter((p) => p.ours > p.lru).length
+        const worstVsLru = Math.min(...per.map((p) => p.ours - p.lru))
+        L.push(`| ${cap} | ${mean('ours').toFixed(1)} | ${Math.min(...per.map((p) => p.ours)).toFixed(1)} | ${mean('lru').toFixed(1)} | ${mean('s3').toFixed(1)} | ${mean('opt').toFixed(1)} | ${worstVsLru >= 0 ? '+' : ''}${worstVsLru.toFixed(1)} | ${above}/${per.length} | ${mean('om').toFixed(0)} / ${mean('lm').toFixed(0)} |`)
+      }
+      L.push('')
     }
-    L.push('')
   }
   if (w) {
   L.push(`### Background worker at ${FRAMES.toLocaleString('en')} frames (${FRAMES / 10} of them read)`, '')

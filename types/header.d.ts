@@ -91,6 +91,11 @@ export interface TierConfig {
     warmMaxAge?: Duration
     /** Observe this long (from the first cycle) before the first automatic move (default 0). */
     minDataCollection?: Duration
+    /**
+     * Learned admission: a frame read while warm or cold comes back hot at its first read when at
+     * least `minShare` (0.25) of its class's remote reads were read again within `window` (1h).
+     */
+    admission?: { enabled?: boolean; window?: Duration; minShare?: number }
     [key: string]: unknown
   }
   limits?: { maxFrameBytes?: Size; accessFlushEvery?: number; accessFlushInterval?: Duration }

@@ -20,7 +20,8 @@
 //!     "persistence": { "enabled": true, "cycles": 3, "window": "1h" },
 //!     "costBenefit": { "enabled": true, "horizon": "24h", "moveBytesPerRead": "1MB" },
 //!     "trend": { "enabled": true, "ratio": 2 },
-//!     "pattern": { "enabled": true, "lead": 0.25, "minConfidence": 0.5 } } }
+//!     "pattern": { "enabled": true, "lead": 0.25, "minConfidence": 0.5 } },
+//!   "admission": { "enabled": true, "window": "1h", "minShare": 0.25 } }
 //! ```
 
 use serde::Serialize;
@@ -98,6 +99,20 @@ pub struct FilterOptions {
     pub pattern_min_confidence: f64,
 }
 
+/// Learned admission (`policies.admission`, see `policy::engine::admission`): a remote frame
+/// comes back hot at its first read when most remote reads of its class were read again soon.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionOptions {
+    /// Default true. Off: only `promotionThreshold` reads (or a score above the weakest hot
+    /// frame) promote.
+    pub enabled: bool,
+    /// Default 1 h: a remote read followed by another read of the frame within it was *reused*.
+    pub window_ms: u64,
+    /// Default 0.25: the reuse share from which a class is admitted at its first remote read.
+    pub min_share: f64,
+}
+
 /// Everything the policy engine is tuned by. Defaults are the seed design's where it had one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -135,6 +150,7 @@ pub struct PolicyOptions {
     pub weights: ScoreWeights,
     pub watermarks: Watermarks,
     pub filters: FilterOptions,
+    pub admission: AdmissionOptions,
     /// Default LRU (`evictionStrategy`): how the warm tier's size cap picks victims.
     #[serde(skip)]
     pub eviction_strategy: EvictionStrategy,
@@ -180,6 +196,7 @@ impl Default for PolicyOptions {
                 pattern_lead: 0.25,
                 pattern_min_confidence: 0.5,
             },
+            admission: AdmissionOptions { enabled: true, window_ms: HOUR_MS, min_share: 0.25 },
             eviction_strategy: EvictionStrategy::Lru,
             background_sync: true,
         }
@@ -203,6 +220,7 @@ const TOP_KEYS: &[&str] = &[
     "weights",
     "watermarks",
     "filters",
+    "admission",
     "evictionStrategy",
     "backgroundSync",
 ];
@@ -297,6 +315,12 @@ impl PolicyOptions {
         fo.pattern_enabled = c.boolean("enabled", fo.pattern_enabled)?;
         fo.pattern_lead = c.frac("lead", fo.pattern_lead)?;
         fo.pattern_min_confidence = c.frac("minConfidence", fo.pattern_min_confidence)?;
+        let a = m.section("admission", "policies.admission")?;
+        a.known(&["enabled", "window", "minShare"])?;
+        let ao = &mut o.admission;
+        ao.enabled = a.boolean("enabled", ao.enabled)?;
+        ao.window_ms = a.duration_ms("window", ao.window_ms, 1000)?;
+        ao.min_share = a.frac("minShare", ao.min_share)?;
         Ok(o)
     }
 }
@@ -344,6 +368,9 @@ mod tests {
             (json!({"filters": {"hysteresis": {}}}), "policies.filters.hysteresis"),
             (json!({"filters": {"minConfidence": {"value": "high"}}}), "policies.filters.minConfidence.value"),
             (json!({"prefetchRelatives": "yes"}), "policies.prefetchRelatives"),
+            (json!({"admission": {"minShare": 1.5}}), "policies.admission.minShare"),
+            (json!({"admission": {"window": "10ms"}}), "policies.admission.window"),
+            (json!({"admission": {"eager": true}}), "policies.admission.eager"),
         ];
         for (v, field) in cases {
             match PolicyOptions::from_json(&v, 86_400_000) {

@@ -56,8 +56,8 @@ fn acceptance_shipped_traces_ten_seeds() {
 }
 
 /// Sessions (7 days), where LRU is near-optimal: ours is within 5 points of the optimum with no
-/// more migrations than LRU, but NOT above LRU: 95.2 vs 95.4 % (tuned), 95.1 vs 95.3 % (held
-/// out), above it on 1/10 and 2/10 seeds, worst -0.5 pts (see bench/policy.md).
+/// more migrations than LRU, but NOT above LRU: 95.2 vs 95.4 % (tuned), 95.2 vs 95.3 % (held
+/// out), above it on 1/10 and 3/10 seeds, worst -0.4 pts (see bench/policy.md).
 #[test]
 fn acceptance_sessions_ten_seeds() {
     for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
@@ -68,6 +68,29 @@ fn acceptance_sessions_ten_seeds() {
             "sessions: more than 1 pt below LRU\n{}",
             acceptance::markdown(&[r])
         );
+    }
+}
+
+/// The traces recorded through `recordTrace` (bench/traces/, 5 seeds per set), at 10, 20 and 40
+/// hot frames. NOT met: ours is below LRU on the mean at every capacity (tuned 66.9 / 74.6 / 88.9
+/// vs 69.5 / 77.0 / 91.5 %; held out 66.8 / 75.8 / 89.6 vs 68.4 / 76.9 / 91.6), with more
+/// migrations, and 10-22 pts from the optimum. The bounds are the figures reached (mean within
+/// 3 pts of LRU, worst seed within 7), so a regression fails; learned admission lifted the means
+/// by 0.7-3.1 pts.
+#[test]
+fn acceptance_recorded_traces() {
+    for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
+        for name in ["recorded@10", "recorded@20", "recorded@40"] {
+            let r = row(name, 10, seeds.clone());
+            assert_eq!(r.seeds.len(), acceptance::RECORDED_SEEDS, "{name}: a trace file is missing");
+            assert!(r.seeds.iter().all(|s| s.optimum > 50.0), "{name}: an empty or unreadable trace");
+            assert_row(&r, [false, false, false, false], -7.0, 23.0);
+            assert!(
+                r.mean_ours() >= r.mean_lru() - 3.0,
+                "{name}: more than 3 pts below LRU\n{}",
+                acceptance::markdown(&[r])
+            );
+        }
     }
 }
 

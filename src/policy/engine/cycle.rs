@@ -156,6 +156,8 @@ impl PolicyEngine {
         if !dry_run {
             let window = self.regret_window_ms();
             self.learning.settle(now_ms, window);
+            let window = self.admission_window_ms();
+            self.admission.settle(now_ms, window);
             self.started_ms.get_or_insert(now_ms);
         }
         let c = self.measure_pressure(now_ms, frames, inputs, reach);

@@ -54,7 +54,7 @@ impl PolicyEngine {
         let expected_next = match (self.in_flight.get(frame_id), view.map(|v| v.tier)) {
             (Some(d), _) => format!("moving {} (awaiting outcome)", arrow(d.from, d.to)),
             (None, Some(Tier::Hot)) => self.hot_forecast(f, &e, now_ms),
-            (None, Some(t)) => self.remote_forecast(frame_id, t, self.is_pinned(f), &e),
+            (None, Some(t)) => self.remote_forecast(frame_id, t, self.is_pinned(f), &e, now_ms),
             (None, None) => "unknown tier: pass the frame's view for a forecast".to_string(),
         };
         Explanation {
@@ -115,15 +115,28 @@ impl PolicyEngine {
 
     /// A warm or cold frame comes back when pinned or read often enough, and a warm one goes cold
     /// when idle; a periodic one is prefetched ahead of its next read.
-    fn remote_forecast(&self, frame_id: &str, t: Tier, pinned: bool, e: &Eval) -> String {
+    fn remote_forecast(&self, frame_id: &str, t: Tier, pinned: bool, e: &Eval, now_ms: i64) -> String {
         let o = &self.opts;
         if pinned {
             return format!("promotes {} next cycle: pinned", arrow(t, Tier::Hot));
         }
-        let since = self.access.get(frame_id).map(|s| s.since_move).unwrap_or(0);
+        let stats = self.access.get(frame_id);
+        let since = stats.map(|s| s.since_move).unwrap_or(0);
         let more = o.promotion_threshold.saturating_sub(since).max(1);
-        let mut s =
-            format!("promotes {} after {more} more read(s) (threshold {})", arrow(t, Tier::Hot), o.promotion_threshold);
+        // Its next read is a returning read when it has been read through us at all.
+        let returning = stats.is_some_and(|s| s.count >= 1);
+        let share = self.admission.share(returning, o.admission.min_share, now_ms);
+        let mut s = if o.admission.enabled && share.admits {
+            format!(
+                "promotes {} at its next read (learnt admission: {:.0}% of remote reads of {} were read again within {})",
+                arrow(t, Tier::Hot),
+                share.reuse_share * 100.0,
+                if returning { "frames read before" } else { "unread frames" },
+                human_secs(o.admission.window_ms as f64 / 1000.0)
+            )
+        } else {
+            format!("promotes {} after {more} more read(s) (threshold {})", arrow(t, Tier::Hot), o.promotion_threshold)
+        };
         if t == Tier::Warm {
             let warm_max_s = o.warm_max_age_ms as f64 / 1000.0;
             s.push_str(&format!(

@@ -45,11 +45,18 @@ pub struct Rate {
 
 impl Rate {
     fn decayed(&self, now_ms: i64) -> Rate {
-        let k = 0.5f64.powf(now_ms.saturating_sub(self.at_ms).max(0) as f64 / HALF_LIFE_MS);
-        Rate { good: self.good * k, regretted: self.regretted * k, at_ms: now_ms.max(self.at_ms) }
+        self.decayed_with(now_ms, HALF_LIFE_MS)
     }
     fn add(&mut self, good: bool, now_ms: i64) {
-        *self = self.decayed(now_ms);
+        self.add_with(good, now_ms, HALF_LIFE_MS)
+    }
+    /// The counts as of `now_ms`, halved every `half_life_ms`.
+    pub(super) fn decayed_with(&self, now_ms: i64, half_life_ms: f64) -> Rate {
+        let k = 0.5f64.powf(now_ms.saturating_sub(self.at_ms).max(0) as f64 / half_life_ms);
+        Rate { good: self.good * k, regretted: self.regretted * k, at_ms: now_ms.max(self.at_ms) }
+    }
+    pub(super) fn add_with(&mut self, good: bool, now_ms: i64, half_life_ms: f64) {
+        *self = self.decayed_with(now_ms, half_life_ms);
         if good {
             self.good += 1.0;
         } else {

@@ -23,6 +23,7 @@
 //! for outside a cycle), `outcomes.rs` (what the caller reports back), `pins.rs`, `explain.rs`,
 //! `snapshot.rs`, `tests.rs`.
 
+pub mod admission;
 mod cycle;
 mod explain;
 mod forced;
@@ -286,6 +287,8 @@ pub struct PolicyEngine {
     written: HashMap<String, i64>,
     /// Outcomes of executed moves, and what they tightened.
     learning: learning::Learning,
+    /// Whether remote reads are read again soon (learned admission at a first remote read).
+    admission: admission::Admission,
     /// When the engine's first (non-dry) cycle ran: the start of `minDataCollection`.
     started_ms: Option<i64>,
     cycle: u64,
@@ -358,6 +361,7 @@ impl PolicyEngine {
             bulk_run: None,
             written: HashMap::new(),
             learning: Default::default(),
+            admission: Default::default(),
             started_ms: None,
             cycle: 0,
             hot_floor: None,
@@ -401,6 +405,7 @@ impl PolicyEngine {
         self.in_flight.remove(frame_id);
         self.written.remove(frame_id);
         self.learning.forget(frame_id);
+        self.admission.forget(frame_id);
     }
 
     /// How long after a demotion a promotion back counts as regretted: `hotMaxAge`.
@@ -410,6 +415,14 @@ impl PolicyEngine {
 
     pub fn learning(&self) -> &learning::Learning {
         &self.learning
+    }
+
+    pub fn admission(&self) -> &admission::Admission {
+        &self.admission
+    }
+
+    fn admission_window_ms(&self) -> i64 {
+        self.opts.admission.window_ms.min(i64::MAX as u64) as i64
     }
 
     fn tau_s(&self) -> f64 {

@@ -10,7 +10,7 @@ use super::{clamp01, Decision, PolicyEngine};
 use crate::policy::filters::Verdict;
 use crate::policy::pattern::classify;
 use crate::policy::score::score;
-use crate::policy::Tier;
+use crate::policy::{human_secs, Tier};
 
 impl PolicyEngine {
     /// A write (create, close, update, import) of the frame through us. Not an access: the
@@ -28,6 +28,9 @@ impl PolicyEngine {
     pub fn on_read(&mut self, frame_id: &str, tier: Tier, now_ms: i64) -> Option<Decision> {
         self.access.record_access(frame_id, now_ms);
         self.learning.read(frame_id, tier, self.opts.promotion_threshold, now_ms);
+        let returning = self.access.get(frame_id).is_some_and(|s| s.count >= 2);
+        let window = self.admission_window_ms();
+        self.admission.read(frame_id, tier != Tier::Hot, returning, now_ms, window);
         if tier == Tier::Hot || self.in_flight.contains_key(frame_id) {
             return None;
         }
@@ -56,6 +59,9 @@ impl PolicyEngine {
             .written
             .get(frame_id)
             .is_some_and(|w| now_ms.saturating_sub(*w) <= self.opts.hot_max_age_ms.min(i64::MAX as u64) as i64);
+        if let Some(admit) = self.learned_admission(stats.count >= 2, tier, now_ms) {
+            return Some(admit);
+        }
         if stats.count < 2 && !fresh_work {
             return None;
         }
@@ -77,5 +83,28 @@ impl PolicyEngine {
             return None;
         }
         Some((basis, clamp01(class.confidence.max(0.5)), 1.0 + parts.total))
+    }
+
+    /// A first remote read promotes when most remote reads of the frame's class (returning, or
+    /// first reads) were read again within the admission window; see [`super::admission`].
+    fn learned_admission(&self, returning: bool, tier: Tier, now_ms: i64) -> Option<(String, f64, f64)> {
+        let a = &self.opts.admission;
+        if !a.enabled {
+            return None;
+        }
+        let share = self.admission.share(returning, a.min_share, now_ms);
+        // No churn filter: like the seed's threshold rule, the read is the evidence. A demotion
+        // promoted back this way is a regretted outcome, which stretches that frame's windows.
+        if !share.admits {
+            return None;
+        }
+        let basis = format!(
+            "read while {}: {:.0}% of remote reads of {} were read again within {} (learnt admission)",
+            tier.as_str(),
+            share.reuse_share * 100.0,
+            if returning { "frames read before" } else { "unread frames" },
+            human_secs(a.window_ms as f64 / 1000.0)
+        );
+        Some((basis, clamp01(share.reuse_share), 1.0 + share.reuse_share))
     }
 }

@@ -21,6 +21,9 @@ pub struct EngineSnapshot {
     /// Outcomes of executed moves (older snapshots have none).
     #[serde(default)]
     pub learning: super::learning::Learning,
+    /// What remote reads were followed by (older snapshots have none).
+    #[serde(default)]
+    pub admission: super::admission::Admission,
     /// The first cycle's time (the start of `minDataCollection`).
     #[serde(default)]
     pub started_ms: Option<i64>,
@@ -37,6 +40,7 @@ impl PolicyEngine {
             persistence: self.persistence.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             decisions: self.decisions.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
             learning: self.learning.clone(),
+            admission: self.admission.clone(),
             started_ms: self.started_ms,
         }
     }
@@ -58,6 +62,7 @@ impl PolicyEngine {
             })
             .collect();
         self.learning = snap.learning;
+        self.admission = snap.admission;
         self.started_ms = snap.started_ms;
         self.in_flight.clear();
         self.cycle = snap.cycle;

@@ -333,6 +333,9 @@ fn forget_leaves_nothing_about_a_deleted_frame() {
     let mut after = serde_json::to_value(e.snapshot()).expect("json");
     after["cycle"] = before["cycle"].clone();
     after["startedMs"] = before["startedMs"].clone();
+    // The admission counts are of all remote reads, not of a: only its open probe goes.
+    assert_eq!(after["admission"]["probes"], serde_json::json!({}));
+    after["admission"] = before["admission"].clone();
     assert_eq!(after, before, "no access, pin, move, counter or decision of a is left");
     assert_eq!((e.in_flight(), e.pin_status().frames), (0, 0));
 }
@@ -471,4 +474,47 @@ fn pressure_passes_over_a_periodic_frame_due_soon() {
     );
     assert_eq!(r.pressure.level, PressureLevel::Emergency);
     assert_eq!(r.pending().map(|d| d.frame_id.as_str()).collect::<Vec<_>>(), vec!["p"]);
+}
+
+/// Learned admission: where remote reads of frames read before are read again within minutes,
+/// such a frame comes back hot at its first remote read; unread frames read once (search hits)
+/// keep the seed's threshold. Off, the first read promotes nothing.
+#[test]
+fn learned_admission_promotes_at_a_first_read_where_reads_are_read_again() {
+    let run = |enabled: bool| {
+        let mut o = PolicyOptions { promotion_threshold: 10, ..Default::default() };
+        o.admission.enabled = enabled;
+        let mut e = PolicyEngine::new(o);
+        // Hot is under pressure: "hot has room" does not promote, only the rules do.
+        e.hot_floor = Some(0.99);
+        for k in 0..6 {
+            assert!(e.on_read(&format!("hit{k}"), Tier::Cold, NOW + k * MIN).is_none(), "search hits never promote");
+        }
+        for k in 0..4 {
+            let id = format!("task{k}");
+            e.on_read(&id, Tier::Hot, NOW - 10 * H);
+            e.on_read(&id, Tier::Warm, NOW + k * MIN);
+            e.on_read(&id, Tier::Warm, NOW + k * MIN + 30_000);
+        }
+        // The hits' window passes: read once.
+        e.run_cycle(NOW + 2 * H, &[], &quiet(), Reachability::ALL, false);
+        e.hot_floor = Some(0.99);
+        let t = NOW + 2 * H + MIN;
+        e.on_read("old", Tier::Hot, NOW - 20 * H);
+        let returning = e.on_read("old", Tier::Warm, t);
+        let unread = e.on_read("hit9", Tier::Cold, t);
+        let forecast = e.explain("other", t, Some(&view("other", Tier::Warm, 30))).expected_next;
+        (returning, unread, forecast, e)
+    };
+    let (returning, unread, _, e) = run(true);
+    let d = returning.expect("a returning frame is admitted at its first remote read");
+    assert!(d.basis.contains("learnt admission") && d.basis.contains("frames read before"), "{}", d.basis);
+    assert!(unread.is_none(), "unread frames were read once: not admitted");
+    let s = e.admission().share(false, 0.25, NOW + 2 * H + MIN);
+    assert!(!s.admits && s.reuse_share < 0.01 && s.evidence >= 5.0, "{s:?}");
+    // A warm frame never read through us is an unread frame: its forecast keeps the threshold.
+    let (_, _, forecast, _) = run(true);
+    assert!(forecast.contains("after 10 more read(s)"), "{forecast}");
+    let (returning, _, _, _) = run(false);
+    assert!(returning.is_none(), "admission off: the threshold rules: {returning:?}");
 }
