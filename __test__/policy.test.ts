@@ -317,3 +317,29 @@ test('the simulator: our policy beats LRU with fewer migrations on a shipped tra
   expect(await rejectionOf(simulate([{ frameId: 'a' }] as any))).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
   expect(await rejectionOf(simulate('periodic', { hotCapacityFrames: -1 }))).toMatchObject({ code: 'ERR_INVALID_ARGUMENT' })
 })
+
+test("a cycle waits for another manager's bulk run on the same file, seen by the run's checkpoint row", async () => {
+  const e = env({ ...FAST, filters: { ...FAST.filters, persistence: { cycles: 1 } } })
+  const a = await reg.open(e.config)
+  const b = await reg.open(e.config)
+  const tag = e.prefix.slice(4, 10)
+  const idle = Array.from({ length: 10 }, (_, i) => simpleBundle(`other-idle-${tag}-${i}`))
+  const moving = Array.from({ length: 200 }, (_, i) => simpleBundle(`other-run-${tag}-${i}`))
+  await a.storeMany([...idle, ...moving])
+  await sleep(1200)
+  // b is another manager on the file: a knows its run only from the file (`tier_runs`).
+  const runId = await b.startMigration({ toTier: 'warm', frameIds: moving.map((x) => x.frame.frame_id), rateLimit: { framesPerSecond: 40 } })
+  const during = await a.runCycle()
+  const wanted = during.decisions.filter((d: any) => d.frameId.startsWith(`other-idle-${tag}`))
+  expect(wanted.length).toBe(10)
+  for (const d of wanted) {
+    expect(d.action).toBe('deferred')
+    expect(d.reason).toBe(`deferred: bulk run ${runId} (another process) is moving frames; automatic moves wait for it`)
+  }
+  expect(during.counts.executed).toBe(0)
+  b.cancelMigration(runId)
+  expect((await b.waitForMigration(runId)).state).toBe('cancelled')
+  const after = await a.runCycle()
+  const moved = after.decisions.filter((d: any) => d.frameId.startsWith(`other-idle-${tag}`) && d.action === 'executed')
+  expect(moved.length).toBeGreaterThan(0)
+}, 60_000)

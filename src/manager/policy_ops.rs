@@ -15,6 +15,11 @@ use crate::policy::engine::Reachability;
 use crate::policy::{Action, Decision, FrameView, PolicyEngine, PressureInputs};
 use crate::tiers::hot::{Candidate, CandidateFilter};
 
+/// How recent another process's run checkpoint must be for the cycles to wait for it: 10 min (two
+/// default sync intervals; at the default 1,000 frames per checkpoint a run saves far more often
+/// unless throttled below 2 frames/s).
+const OTHER_RUN_FRESH_S: i64 = 600;
+
 /// The engine's state is persisted in `tier_kv` under this key.
 const SNAPSHOT_KEY: &str = "policy_snapshot_v1";
 
@@ -124,6 +129,21 @@ impl TierManager {
         done
     }
 
+    /// A bulk run of another process (or manager) on this file, as `<runId> (another process)`:
+    /// a `running` row of `tier_runs` saved within [`OTHER_RUN_FRESH_S`]. Runs save a checkpoint
+    /// when they start, every `checkpointEvery` frames and at the end; one killed mid-way holds
+    /// the cycles back for at most that long after its last checkpoint.
+    async fn other_live_run(&self) -> Option<String> {
+        let since = crate::model::units::now_seconds() - OTHER_RUN_FRESH_S;
+        match self.inner.hot.call(move |hot| hot.run_live(since)).await {
+            Ok(run) => run.map(|id| format!("{id} (another process)")),
+            Err(e) => {
+                crate::obs::failed("looking for other processes' bulk runs", &e);
+                None
+            }
+        }
+    }
+
     /// One policy cycle: decide, and unless `dry_run`, execute. Every decision is reported.
     pub async fn run_cycle(&self, dry_run: bool) -> Result<Value> {
         self.check_open()?;
@@ -135,9 +155,13 @@ impl TierManager {
             .pressure_inputs(&remotes, (counts.hot.frames, counts.hot.bytes, counts.file_bytes), counts.warm.bytes)
             .await;
         let reach = Reachability { warm: remotes.warm.is_some(), cold: remotes.cold.is_some() };
-        // In-flight awareness: a bulk run of this process (`migrate`, `startMigration`) is moving
-        // frames; the cycle's moves wait for it instead of racing or undoing it.
-        let bulk = self.inner.runs.any();
+        // In-flight awareness: a bulk run (`migrate`, `startMigration`) is moving frames; the
+        // cycle's moves wait for it instead of racing or undoing it. This manager's runs are known
+        // here; another process's (or manager's) are seen by their checkpoint row in the file.
+        let bulk = match self.inner.runs.any() {
+            Some(run) => Some(run),
+            None => self.other_live_run().await,
+        };
         let mut report = {
             let mut engine = self.engine();
             engine.set_bulk_run(bulk);

@@ -141,6 +141,18 @@ impl HotTier {
         Ok(st.query_row([run_id], record).optional()?)
     }
 
+    /// The newest run still `running` whose checkpoint was saved at `since_s` or later: a bulk run
+    /// going on in some manager on this file (a run killed mid-way stays `running` with an old
+    /// checkpoint, and is not live).
+    pub fn run_live(&self, since_s: i64) -> Result<Option<String>> {
+        let c = self.lock()?;
+        let mut st = c.prepare_cached(
+            "SELECT run_id FROM tier_runs WHERE state = 'running' AND updated_at >= ?1
+             ORDER BY updated_at DESC, rowid DESC LIMIT 1",
+        )?;
+        Ok(st.query_row([since_s], |r| r.get(0)).optional()?)
+    }
+
     /// The newest runs first.
     pub fn run_list(&self, limit: usize) -> Result<Vec<RunRecord>> {
         let c = self.lock()?;
