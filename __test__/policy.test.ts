@@ -68,22 +68,24 @@ test('a demotion cycle moves idle frames after the persistence filter, and pinne
   }
 })
 
-test('a cycle while a bulk run is going defers its moves to the run, and moves them once it ended', async () => {
-  const e = env({ ...FAST, filters: { ...FAST.filters, persistence: { cycles: 1 } } })
-  const m = await reg.open(e.config)
-  const tag = e.prefix.slice(4, 10)
+/**
+ * The bulk-run deferral, shared by the two tests below: `m` stores idle frames (which its cycle
+ * wants moved at once) and 200 frames `runner` migrates slowly; `m`'s cycle during the run defers
+ * every move it wants with `reason`, and moves once the run is cancelled.
+ */
+async function cycleDefersToRun(m: TierManager, runner: TierManager, tag: string, reason: (runId: string) => string) {
   // Closed 9 days ago: idle, past warmMaxAge; the cycle wants them cold at once.
   const idle = Array.from({ length: 20 }, (_, i) => simpleBundle(`bulk-idle-${tag}-${i}`))
   const moving = Array.from({ length: 200 }, (_, i) => simpleBundle(`bulk-run-${tag}-${i}`))
   await m.storeMany([...idle, ...moving])
   await sleep(1200)
-  const runId = await m.startMigration({ toTier: 'warm', frameIds: moving.map((b) => b.frame.frame_id), rateLimit: { framesPerSecond: 50 } })
+  const runId = await runner.startMigration({ toTier: 'warm', frameIds: moving.map((b) => b.frame.frame_id), rateLimit: { framesPerSecond: 50 } })
   const during = await m.runCycle()
   const wanted = during.decisions.filter((d: any) => d.frameId.startsWith(`bulk-idle-${tag}`))
   expect(wanted.length).toBe(20)
   for (const d of wanted) {
     expect(d.action).toBe('deferred')
-    expect(d.reason).toBe(`deferred: bulk run ${runId} is moving frames; automatic moves wait for it`)
+    expect(d.reason).toBe(reason(runId))
   }
   expect(during.counts.executed).toBe(0)
   expect(during.counts.pending).toBe(0)
@@ -91,11 +93,19 @@ test('a cycle while a bulk run is going defers its moves to the run, and moves t
   const last = (await m.explain(idle[0].frame.frame_id)).lastDecisions
   expect(last[last.length - 1].action).toBe('deferred')
 
-  m.cancelMigration(runId)
-  expect((await m.waitForMigration(runId)).state).toBe('cancelled')
+  runner.cancelMigration(runId)
+  expect((await runner.waitForMigration(runId)).state).toBe('cancelled')
   const after = await m.runCycle()
   const moved = after.decisions.filter((d: any) => d.frameId.startsWith(`bulk-idle-${tag}`) && d.action === 'executed')
   expect(moved.length).toBeGreaterThan(0)
+}
+
+const ONE_CYCLE = { ...FAST, filters: { ...FAST.filters, persistence: { cycles: 1 } } }
+
+test('a cycle while a bulk run is going defers its moves to the run, and moves them once it ended', async () => {
+  const e = env(ONE_CYCLE)
+  const m = await reg.open(e.config)
+  await cycleDefersToRun(m, m, e.prefix.slice(4, 10), (id) => `deferred: bulk run ${id} is moving frames; automatic moves wait for it`)
 }, 60_000)
 
 test('runCycle({ dryRun: true }) reports decisions and changes nothing', async () => {
@@ -319,27 +329,8 @@ test('the simulator: our policy beats LRU with fewer migrations on a shipped tra
 })
 
 test("a cycle waits for another manager's bulk run on the same file, seen by the run's checkpoint row", async () => {
-  const e = env({ ...FAST, filters: { ...FAST.filters, persistence: { cycles: 1 } } })
-  const a = await reg.open(e.config)
-  const b = await reg.open(e.config)
-  const tag = e.prefix.slice(4, 10)
-  const idle = Array.from({ length: 10 }, (_, i) => simpleBundle(`other-idle-${tag}-${i}`))
-  const moving = Array.from({ length: 200 }, (_, i) => simpleBundle(`other-run-${tag}-${i}`))
-  await a.storeMany([...idle, ...moving])
-  await sleep(1200)
-  // b is another manager on the file: a knows its run only from the file (`tier_runs`).
-  const runId = await b.startMigration({ toTier: 'warm', frameIds: moving.map((x) => x.frame.frame_id), rateLimit: { framesPerSecond: 40 } })
-  const during = await a.runCycle()
-  const wanted = during.decisions.filter((d: any) => d.frameId.startsWith(`other-idle-${tag}`))
-  expect(wanted.length).toBe(10)
-  for (const d of wanted) {
-    expect(d.action).toBe('deferred')
-    expect(d.reason).toBe(`deferred: bulk run ${runId} (another process) is moving frames; automatic moves wait for it`)
-  }
-  expect(during.counts.executed).toBe(0)
-  b.cancelMigration(runId)
-  expect((await b.waitForMigration(runId)).state).toBe('cancelled')
-  const after = await a.runCycle()
-  const moved = after.decisions.filter((d: any) => d.frameId.startsWith(`other-idle-${tag}`) && d.action === 'executed')
-  expect(moved.length).toBeGreaterThan(0)
+  const e = env(ONE_CYCLE)
+  // The runner is another manager on the file: m knows its run only from the file (`tier_runs`).
+  const [m, runner] = [await reg.open(e.config), await reg.open(e.config)]
+  await cycleDefersToRun(m, runner, e.prefix.slice(4, 10), (id) => `deferred: bulk run ${id} (another process) is moving frames; automatic moves wait for it`)
 }, 60_000)
