@@ -125,17 +125,15 @@ impl PolicyEngine {
         let more = o.promotion_threshold.saturating_sub(since).max(1);
         // Its next read is a returning read when it has been read through us at all.
         let returning = stats.is_some_and(|s| s.count >= 1);
-        let share = self.admission.share(returning, o.admission.min_share, now_ms);
-        let mut s = if o.admission.enabled && share.admits {
-            format!(
-                "promotes {} at its next read (learnt admission: {:.0}% of remote reads of {} were read again within {})",
+        let mut s = match self.admitted(returning, now_ms) {
+            Some((_, words)) => {
+                format!("promotes {} at its next read (learnt admission: {words})", arrow(t, Tier::Hot))
+            }
+            None => format!(
+                "promotes {} after {more} more read(s) (threshold {})",
                 arrow(t, Tier::Hot),
-                share.reuse_share * 100.0,
-                if returning { "frames read before" } else { "unread frames" },
-                human_secs(o.admission.window_ms as f64 / 1000.0)
-            )
-        } else {
-            format!("promotes {} after {more} more read(s) (threshold {})", arrow(t, Tier::Hot), o.promotion_threshold)
+                o.promotion_threshold
+            ),
         };
         if t == Tier::Warm {
             let warm_max_s = o.warm_max_age_ms as f64 / 1000.0;

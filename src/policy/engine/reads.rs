@@ -6,6 +6,7 @@
 //!
 //! [`FrameView`]: super::FrameView
 
+use super::admission::ClassShare;
 use super::{clamp01, Decision, PolicyEngine};
 use crate::policy::filters::Verdict;
 use crate::policy::pattern::classify;
@@ -88,23 +89,28 @@ impl PolicyEngine {
     /// A first remote read promotes when most remote reads of the frame's class (returning, or
     /// first reads) were read again within the admission window; see [`super::admission`].
     fn learned_admission(&self, returning: bool, tier: Tier, now_ms: i64) -> Option<(String, f64, f64)> {
-        let a = &self.opts.admission;
-        if !a.enabled {
-            return None;
-        }
-        let share = self.admission.share(returning, a.min_share, now_ms);
         // No churn filter: like the seed's threshold rule, the read is the evidence. A demotion
         // promoted back this way is a regretted outcome, which stretches that frame's windows.
-        if !share.admits {
+        let (share, words) = self.admitted(returning, now_ms)?;
+        let basis = format!("read while {}: {words} (learnt admission)", tier.as_str());
+        Some((basis, clamp01(share.reuse_share), 1.0 + share.reuse_share))
+    }
+
+    /// Whether a remote read of a frame of this class (`returning`: read through us before it) is
+    /// admitted now, with the measure in words (`41% of remote reads of frames read before were
+    /// read again within 1 h`) for the decision's basis and `explain`.
+    pub(super) fn admitted(&self, returning: bool, now_ms: i64) -> Option<(ClassShare, String)> {
+        let a = &self.opts.admission;
+        let share = self.admission.share(returning, a.min_share, now_ms);
+        if !a.enabled || !share.admits {
             return None;
         }
-        let basis = format!(
-            "read while {}: {:.0}% of remote reads of {} were read again within {} (learnt admission)",
-            tier.as_str(),
+        let words = format!(
+            "{:.0}% of remote reads of {} were read again within {}",
             share.reuse_share * 100.0,
             if returning { "frames read before" } else { "unread frames" },
             human_secs(a.window_ms as f64 / 1000.0)
         );
-        Some((basis, clamp01(share.reuse_share), 1.0 + share.reuse_share))
+        Some((share, words))
     }
 }
