@@ -71,9 +71,13 @@ impl TierManager {
                 let trigger = if Instant::now() >= due {
                     "interval"
                 } else {
-                    // Between cycles: a rising pressure level starts one now.
+                    // Between cycles: a rising pressure level starts one now, and so does Critical
+                    // or worse still there after the last cycle (writes that landed while it ran,
+                    // or moves it could not make): hot must not wait for the interval to come down.
                     match mgr.pressure_level().await {
-                        Ok(level) if level > last_level => "pressure",
+                        Ok(level) if level > last_level || level >= crate::policy::PressureLevel::Critical => {
+                            "pressure"
+                        }
                         Ok(level) => {
                             last_level = level;
                             continue;
