@@ -96,6 +96,17 @@ export interface TierConfig {
      * least `minShare` (0.25) of its class's remote reads were read again within `window` (1h).
      */
     admission?: { enabled?: boolean; window?: Duration; minShare?: number }
+    /**
+     * A frame promoted by a read brings back the remote frames read with it in two earlier bursts
+     * (its companions, learnt from reads), while at least half of such companions are read within
+     * 1 h (default true).
+     */
+    prefetchCompanions?: boolean
+    /**
+     * Victim duels: hot's victims are ranked by the score leaning toward recency as far as LRU's
+     * choices proved better on this file's reads (default enabled).
+     */
+    duels?: { enabled?: boolean }
     [key: string]: unknown
   }
   limits?: { maxFrameBytes?: Size; accessFlushEvery?: number; accessFlushInterval?: Duration }
@@ -452,6 +463,10 @@ export interface Explanation {
   outcomes: Array<{ from: TierName; to: TierName; basis: string; movedMs: number; judgedMs: number; good: boolean; outcome: string }>
   /** How those outcomes change the next decision (`window ×1.91: ...` or `no change: ...`), and a move awaiting its outcome. */
   learning: string
+  /** Frames read with this one in earlier bursts, brought along when it is promoted, and whether bringing pays: `b (2.0 bursts); brought at its promotion: 64% of 25 probes useful`. */
+  companions: string
+  /** How hot's victims are ranked now: `by score: ...` or `40% recency, 60% score: LRU's choice was right in 70% of 48 victim duels`. */
+  ranking: string
 }
 
 export interface TraceEvent {

@@ -2,6 +2,7 @@
 //! pressure and reachability, executing the moves it decides through the `Mover`, and reporting
 //! every decision. Pins, force moves and explain.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -127,6 +128,24 @@ impl TierManager {
             }
         }
         done
+    }
+
+    /// After a read promoted `frame_id`: the remote frames read with it in earlier bursts (its
+    /// companions, see `policy::engine::companions`) come back hot too, as the engine decides.
+    pub(super) async fn bring_companions(&self, frame_id: &str) {
+        let ids = self.engine().companion_ids(frame_id, now_millis());
+        if ids.is_empty() {
+            return;
+        }
+        let views = match self.views(Some(ids)).await {
+            Ok(v) => v,
+            Err(e) => return crate::obs::log_err::<()>("reading the companions of a promoted frame", Err(e)),
+        };
+        let tiers: HashMap<&str, Tier> = views.iter().map(|v| (v.frame_id.as_str(), v.tier)).collect();
+        let pending = self.engine().companions_of(frame_id, |id| tiers.get(id).copied(), now_millis());
+        if !pending.is_empty() {
+            self.execute(pending).await;
+        }
     }
 
     /// A bulk run of another process (or manager) on this file, as `<runId> (another process)`:

@@ -184,6 +184,9 @@ impl TierManager {
                 Ok(_) => {
                     c.promotions.fetch_add(1, Ordering::Relaxed);
                     self.policy_moved(frame_id, tier, Tier::Hot, true, None);
+                    // Off the read's path: the frames read with this one come back too.
+                    let (m, id) = (self.clone(), frame_id.to_string());
+                    tokio::spawn(async move { m.bring_companions(&id).await });
                 }
                 Err(e) => self.policy_moved(frame_id, tier, Tier::Hot, false, Some(e.to_string())),
             }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::baselines::Capacity;
 use super::{Op, SimOptions, Tally, TraceEvent};
-use crate::policy::{FrameView, PolicyEngine, PressureInputs, Reachability, Tier};
+use crate::policy::{Decision, FrameView, PolicyEngine, PressureInputs, Reachability, Tier};
 
 /// The simulated manager: frame views, what is hot, and the engine deciding.
 struct OursSim<'a> {
@@ -64,6 +64,27 @@ impl OursSim<'_> {
         for d in victims {
             if let Some(&v) = self.by_name.get(d.frame_id.as_str()) {
                 self.execute(v, d.to, now_ms);
+            }
+        }
+    }
+
+    /// Executes a promotion, or reports it failed when the frame is larger than hot.
+    fn promote_if_it_fits(&mut self, f: usize, d: &Decision, now_ms: i64) -> bool {
+        if self.cap.fits(1, self.views[f].size_bytes) {
+            self.execute(f, d.to, now_ms);
+            return true;
+        }
+        self.engine.record_outcome(&d.frame_id, d.from, d.to, false, Some("larger than hot".into()), now_ms);
+        false
+    }
+
+    /// The promoted frame's companions come along, as the manager brings them.
+    fn bring_companions(&mut self, frame_id: &str, now_ms: i64) {
+        let (views, by_name) = (&self.views, &self.by_name);
+        let tier_of = |id: &str| by_name.get(id).map(|&i| views[i].tier);
+        for d in self.engine.companions_of(frame_id, tier_of, now_ms) {
+            if let Some(&c) = self.by_name.get(d.frame_id.as_str()) {
+                self.promote_if_it_fits(c, &d, now_ms);
             }
         }
     }
@@ -150,17 +171,8 @@ pub(super) fn run_ours(
                 let tier = sim.views[f].tier;
                 sim.tally.read(tier, e.size_bytes);
                 if let Some(d) = sim.engine.on_read(&e.frame_id, tier, e.t_ms) {
-                    if cap.fits(1, sim.views[f].size_bytes) {
-                        sim.execute(f, d.to, e.t_ms);
-                    } else {
-                        sim.engine.record_outcome(
-                            &e.frame_id,
-                            tier,
-                            d.to,
-                            false,
-                            Some("larger than hot".into()),
-                            e.t_ms,
-                        );
+                    if sim.promote_if_it_fits(f, &d, e.t_ms) {
+                        sim.bring_companions(&e.frame_id, e.t_ms);
                     }
                 }
             }

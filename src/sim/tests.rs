@@ -33,11 +33,11 @@ fn assert_row(r: &acceptance::Row, goals: [bool; 4], min_worst_vs_lru: f64, max_
 
 #[test]
 fn acceptance_fortnight_ten_seeds_tuned_and_held_out() {
-    // Measured (tuned / held out): @15 58.6 / 58.8 % vs LRU 54.7 / 54.7, optimum 65.4 / 65.5 (6.8 /
-    // 6.7 pts: not within 5); @30 64.2 / 64.4 vs 57.7 / 58.5; @60 66.2 / 66.2 vs 64.8 / 65.2, above
-    // LRU on 10/10 tuned and 8/10 held-out seeds (worst +0.2 / +0.0 pts).
+    // Measured (tuned / held out): @15 61.3 / 61.1 % vs LRU 54.7 / 54.7, optimum 65.4 / 65.5 (4.2 /
+    // 4.5 pts: within 5 since companions); @30 64.4 / 64.5 vs 57.7 / 58.5; @60 66.2 / 66.2 vs 64.8
+    // / 65.2, above LRU on 10/10 tuned and 8/10 held-out seeds (worst +0.2 / +0.0 pts).
     for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
-        assert_row(&row("fortnight@15", 14, seeds.clone()), [false, true, true, true], 1.5, 7.5);
+        assert_row(&row("fortnight@15", 14, seeds.clone()), [true, true, true, true], 3.5, 5.0);
         assert_row(&row("fortnight@30", 14, seeds.clone()), [true, true, true, true], 2.5, 5.0);
         assert_row(&row("fortnight@60", 14, seeds.clone()), [true, true, true, true], -0.5, 5.0);
     }
@@ -56,8 +56,9 @@ fn acceptance_shipped_traces_ten_seeds() {
 }
 
 /// Sessions (7 days), where LRU is near-optimal: ours is within 5 points of the optimum with no
-/// more migrations than LRU, but NOT above LRU: 95.2 vs 95.4 % (tuned), 95.2 vs 95.3 % (held
-/// out), above it on 1/10 and 3/10 seeds, worst -0.4 pts (see bench/policy.md).
+/// more migrations than LRU (167 / 168 and 169 / 170 per 1,000 reads), but NOT above LRU: 95.2 vs
+/// 95.4 % (tuned), 95.2 vs 95.3 % (held out), above it on 1/10 and 3/10 seeds, worst -0.5 pts
+/// (see bench/policy.md).
 #[test]
 fn acceptance_sessions_ten_seeds() {
     for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
@@ -72,22 +73,24 @@ fn acceptance_sessions_ten_seeds() {
 }
 
 /// The traces recorded through `recordTrace` (bench/traces/, 5 seeds per set), at 10, 20 and 40
-/// hot frames. NOT met: ours is below LRU on the mean at every capacity (tuned 66.9 / 74.6 / 88.9
-/// vs 69.5 / 77.0 / 91.5 %; held out 66.8 / 75.8 / 89.6 vs 68.4 / 76.9 / 91.6), with more
-/// migrations, and 10-22 pts from the optimum. The bounds are the figures reached (mean within
-/// 3 pts of LRU, worst seed within 7), so a regression fails; learned admission lifted the means
-/// by 0.7-3.1 pts.
+/// hot frames. Since companions (a promotion brings the frames read with it), ours is above LRU
+/// on every seed at 10 and 20 frames: tuned 74.8 / 80.1 vs 69.5 / 77.0 %, held out 76.7 / 83.3
+/// vs 68.4 / 76.9 (worst seed +3.8 / +1.2 and +5.3 / +4.7 pts). NOT met: at 40 frames ours is
+/// below LRU (90.5 / 91.1 vs 91.5 / 91.6, worst seed -3.8), migrations are above LRU's at every
+/// capacity, and ours is 9-16 pts from the optimum. The bounds are the figures reached.
 #[test]
 fn acceptance_recorded_traces() {
     for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
-        for name in ["recorded@10", "recorded@20", "recorded@40"] {
+        for (name, above_lru, min_worst, max_gap) in
+            [("recorded@10", true, 2.5, 12.0), ("recorded@20", true, 0.5, 17.0), ("recorded@40", false, -5.0, 10.5)]
+        {
             let r = row(name, 10, seeds.clone());
             assert_eq!(r.seeds.len(), acceptance::RECORDED_SEEDS, "{name}: a trace file is missing");
             assert!(r.seeds.iter().all(|s| s.optimum > 50.0), "{name}: an empty or unreadable trace");
-            assert_row(&r, [false, false, false, false], -7.0, 23.0);
+            assert_row(&r, [false, above_lru, above_lru, false], min_worst, max_gap);
             assert!(
-                r.mean_ours() >= r.mean_lru() - 3.0,
-                "{name}: more than 3 pts below LRU\n{}",
+                r.mean_ours() >= r.mean_lru() - 1.5,
+                "{name}: more than 1.5 pts below LRU\n{}",
                 acceptance::markdown(&[r])
             );
         }

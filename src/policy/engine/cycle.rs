@@ -158,12 +158,14 @@ impl PolicyEngine {
             self.learning.settle(now_ms, window);
             let window = self.admission_window_ms();
             self.admission.settle(now_ms, window);
+            self.duels.settle(now_ms);
+            self.companions.settle(now_ms);
             self.started_ms.get_or_insert(now_ms);
         }
         let c = self.measure_pressure(now_ms, frames, inputs, reach);
         let mut plan = Plan::default();
         self.recommend_by_rules(&c, &mut plan);
-        self.recommend_pressure_demotions(&c, &mut plan);
+        self.recommend_pressure_demotions(&c, &mut plan, dry_run);
         self.update_hot_floor(&c);
         let persistence = self.count_persistence(&c, &plan.recs);
         self.apply_rules_and_filters(&c, &persistence, &mut plan.recs);
@@ -359,7 +361,7 @@ impl PolicyEngine {
 
     /// Step 2b: at Critical and above, the lowest-scoring frames of the tier are demoted until it is
     /// back under the watermark of its level; the weakest hot score becomes the hot floor.
-    fn recommend_pressure_demotions(&mut self, c: &Cycle, plan: &mut Plan) {
+    fn recommend_pressure_demotions(&mut self, c: &Cycle, plan: &mut Plan, dry_run: bool) {
         let p = &c.pressure;
         for (tier, level, fill, mut need_bytes, mut need_frames) in [
             (Tier::Hot, p.hot_level, p.hot_fill, p.hot_excess_bytes, p.hot_excess_frames),
@@ -377,6 +379,9 @@ impl PolicyEngine {
             let ranked = self.lowest_scores_first(unplanned, tier, c.now_ms);
             if tier == Tier::Hot {
                 self.hot_floor = ranked.first().map(|r| r.eval.score.total);
+                if !dry_run {
+                    self.open_duel(&ranked, |i| c.frames[i].frame_id.as_str(), c.now_ms);
+                }
             }
             let emergency = level == PressureLevel::Emergency;
             let to = if tier == Tier::Hot { Tier::Warm } else { Tier::Cold };
@@ -420,6 +425,19 @@ impl PolicyEngine {
             a.eval.score.total.total_cmp(&b.eval.score.total).then_with(|| fa.frame_id.cmp(&fb.frame_id))
         });
         ranked.into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// Hot gives frames up: when the score's own first choice among `ranked` (before the recency
+    /// mix) is not LRU's (the longest idle), a duel between the two opens (see [`super::duels`]).
+    pub(super) fn open_duel<'i>(&mut self, ranked: &[Ranked], id_of: impl Fn(usize) -> &'i str, now_ms: i64) {
+        if !self.opts.duels.enabled {
+            return;
+        }
+        let by_score = ranked.iter().min_by(|a, b| a.eval.base_total.total_cmp(&b.eval.base_total));
+        let by_recency = ranked.iter().max_by(|a, b| a.eval.idle_s.total_cmp(&b.eval.idle_s));
+        if let (Some(s), Some(r)) = (by_score, by_recency) {
+            self.duels.open(id_of(s.idx), id_of(r.idx), now_ms);
+        }
     }
 
     /// Below Critical the floor is the weakest hot frame's score at Warning, and none at Normal

@@ -59,6 +59,7 @@ impl PolicyEngine {
         };
         let hot_frames: Vec<&FrameView> = hot_frames.into_iter().collect();
         let mut ranked = self.lowest_scores_first(hot_frames.iter().copied().enumerate(), Tier::Hot, now_ms);
+        self.open_duel(&ranked, |i| hot_frames[i].frame_id.as_str(), now_ms);
         // Periodic frames due soon go last (workload-pattern suppression): room is made, but from
         // other frames while there are any. A stable sort keeps the score order within each part.
         ranked.sort_by_key(|r| self.due_soon(&r.eval));

@@ -24,7 +24,9 @@
 //! `snapshot.rs`, `tests.rs`.
 
 pub mod admission;
+pub mod companions;
 mod cycle;
+pub mod duels;
 mod explain;
 mod forced;
 pub mod learning;
@@ -255,7 +257,11 @@ pub struct Persistence {
 /// What one frame looks like to the engine right now.
 struct Eval {
     class: Classification,
+    /// The score, its total leaning toward recency by the learnt mix (see [`duels`]): the key
+    /// victims are ranked by and the hot floor is measured in.
     score: ScoreParts,
+    /// The total before the mix: the score's own choice, for the duels.
+    base_total: f64,
     idle_s: f64,
     expected_reads: f64,
 }
@@ -289,6 +295,10 @@ pub struct PolicyEngine {
     learning: learning::Learning,
     /// Whether remote reads are read again soon (learned admission at a first remote read).
     admission: admission::Admission,
+    /// Whether the score's victims or LRU's were read again first (the recency mix of the ranking).
+    duels: duels::Duels,
+    /// Which frames are read together (a promotion by read brings its companions).
+    companions: companions::Companions,
     /// When the engine's first (non-dry) cycle ran: the start of `minDataCollection`.
     started_ms: Option<i64>,
     cycle: u64,
@@ -362,6 +372,8 @@ impl PolicyEngine {
             written: HashMap::new(),
             learning: Default::default(),
             admission: Default::default(),
+            duels: Default::default(),
+            companions: Default::default(),
             started_ms: None,
             cycle: 0,
             hot_floor: None,
@@ -406,6 +418,8 @@ impl PolicyEngine {
         self.written.remove(frame_id);
         self.learning.forget(frame_id);
         self.admission.forget(frame_id);
+        self.duels.forget(frame_id);
+        self.companions.forget(frame_id);
     }
 
     /// How long after a demotion a promotion back counts as regretted: `hotMaxAge`.
@@ -419,6 +433,23 @@ impl PolicyEngine {
 
     pub fn admission(&self) -> &admission::Admission {
         &self.admission
+    }
+
+    pub fn companions(&self) -> &companions::Companions {
+        &self.companions
+    }
+
+    pub fn duels(&self) -> &duels::Duels {
+        &self.duels
+    }
+
+    /// The weight of recency in the ranking key now (0 with duels off or undecided).
+    fn recency_mix(&self, now_ms: i64) -> f64 {
+        if self.opts.duels.enabled {
+            self.duels.mix(now_ms).mix
+        } else {
+            0.0
+        }
     }
 
     fn admission_window_ms(&self) -> i64 {
@@ -435,9 +466,13 @@ impl PolicyEngine {
     pub(super) fn idle_s(&self, f: &FrameView, now_ms: i64) -> f64 {
         let own_s = f.closed_s.unwrap_or(f.created_s).max(f.created_s);
         let own = (now_ms as f64 / 1000.0 - own_s as f64).max(0.0);
-        match self.access.get(&f.frame_id) {
+        let touched = match self.access.get(&f.frame_id) {
             Some(s) => s.age_s(now_ms).min(own),
             None => own,
+        };
+        match self.companions.brought_at(&f.frame_id) {
+            Some(at) => touched.min(now_ms.saturating_sub(at).max(0) as f64 / 1000.0),
+            None => touched,
         }
     }
 
@@ -449,9 +484,18 @@ impl PolicyEngine {
         };
         let idle_s = self.idle_s(f, now_ms);
         let tau = self.tau_s();
-        let parts = score(stats, &class, idle_s, f.size_bytes, now_ms, tau, &self.opts.weights);
+        let mut parts = score(stats, &class, idle_s, f.size_bytes, now_ms, tau, &self.opts.weights);
+        let base_total = parts.total;
+        parts.total = self.mixed(&parts, now_ms);
         let horizon = self.opts.filters.cost_horizon_ms as f64 / 1000.0;
-        Eval { class, score: parts, idle_s, expected_reads: expected_reads(stats, &class, now_ms, tau, horizon) }
+        let expected_reads = expected_reads(stats, &class, now_ms, tau, horizon);
+        Eval { class, score: parts, base_total, idle_s, expected_reads }
+    }
+
+    /// The score's total leaning toward recency by the learnt mix.
+    fn mixed(&self, parts: &ScoreParts, now_ms: i64) -> f64 {
+        let m = self.recency_mix(now_ms);
+        (1.0 - m) * parts.total + m * parts.recency
     }
 
     /// Whether the frame reads periodically and its next read is due soon (the pattern filter's

@@ -32,6 +32,8 @@ impl PolicyEngine {
         let returning = self.access.get(frame_id).is_some_and(|s| s.count >= 2);
         let window = self.admission_window_ms();
         self.admission.read(frame_id, tier != Tier::Hot, returning, now_ms, window);
+        self.duels.read(frame_id, now_ms);
+        self.companions.read(frame_id, now_ms);
         if tier == Tier::Hot || self.in_flight.contains_key(frame_id) {
             return None;
         }
@@ -43,6 +45,53 @@ impl PolicyEngine {
         };
         self.hand_out(&d);
         Some(d)
+    }
+
+    /// The frames read with `frame_id` in earlier bursts (its companions), strongest first; the
+    /// caller looks up their tiers for [`Self::companions_of`].
+    pub fn companion_ids(&self, frame_id: &str, now_ms: i64) -> Vec<String> {
+        if !self.opts.prefetch_companions {
+            return vec![];
+        }
+        self.companions.of(frame_id, now_ms).into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The promotions that follow a read's promotion of `frame_id` (executed): its remote
+    /// companions, strongest first, once bringing them has proved useful here (see
+    /// [`super::companions`]; every remote companion is probed either way). `tier_of` gives a
+    /// frame's tier (`None`: unknown, skipped). Frames in flight are left out.
+    pub fn companions_of(
+        &mut self,
+        frame_id: &str,
+        tier_of: impl Fn(&str) -> Option<Tier>,
+        now_ms: i64,
+    ) -> Vec<Decision> {
+        if !self.opts.prefetch_companions {
+            return vec![];
+        }
+        let mut allowance = self.companions.usefulness(now_ms).allowance;
+        let mut out = vec![];
+        for (id, bursts) in self.companions.of(frame_id, now_ms) {
+            let Some(tier) = tier_of(&id).filter(|t| *t != Tier::Hot) else { continue };
+            if self.in_flight.contains_key(&id) {
+                continue;
+            }
+            let brings = allowance > 0;
+            self.companions.probe(&id, brings, now_ms);
+            if !brings {
+                continue;
+            }
+            allowance -= 1;
+            let basis = format!("read with {frame_id} in {bursts:.0} bursts (companion)");
+            let d = Decision {
+                confidence: clamp01(0.5 + 0.1 * bursts),
+                priority: 1.0 + 0.1 * bursts.min(10.0),
+                ..Decision::pending(&id, tier, Tier::Hot, basis, self.cycle, now_ms)
+            };
+            self.hand_out(&d);
+            out.push(d);
+        }
+        out
     }
 
     /// Why the read frame should come back hot, with the confidence and priority of the move.
@@ -70,7 +119,8 @@ impl PolicyEngine {
         if !fresh_work {
             class.next_access_in_s?;
         }
-        let parts = score(Some(stats), &class, 0.0, 0, now_ms, self.tau_s(), &self.opts.weights);
+        let mut parts = score(Some(stats), &class, 0.0, 0, now_ms, self.tau_s(), &self.opts.weights);
+        parts.total = self.mixed(&parts, now_ms);
         let basis = match self.hot_floor {
             None if stats.count < 2 => "first read of a frame written within hotMaxAge; hot has room".to_string(),
             None => format!("read again, {} expected; hot has room", class.pattern.describe()),

@@ -24,6 +24,12 @@ pub struct EngineSnapshot {
     /// What remote reads were followed by (older snapshots have none).
     #[serde(default)]
     pub admission: super::admission::Admission,
+    /// The victim duels (older snapshots have none).
+    #[serde(default)]
+    pub duels: super::duels::Duels,
+    /// Frames read together (older snapshots have none).
+    #[serde(default)]
+    pub companions: super::companions::Companions,
     /// The first cycle's time (the start of `minDataCollection`).
     #[serde(default)]
     pub started_ms: Option<i64>,
@@ -41,6 +47,8 @@ impl PolicyEngine {
             decisions: self.decisions.iter().map(|(k, v)| (k.clone(), v.iter().cloned().collect())).collect(),
             learning: self.learning.clone(),
             admission: self.admission.clone(),
+            duels: self.duels.clone(),
+            companions: self.companions.clone(),
             started_ms: self.started_ms,
         }
     }
@@ -63,6 +71,9 @@ impl PolicyEngine {
             .collect();
         self.learning = snap.learning;
         self.admission = snap.admission;
+        self.duels = snap.duels;
+        self.duels.reindex();
+        self.companions = snap.companions;
         self.started_ms = snap.started_ms;
         self.in_flight.clear();
         self.cycle = snap.cycle;

@@ -518,3 +518,100 @@ fn learned_admission_promotes_at_a_first_read_where_reads_are_read_again() {
     let (returning, _, _, _) = run(false);
     assert!(returning.is_none(), "admission off: the threshold rules: {returning:?}");
 }
+
+/// Companions: frames read together in two bursts come back with the one a read promotes; where
+/// brought companions are not read, the engine stops bringing them (it keeps probing); off, none.
+#[test]
+fn a_promotion_brings_the_frames_read_with_it_until_they_prove_useless() {
+    let burst = |e: &mut PolicyEngine, ids: &[&str], t: i64| {
+        for (k, id) in ids.iter().enumerate() {
+            e.on_read(id, Tier::Hot, t + k as i64 * MIN);
+        }
+    };
+    let warm = |id: &str| (id != "a").then_some(Tier::Warm);
+    let mut e = engine();
+    burst(&mut e, &["a", "b", "c"], NOW);
+    assert!(e.companions_of("a", warm, NOW + H).is_empty(), "one burst together is not enough");
+    burst(&mut e, &["c", "a", "b"], NOW + 4 * H);
+    burst(&mut e, &["x", "y"], NOW + 8 * H);
+    let got = e.companions_of("a", warm, NOW + 9 * H);
+    let ids: Vec<&str> = got.iter().map(|d| d.frame_id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "{got:?}");
+    assert!(ids.contains(&"b") && ids.contains(&"c"), "{ids:?}");
+    assert!(got.iter().all(|d| d.to == Tier::Hot && d.basis.contains("read with a in 2 bursts (companion)")));
+    // Brought and never read: after the window the probes are judged useless, and the next
+    // promotions of the pair's frames bring nothing (the engine still probes).
+    for d in &got {
+        e.record_outcome(&d.frame_id, Tier::Warm, Tier::Hot, true, None, NOW + 9 * H);
+    }
+    let mut t = NOW + 9 * H;
+    for round in 0..3 {
+        t += 2 * H;
+        e.run_cycle(t, &[], &quiet(), Reachability::ALL, false);
+        let (p, q) = (format!("p{round}"), format!("q{round}"));
+        burst(&mut e, &[&p, &q], t);
+        burst(&mut e, &[&p, &q], t + 30 * MIN);
+        let brought = e.companions_of(&p, |id| (id == q).then_some(Tier::Warm), t + 40 * MIN);
+        for d in &brought {
+            e.record_outcome(&d.frame_id, Tier::Warm, Tier::Hot, true, None, t + 40 * MIN);
+        }
+    }
+    e.run_cycle(t + 2 * H, &[], &quiet(), Reachability::ALL, false);
+    let u = e.companions().usefulness(t + 2 * H);
+    assert!(u.evidence >= companions::MIN_EVIDENCE && u.useful_share < 0.5, "{u:?}");
+    assert!(e.companions_of("a", warm, t + 2 * H + MIN).is_empty(), "useless companions are not brought");
+    let off = PolicyOptions { prefetch_companions: false, ..Default::default() };
+    let mut e = PolicyEngine::new(off);
+    burst(&mut e, &["a", "b"], NOW);
+    burst(&mut e, &["a", "b"], NOW + 4 * H);
+    assert!(e.companion_ids("a", NOW + 5 * H).is_empty() && e.companions_of("a", warm, NOW + 5 * H).is_empty());
+}
+
+/// Victim duels: hot full, the score sends the frame it ranks lowest, LRU would send the longest
+/// idle; when the score's victims are the ones read again first, the ranking leans to recency
+/// and the engine sends the longest idle frame instead.
+#[test]
+fn victims_lean_to_recency_where_lru_wins_the_duels() {
+    // The score here is frequency alone, so it keeps the frame read often long ago.
+    let by_frequency = || PolicyOptions {
+        weights: crate::policy::options::ScoreWeights { recency: 0.0, frequency: 1.0, pattern: 0.0, size: 0.0 },
+        ..Default::default()
+    };
+    let mut e = PolicyEngine::new(by_frequency());
+    let mut t = NOW;
+    let mut sent_idle = false;
+    for round in 0..12 {
+        // `old{round}`: idle longest, read three times an hour ago; `new{round}`: read once a
+        // minute ago. The score sends `new`, LRU would send `old`.
+        let (old, new) = (format!("old{round}"), format!("new{round}"));
+        for k in 0..3 {
+            e.on_read(&old, Tier::Hot, t - H + k * MIN);
+        }
+        e.on_read(&new, Tier::Hot, t - MIN);
+        let hot = [view(&old, Tier::Hot, 1), view(&new, Tier::Hot, 0)];
+        let sent = e.make_room(t, hot.iter(), 0, 1, Reachability::ALL);
+        assert_eq!(sent.len(), 1);
+        sent_idle |= sent[0].frame_id == old;
+        if round == 0 {
+            assert_eq!(sent[0].frame_id, new, "before any duel, the score's choice");
+        }
+        e.record_outcome(&sent[0].frame_id, Tier::Hot, Tier::Warm, true, None, t);
+        // The frame read again first is the recent one: LRU was right to keep it.
+        e.on_read(&new, Tier::Warm, t + 10 * MIN);
+        t += H;
+    }
+    let m = e.duels().mix(t);
+    assert!(m.recency_share > 0.9 && m.mix > 0.8, "{m:?}");
+    assert!(sent_idle, "once LRU won its duels, the longest idle frame was sent");
+    let mut off = PolicyEngine::new(PolicyOptions {
+        duels: crate::policy::options::DuelOptions { enabled: false },
+        ..by_frequency()
+    });
+    for k in 0..3 {
+        off.on_read("o", Tier::Hot, NOW - H + k * MIN);
+    }
+    off.on_read("n", Tier::Hot, NOW - MIN);
+    let hot = [view("o", Tier::Hot, 1), view("n", Tier::Hot, 0)];
+    assert_eq!(off.make_room(NOW, hot.iter(), 0, 1, Reachability::ALL)[0].frame_id, "n");
+    assert_eq!(off.duels().mix(NOW).evidence, 0.0, "duels off: none opened");
+}
