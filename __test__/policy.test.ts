@@ -338,3 +338,48 @@ test("a cycle waits for another manager's bulk run on the same file, seen by the
   const [m, runner] = [await reg.open(e.config), await reg.open(e.config)]
   await cycleDefersToRun(m, runner, e.prefix.slice(4, 10), (id) => `deferred: bulk run ${id} (another process) is moving frames; automatic moves wait for it`)
 }, 60_000)
+
+test('a read promotion brings back the frames read with it in two earlier bursts (companions), off the read path', async () => {
+  // Reads 300 ms apart are separate bursts here (15 min by default), and one remote read promotes.
+  const e = env({ promotionThreshold: 1, backgroundSync: false, companions: { window: '300ms' } })
+  const m = await TierManager.open(e.config)
+  try {
+    const task = ['co-a', 'co-b', 'co-c']
+    await m.storeMany([...task, 'co-z'].map((id) => simpleBundle(id)))
+    // Two bursts over the task; co-z is read in the first one only.
+    for (const id of [...task, 'co-z']) await m.retrieve(id)
+    await sleep(600)
+    for (const id of task) await m.retrieve(id)
+    const before = await m.explain('co-a')
+    expect(before.companions).toMatch(/co-b \(2\.0 bursts\)/)
+    expect(before.companions).toMatch(/co-c \(2\.0 bursts\)/)
+    expect(before.companions).not.toMatch(/co-z/)
+    for (const id of [...task, 'co-z']) expect((await m.forceDemote(id, 'warm')).action).toBe('executed')
+
+    await sleep(600)
+    expect((await m.retrieve('co-a'))!.frame.frame_id).toBe('co-a')
+    const deadline = Date.now() + 10_000
+    while (((await tierOf(m, 'co-b')) !== 'hot' || (await tierOf(m, 'co-c')) !== 'hot') && Date.now() < deadline) await sleep(50)
+    expect(await tierOf(m, 'co-a')).toBe('hot')
+    expect(await tierOf(m, 'co-b')).toBe('hot')
+    expect(await tierOf(m, 'co-c')).toBe('hot')
+    expect(await tierOf(m, 'co-z')).toBe('warm')
+    const brought = (await m.explain('co-b')).lastDecisions.find((d) => d.basis.includes('(companion)'))
+    expect(brought).toMatchObject({ action: 'executed', from: 'warm', to: 'hot' })
+    expect(brought!.basis).toBe('read with co-a in 2 bursts (companion)')
+    // Brought whole.
+    expect((await m.retrieve('co-b', { promote: false }))!.frame.frame_id).toBe('co-b')
+  } finally {
+    await m.close()
+  }
+})
+
+test('policies.companions is validated by name', async () => {
+  const e = env({ companions: { window: 'soon' } })
+  const err = await rejectionOf(TierManager.open(e.config))
+  expect(err.code).toBe('ERR_INVALID_CONFIG')
+  expect(err.message).toMatch(/policies\.companions\.window/)
+  const e2 = env({ companions: { enabled: true, lag: 1 } })
+  const err2 = await rejectionOf(TierManager.open(e2.config))
+  expect(err2.message).toMatch(/policies\.companions\.lag/)
+})

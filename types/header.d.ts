@@ -98,10 +98,10 @@ export interface TierConfig {
     admission?: { enabled?: boolean; window?: Duration; minShare?: number }
     /**
      * A frame promoted by a read brings back the remote frames read with it in two earlier bursts
-     * (its companions, learnt from reads), while at least half of such companions are read within
-     * 1 h (default true).
+     * (its companions, learnt from reads; reads within `window`, default 15m, are one burst), while
+     * at least half of such companions are read within 1 h (default enabled).
      */
-    prefetchCompanions?: boolean
+    companions?: { enabled?: boolean; window?: Duration }
     /**
      * Victim duels: hot's victims are ranked by the score leaning toward recency as far as LRU's
      * choices proved better on this file's reads (default enabled).

@@ -9,7 +9,7 @@
 //! ```json
 //! { "promotionThreshold": 3, "batchSize": 500, "maxConcurrentMoves": 8,
 //!   "hotMaxAge": "24h", "warmMaxAge": "7d", "syncInterval": "5m",
-//!   "prefetchRelatives": true, "prefetchPeriodic": true, "prefetchCompanions": true, "maxPinnedBytes": "100MB",
+//!   "prefetchRelatives": true, "prefetchPeriodic": true, "maxPinnedBytes": "100MB",
 //!   "decisionsPerFrame": 8, "frequencyWindow": "6h",
 //!   "weights": { "recency": 0.35, "frequency": 0.15, "pattern": 0.4, "size": 0.1 },
 //!   "watermarks": { "warning": 0.90, "critical": 0.95, "emergency": 0.98 },
@@ -22,6 +22,7 @@
 //!     "trend": { "enabled": true, "ratio": 2 },
 //!     "pattern": { "enabled": true, "lead": 0.25, "minConfidence": 0.5 } },
 //!   "admission": { "enabled": true, "window": "1h", "minShare": 0.25 },
+//!   "companions": { "enabled": true, "window": "15m" },
 //!   "duels": { "enabled": true } }
 //! ```
 
@@ -114,6 +115,18 @@ pub struct AdmissionOptions {
     pub min_share: f64,
 }
 
+/// Companions (`policies.companions`, see `policy::engine::companions`): a frame promoted by a
+/// read brings back the remote frames read with it in earlier bursts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompanionOptions {
+    /// Default true.
+    pub enabled: bool,
+    /// Default 15 min: reads this close together are one burst (and a frame's reads separated by
+    /// more are two).
+    pub window_ms: u64,
+}
+
 /// Victim duels (`policies.duels`, see `policy::engine::duels`): hot's victims are ranked by a
 /// mix of the score and recency alone, as far as LRU's choices have proved better on this file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -148,9 +161,6 @@ pub struct PolicyOptions {
     pub prefetch_relatives: bool,
     /// Default true: a remote periodic frame is promoted shortly before its next expected read.
     pub prefetch_periodic: bool,
-    /// Default true: a frame promoted by a read brings back the remote frames read with it in
-    /// earlier bursts (its companions, learnt from reads; see `policy::engine::companions`).
-    pub prefetch_companions: bool,
     /// Default 100 MB: total size of pinned frames; pinning beyond it is refused.
     pub max_pinned_bytes: u64,
     /// Default 8: decisions remembered per frame (for `explain`).
@@ -165,6 +175,7 @@ pub struct PolicyOptions {
     pub watermarks: Watermarks,
     pub filters: FilterOptions,
     pub admission: AdmissionOptions,
+    pub companions: CompanionOptions,
     pub duels: DuelOptions,
     /// Default LRU (`evictionStrategy`): how the warm tier's size cap picks victims.
     #[serde(skip)]
@@ -186,7 +197,6 @@ impl Default for PolicyOptions {
             pressure_check_ms: 10_000,
             prefetch_relatives: true,
             prefetch_periodic: true,
-            prefetch_companions: true,
             max_pinned_bytes: 100 * MB,
             decisions_per_frame: 8,
             frequency_window_ms: 6 * HOUR_MS,
@@ -213,6 +223,7 @@ impl Default for PolicyOptions {
                 pattern_min_confidence: 0.5,
             },
             admission: AdmissionOptions { enabled: true, window_ms: HOUR_MS, min_share: 0.25 },
+            companions: CompanionOptions { enabled: true, window_ms: 15 * MIN_MS },
             duels: DuelOptions { enabled: true },
             eviction_strategy: EvictionStrategy::Lru,
             background_sync: true,
@@ -230,7 +241,6 @@ const TOP_KEYS: &[&str] = &[
     "pressureCheckInterval",
     "prefetchRelatives",
     "prefetchPeriodic",
-    "prefetchCompanions",
     "maxPinnedBytes",
     "decisionsPerFrame",
     "frequencyWindow",
@@ -239,6 +249,7 @@ const TOP_KEYS: &[&str] = &[
     "watermarks",
     "filters",
     "admission",
+    "companions",
     "duels",
     "evictionStrategy",
     "backgroundSync",
@@ -269,7 +280,6 @@ impl PolicyOptions {
             pressure_check_ms: m.duration_ms("pressureCheckInterval", d.pressure_check_ms, 10)?,
             prefetch_relatives: m.boolean("prefetchRelatives", d.prefetch_relatives)?,
             prefetch_periodic: m.boolean("prefetchPeriodic", d.prefetch_periodic)?,
-            prefetch_companions: m.boolean("prefetchCompanions", d.prefetch_companions)?,
             max_pinned_bytes: m.size("maxPinnedBytes", d.max_pinned_bytes, 0)?,
             decisions_per_frame: m.int("decisionsPerFrame", d.decisions_per_frame as u64, 1, 1000)? as usize,
             frequency_window_ms: m.duration_ms("frequencyWindow", d.frequency_window_ms, 1000)?,
@@ -341,6 +351,10 @@ impl PolicyOptions {
         ao.enabled = a.boolean("enabled", ao.enabled)?;
         ao.window_ms = a.duration_ms("window", ao.window_ms, 1000)?;
         ao.min_share = a.frac("minShare", ao.min_share)?;
+        let c = m.section("companions", "policies.companions")?;
+        c.known(&["enabled", "window"])?;
+        o.companions.enabled = c.boolean("enabled", o.companions.enabled)?;
+        o.companions.window_ms = c.duration_ms("window", o.companions.window_ms, 10)?;
         let dl = m.section("duels", "policies.duels")?;
         dl.known(&["enabled"])?;
         o.duels.enabled = dl.boolean("enabled", o.duels.enabled)?;

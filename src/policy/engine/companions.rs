@@ -5,7 +5,7 @@
 //! `prefetchRelatives` follows the parent links, but frames that are read together are not
 //! always linked (an import without parent ids, frames of one task stored flat, a search hit and
 //! the frames it leads to). So the engine counts which frames are read within
-//! [`CO_READ_WINDOW_MS`] of each other:
+//! `companions.window` (default 15 min) of each other:
 //! - each read pairs the frame with the other frames read in the window before it;
 //! - a pair seen in two separate bursts (a burst is one frame's reads until a gap of the window),
 //!   the older within a half-life ([`MIN_CO_READS`] decayed), makes the two *companions*;
@@ -29,8 +29,6 @@ use serde::{Deserialize, Serialize};
 
 use super::learning::Rate;
 
-/// Reads this close together are one burst of work on the same thing.
-pub const CO_READ_WINDOW_MS: i64 = 15 * 60_000;
 /// Shared bursts (decayed) before one frame brings the other: two, the older within a half-life.
 pub const MIN_CO_READS: f64 = 1.5;
 /// Companions one promotion brings along at most.
@@ -114,12 +112,13 @@ pub struct UsefulShare {
 impl Companions {
     /// A read of `frame_id`: pairs it with the frames read within the window before, once per
     /// burst (a pair already counted in this burst is not counted again).
-    pub fn read(&mut self, frame_id: &str, now_ms: i64) {
+    /// `window_ms`: reads this close together are one burst of work on the same thing.
+    pub fn read(&mut self, frame_id: &str, now_ms: i64, window_ms: i64) {
         if let Some(p) = self.probes.remove(frame_id) {
             let useful = now_ms.saturating_sub(p.at_ms) <= USE_WINDOW_MS;
             self.useful.add_with(useful, now_ms, HALF_LIFE_MS);
         }
-        while self.recent.front().is_some_and(|(_, t)| now_ms.saturating_sub(*t) > CO_READ_WINDOW_MS) {
+        while self.recent.front().is_some_and(|(_, t)| now_ms.saturating_sub(*t) > window_ms) {
             self.recent.pop_front();
         }
         let mut seen: Vec<&str> = vec![];
@@ -138,7 +137,7 @@ impl Companions {
             })
             .collect();
         let burst_ms = match self.frames.get(frame_id) {
-            Some(e) if now_ms.saturating_sub(e.last_read_ms) <= CO_READ_WINDOW_MS => e.burst_ms,
+            Some(e) if now_ms.saturating_sub(e.last_read_ms) <= window_ms => e.burst_ms,
             _ => now_ms,
         };
         for other in &others {
@@ -266,7 +265,7 @@ mod tests {
 
     fn burst(c: &mut Companions, ids: &[&str], t: i64) {
         for (k, id) in ids.iter().enumerate() {
-            c.read(id, t + k as i64 * MIN);
+            c.read(id, t + k as i64 * MIN, 15 * MIN);
         }
     }
 
@@ -294,8 +293,8 @@ mod tests {
         assert_eq!(c.of("a", 3 * H).len(), 1);
         assert!(c.of("a", 3 * H + 2 * 7 * 24 * H).is_empty(), "two half-lives later the pair is weak");
         for k in 0..(MAX_PARTNERS + 5) {
-            c.read("hub", 100 * H + 2 * k as i64 * H);
-            c.read(&format!("p{k}"), 100 * H + 2 * k as i64 * H + MIN);
+            c.read("hub", 100 * H + 2 * k as i64 * H, 15 * MIN);
+            c.read(&format!("p{k}"), 100 * H + 2 * k as i64 * H + MIN, 15 * MIN);
         }
         assert!(c.frames.get("hub").is_some_and(|e| e.partners.len() <= MAX_PARTNERS));
         c.forget("hub");

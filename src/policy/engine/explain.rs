@@ -90,8 +90,8 @@ impl PolicyEngine {
     }
 
     fn companions_words(&self, frame_id: &str, now_ms: i64) -> String {
-        if !self.opts.prefetch_companions {
-            return "off (prefetchCompanions: false)".to_string();
+        if !self.opts.companions.enabled {
+            return "off (companions.enabled: false)".to_string();
         }
         let list = self.companions.of(frame_id, now_ms);
         if list.is_empty() {

@@ -33,7 +33,8 @@ impl PolicyEngine {
         let window = self.admission_window_ms();
         self.admission.read(frame_id, tier != Tier::Hot, returning, now_ms, window);
         self.duels.read(frame_id, now_ms);
-        self.companions.read(frame_id, now_ms);
+        let window = self.opts.companions.window_ms.min(i64::MAX as u64) as i64;
+        self.companions.read(frame_id, now_ms, window);
         if tier == Tier::Hot || self.in_flight.contains_key(frame_id) {
             return None;
         }
@@ -50,7 +51,7 @@ impl PolicyEngine {
     /// The frames read with `frame_id` in earlier bursts (its companions), strongest first; the
     /// caller looks up their tiers for [`Self::companions_of`].
     pub fn companion_ids(&self, frame_id: &str, now_ms: i64) -> Vec<String> {
-        if !self.opts.prefetch_companions {
+        if !self.opts.companions.enabled {
             return vec![];
         }
         self.companions.of(frame_id, now_ms).into_iter().map(|(id, _)| id).collect()
@@ -66,7 +67,7 @@ impl PolicyEngine {
         tier_of: impl Fn(&str) -> Option<Tier>,
         now_ms: i64,
     ) -> Vec<Decision> {
-        if !self.opts.prefetch_companions {
+        if !self.opts.companions.enabled {
             return vec![];
         }
         let mut allowance = self.companions.usefulness(now_ms).allowance;

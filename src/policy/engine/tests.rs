@@ -560,8 +560,8 @@ fn a_promotion_brings_the_frames_read_with_it_until_they_prove_useless() {
     let u = e.companions().usefulness(t + 2 * H);
     assert!(u.evidence >= companions::MIN_EVIDENCE && u.useful_share < 0.5, "{u:?}");
     assert!(e.companions_of("a", warm, t + 2 * H + MIN).is_empty(), "useless companions are not brought");
-    let off = PolicyOptions { prefetch_companions: false, ..Default::default() };
-    let mut e = PolicyEngine::new(off);
+    let mut e = engine();
+    e.opts.companions.enabled = false;
     burst(&mut e, &["a", "b"], NOW);
     burst(&mut e, &["a", "b"], NOW + 4 * H);
     assert!(e.companion_ids("a", NOW + 5 * H).is_empty() && e.companions_of("a", warm, NOW + 5 * H).is_empty());
