@@ -72,6 +72,16 @@ impl TierManager {
     pub async fn retrieve(&self, frame_id: &str, opts: RetrieveOptions) -> Result<Option<String>> {
         self.check_open()?;
         super::requests::check_frame_id(frame_id)?;
+        match self.retrieve_once(frame_id, opts).await {
+            // The frame moved between reading its row and fetching its body (a promotion, or a
+            // warm copy expiring on the way to cold, deleted the copy the row pointed to): the
+            // row says where it is now.
+            Err(TierError::NotFound { .. }) => self.retrieve_once(frame_id, opts).await,
+            r => r,
+        }
+    }
+
+    async fn retrieve_once(&self, frame_id: &str, opts: RetrieveOptions) -> Result<Option<String>> {
         let started = Instant::now();
         // A stub's bookkeeping is one point read: done here on the read connection (as a hot read
         // is), not through the blocking pool, so the network call starts one thread hop sooner.
