@@ -14,11 +14,12 @@
 //!
 //! Whether bringing pays is measured, as for admission, by probes that do not depend on the
 //! decision they drive: every remote companion of a promoted frame is *probed*, brought or not;
-//! it was *useful* if read within [`USE_WINDOW_MS`], a wasted move if not. Companions are brought
-//! until [`MIN_EVIDENCE`] probes were judged, then while at least [`MIN_USEFUL_SHARE`] of them
-//! were useful (decayed like the pairs), so a workload whose reads do not come in repeated bursts
-//! stops paying moves for it within a few promotions. A brought frame counts as read at the moment it was brought until its probe is
-//! judged (so the next victims are not the frames just brought for it).
+//! it was *useful* if read within [`USE_WINDOW_MS`], a wasted move if not. Until [`MIN_EVIDENCE`]
+//! probes are judged, companions are brought a few at a time (at most that many brought and not
+//! judged yet); then while at least [`MIN_USEFUL_SHARE`] of them were useful (decayed like the
+//! pairs), so a workload whose reads do not come in repeated bursts stops paying moves for it
+//! within a few promotions. A brought frame counts as read at the moment it was brought until its
+//! probe is judged (so the next victims are not the frames just brought for it).
 //!
 //! Counts decay (half-life [`HALF_LIFE_MS`]); memory is bounded: [`MAX_PARTNERS`] partners per
 //! frame (the weakest go), [`MAX_FRAMES`] frames (the least recently read go).
@@ -114,6 +115,9 @@ impl Companions {
     /// burst (a pair already counted in this burst is not counted again).
     /// `window_ms`: reads this close together are one burst of work on the same thing.
     pub fn read(&mut self, frame_id: &str, now_ms: i64, window_ms: i64) {
+        // Reads can arrive out of order (hot reads are handed over in batches, remote ones at once):
+        // taken as of the latest read seen, so a burst is never counted twice.
+        let now_ms = self.recent.back().map_or(now_ms, |(_, t)| now_ms.max(*t));
         if let Some(p) = self.probes.remove(frame_id) {
             let useful = now_ms.saturating_sub(p.at_ms) <= USE_WINDOW_MS;
             self.useful.add_with(useful, now_ms, HALF_LIFE_MS);
@@ -143,7 +147,9 @@ impl Companions {
         for other in &others {
             // A pair counts once per burst: a frame read five times with another is one shared
             // burst, not five.
-            if self.partner_at(frame_id, other).is_some_and(|p| p.at_ms >= burst_ms) {
+            // Both ends are asked: a full partner list may have dropped one of them.
+            let counted = |a: &str, b: &str| self.partner_at(a, b).is_some_and(|p| p.at_ms >= burst_ms);
+            if counted(frame_id, other) || counted(other, frame_id) {
                 continue;
             }
             self.bump(frame_id, other, now_ms);
@@ -168,19 +174,21 @@ impl Companions {
         match e.partners.iter_mut().find(|p| p.id == b) {
             Some(p) => {
                 p.count = p.decayed(now_ms) + 1.0;
-                p.at_ms = now_ms;
+                p.at_ms = p.at_ms.max(now_ms);
             }
             None => {
                 if e.partners.len() >= MAX_PARTNERS {
+                    // Room only by dropping a partner weaker than a new one (a single shared burst),
+                    // so that a long burst over many frames does not churn the established ones.
                     let weakest = e
                         .partners
                         .iter()
                         .enumerate()
-                        .min_by(|(_, x), (_, y)| x.decayed(now_ms).total_cmp(&y.decayed(now_ms)))
-                        .map(|(i, _)| i);
-                    if let Some(i) = weakest {
-                        e.partners.swap_remove(i);
-                    }
+                        .map(|(i, p)| (i, p.decayed(now_ms)))
+                        .min_by(|(_, x), (_, y)| x.total_cmp(y))
+                        .filter(|(_, c)| *c < 1.0);
+                    let Some((i, _)) = weakest else { return };
+                    e.partners.swap_remove(i);
                 }
                 e.partners.push(Partner { id: b.to_string(), count: 1.0, at_ms: now_ms });
             }
@@ -246,12 +254,16 @@ impl Companions {
         UsefulShare { useful_share, evidence, brings: allowance > 0, allowance }
     }
 
+    /// Drops the frame and the links to it from its partners (a link left elsewhere, after a
+    /// partner list dropped its weakest, names a frame the caller no longer knows: skipped).
     pub fn forget(&mut self, frame_id: &str) {
         self.probes.remove(frame_id);
-        self.frames.remove(frame_id);
         self.recent.retain(|(id, _)| id != frame_id);
-        for e in self.frames.values_mut() {
-            e.partners.retain(|p| p.id != frame_id);
+        let Some(e) = self.frames.remove(frame_id) else { return };
+        for p in e.partners {
+            if let Some(other) = self.frames.get_mut(&p.id) {
+                other.partners.retain(|q| q.id != frame_id);
+            }
         }
     }
 }
@@ -286,6 +298,35 @@ mod tests {
     }
 
     #[test]
+    fn reads_handed_over_out_of_order_count_one_burst() {
+        let mut c = Companions::default();
+        // Hot reads reach the engine in batches, after remote reads of later times.
+        for (id, t) in [("a", 0), ("b", 2 * MIN), ("a", MIN), ("b", 30_000), ("a", 3 * MIN)] {
+            c.read(id, t, 15 * MIN);
+        }
+        let n = c.partner_at("a", "b").map(|p| p.count).unwrap_or(0.0);
+        assert!((n - 1.0).abs() < 1e-6, "one burst, counted once: {n}");
+        assert!(c.of("a", 4 * MIN).is_empty());
+    }
+
+    #[test]
+    fn one_long_burst_over_many_frames_makes_no_companions() {
+        // More frames in the window than a partner list holds: a pair dropped from one end must
+        // still count once per burst (it was counted seven times at the other end).
+        let mut c = Companions::default();
+        let mut t = 0;
+        for _round in 0..2 {
+            for f in 0..30 {
+                for _ in 0..4 {
+                    c.read(&format!("f{f}"), t, 15 * MIN);
+                    t += 1000;
+                }
+            }
+        }
+        assert!((0..30).all(|f| c.of(&format!("f{f}"), t).is_empty()));
+    }
+
+    #[test]
     fn counts_decay_and_memory_is_bounded() {
         let mut c = Companions::default();
         burst(&mut c, &["a", "b"], 0);
@@ -297,7 +338,9 @@ mod tests {
             c.read(&format!("p{k}"), 100 * H + 2 * k as i64 * H + MIN, 15 * MIN);
         }
         assert!(c.frames.get("hub").is_some_and(|e| e.partners.len() <= MAX_PARTNERS));
+        let kept: Vec<String> = c.frames["hub"].partners.iter().map(|p| p.id.clone()).collect();
         c.forget("hub");
-        assert!(c.frames.values().all(|e| e.partners.iter().all(|p| p.id != "hub")));
+        assert!(!c.frames.contains_key("hub") && c.recent.iter().all(|(id, _)| id != "hub"));
+        assert!(kept.iter().all(|k| c.frames[k].partners.iter().all(|p| p.id != "hub")), "links back are gone");
     }
 }
