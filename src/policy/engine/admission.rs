@@ -106,9 +106,8 @@ impl Admission {
 
     /// The class's measure as of `now_ms`, and whether it admits at a first remote read.
     pub fn share(&self, returning: bool, min_share: f64, now_ms: i64) -> ClassShare {
-        let r = if returning { &self.returning } else { &self.first }.decayed_with(now_ms, HALF_LIFE_MS);
-        let evidence = r.good + r.regretted;
-        let reuse_share = if evidence > 0.0 { r.good / evidence } else { 0.0 };
+        let rate = if returning { &self.returning } else { &self.first };
+        let (reuse_share, evidence) = rate.good_share_with(now_ms, HALF_LIFE_MS);
         ClassShare { reuse_share, evidence, admits: evidence >= MIN_EVIDENCE && reuse_share >= min_share }
     }
 

@@ -234,9 +234,7 @@ impl Companions {
 
     /// The measure as of `now_ms`, and whether promotions bring companions.
     pub fn usefulness(&self, now_ms: i64) -> UsefulShare {
-        let r = self.useful.decayed_with(now_ms, HALF_LIFE_MS);
-        let evidence = r.good + r.regretted;
-        let useful_share = if evidence > 0.0 { r.good / evidence } else { 0.0 };
+        let (useful_share, evidence) = self.useful.good_share_with(now_ms, HALF_LIFE_MS);
         let allowance = if evidence >= MIN_EVIDENCE {
             if useful_share >= MIN_USEFUL_SHARE {
                 usize::MAX

@@ -149,9 +149,7 @@ impl Duels {
 
     /// The measure as of `now_ms`, and the weight of recency it gives the ranking.
     pub fn mix(&self, now_ms: i64) -> RecencyMix {
-        let r = self.wins.decayed_with(now_ms, HALF_LIFE_MS);
-        let evidence = r.good + r.regretted;
-        let recency_share = if evidence > 0.0 { r.good / evidence } else { 0.0 };
+        let (recency_share, evidence) = self.wins.good_share_with(now_ms, HALF_LIFE_MS);
         let mix = if evidence >= MIN_EVIDENCE { (2.0 * recency_share - 1.0).clamp(0.0, 1.0) } else { 0.0 };
         RecencyMix { recency_share, evidence, mix }
     }

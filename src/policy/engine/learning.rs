@@ -63,6 +63,13 @@ impl Rate {
             self.regretted += 1.0;
         }
     }
+    /// As of `now_ms` (halved every `half_life_ms`): the good share of the outcomes (0 without
+    /// any) and how many there are, the evidence.
+    pub(super) fn good_share_with(&self, now_ms: i64, half_life_ms: f64) -> (f64, f64) {
+        let r = self.decayed_with(now_ms, half_life_ms);
+        let evidence = r.good + r.regretted;
+        (if evidence > 0.0 { r.good / evidence } else { 0.0 }, evidence)
+    }
     /// Regretted share with one good outcome of prior: 0 without history.
     pub fn regret(&self, now_ms: i64) -> f64 {
         let r = self.decayed(now_ms);
