@@ -7,8 +7,9 @@
 //! Levels start at the watermarks (defaults 70 / 85 / 95 %, `policies.watermarks`).
 //!
 //! Responses (nothing is ever dropped, frames only move down a tier):
-//! - Normal: the age rules only (hot frames idle `hotMaxAge` go warm, warm idle `warmMaxAge` cold).
-//! - Warning: hot frames leave after 3/4 of `hotMaxAge`; no periodic prefetch into hot; a remote
+//! - Normal: the age rules only (hot frames never read through us and idle `hotMaxAge` go warm,
+//!   warm idle `warmMaxAge` cold; hot frames read before stay while hot has room).
+//! - Warning: never-read hot frames leave after 3/4 of `hotMaxAge`; no periodic prefetch into hot; a remote
 //!   frame read again must outscore the weakest hot frame to come back.
 //! - Critical: the age rule gives way to ranking: the lowest-scoring frames (idle ones score
 //!   lowest) are demoted, through the filters, until the tier is back under the critical watermark.

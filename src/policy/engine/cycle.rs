@@ -26,6 +26,17 @@ struct Cycle<'f> {
     level_note: String,
 }
 
+/// A hot frame's age window and what shaped it (see [`PolicyEngine::age_window`]).
+pub(super) struct AgeWindow {
+    pub window_s: f64,
+    /// Outcome learning's stretch (≥ 1) and its reason.
+    pub tight: f64,
+    pub learnt: Option<String>,
+    /// Read through us: it stays while hot has room. A frame never read through us (imported, or
+    /// written and not read since) leaves past the window at any pressure below Critical.
+    pub read: bool,
+}
+
 /// A recommended move before rules and filters.
 struct Rec {
     idx: usize,
@@ -255,50 +266,45 @@ impl PolicyEngine {
     /// A hot frame idle beyond its age window is *eligible* to leave, not gone: `hotMaxAge`,
     /// `sqlite.maxFrames` and `sqlite.maxSize` are limits hot must stay under, not a timer.
     /// - Never read through us (imported, or written and not read since): nothing predicts a
-    ///   read, so it goes warm (cold when idle beyond `warmMaxAge` too) at any pressure.
-    /// - Read through us: while hot is at Normal pressure it stays (hot has room, and a frame
-    ///   read before is the likeliest to be read again, often the next working day); from
-    ///   Warning it goes unless its predicted next read falls within the (shortened) window.
-    ///   Critical and above rank by score instead (see `recommend_pressure_demotions`).
+    ///   read, so it goes warm (cold when idle beyond `warmMaxAge` too) at any pressure below
+    ///   Critical (after 3/4 of the window at Warning).
+    /// - Read through us: it stays while hot has room, below Critical pressure. A frame read
+    ///   before is the likeliest to be read again, often the next working day, and demoting it
+    ///   while hot has room only turns that read into a miss (at Warning too: on the recorded
+    ///   traces at 40 frames that cost 0.7 points). From Critical the lowest-ranked hot frames
+    ///   leave (`recommend_pressure_demotions`), idle ones first.
     fn idle_hot_demotion(&self, c: &Cycle, i: usize, f: &FrameView) -> Option<Rec> {
         let idle = self.idle_s(f, c.now_ms);
-        // The seed's age window, refined by frequency: a frame read again and again gets up to
-        // twice as long (a quarter more per read beyond the first, from 2 reads).
-        let stats = self.access.get(&f.frame_id);
-        let reads = stats.map(|s| s.count).unwrap_or(0);
-        // Outcome learning: a frame (or kind) whose demotions were regretted keeps hot longer.
-        let (tight, learnt) = self.learning.tightening(&f.frame_id, &f.kind, c.now_ms);
-        let frame_hot_max_s = c.hot_max_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64) * tight;
-        if idle <= frame_hot_max_s {
+        let w = self.age_window(f, c.hot_max_s, c.now_ms);
+        if w.read || idle <= w.window_s {
             return None;
         }
-        let level = c.pressure.hot_level.max(c.pressure.host_level);
         let e = self.evaluate(f, c.now_ms);
-        let prediction = if reads == 0 {
-            "never read".to_string()
-        } else if level == PressureLevel::Normal {
-            return None;
-        } else {
-            match e.class.next_access_in_s {
-                Some(n) if n <= frame_hot_max_s => return None,
-                Some(n) => format!("next read expected in {}", human_secs(n)),
-                None => "no read expected".to_string(),
-            }
-        };
         let to = if idle > c.warm_max_s { Tier::Cold } else { Tier::Warm };
-        let mut conf = 0.5 + 0.5 * (idle / frame_hot_max_s - 1.0).min(1.0);
+        let mut conf = 0.5 + 0.5 * (idle / w.window_s - 1.0).min(1.0);
         if e.class.pattern == Pattern::Cold {
             conf = conf.max(e.class.confidence);
         }
-        conf /= tight;
-        let learnt = learnt.map(|w| format!("; learnt: {w}")).unwrap_or_default();
+        conf /= w.tight;
+        let learnt = w.learnt.map(|w| format!("; learnt: {w}")).unwrap_or_default();
         let basis = format!(
-            "idle {} > {} (hotMaxAge), {prediction}{}{learnt}",
+            "idle {} > {} (hotMaxAge), never read{}{learnt}",
             human_secs(idle),
-            human_secs(frame_hot_max_s),
+            human_secs(w.window_s),
             c.level_note
         );
         Some(Rec::new(i, to, basis, conf, 0.5 + 0.5 * (1.0 - e.score.total), &e))
+    }
+
+    /// A hot frame's age window: `base_s` (`hotMaxAge`, shortened by pressure) refined by
+    /// frequency (a frame read again and again gets up to twice as long, a quarter more per read
+    /// beyond the first) and stretched by outcome learning (a frame or kind whose demotions were
+    /// regretted keeps hot longer).
+    pub(super) fn age_window(&self, f: &FrameView, base_s: f64, now_ms: i64) -> AgeWindow {
+        let reads = self.access.get(&f.frame_id).map(|s| s.count).unwrap_or(0);
+        let (tight, learnt) = self.learning.tightening(&f.frame_id, &f.kind, now_ms);
+        let window_s = base_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64) * tight;
+        AgeWindow { window_s, tight, learnt, read: reads > 0 }
     }
 
     /// A warm or cold frame: pinned, or read `promotionThreshold` times, comes back hot; a warm

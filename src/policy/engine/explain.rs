@@ -137,10 +137,8 @@ impl PolicyEngine {
             Some(Refusal::Active) => return "stays hot: active frame".to_string(),
             None => {}
         }
-        let reads = self.access.get(&f.frame_id).map(|s| s.count).unwrap_or(0);
-        let (tight, _) = self.learning.tightening(&f.frame_id, &f.kind, now_ms);
-        let window_s =
-            self.opts.hot_max_age_ms as f64 / 1000.0 * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64) * tight;
+        let w = self.age_window(f, self.opts.hot_max_age_ms as f64 / 1000.0, now_ms);
+        let window_s = w.window_s;
         let next = match e.class.next_access_in_s {
             Some(s) => format!("next read expected in {}", human_secs(s)),
             None => "no further reads expected".to_string(),
@@ -153,12 +151,13 @@ impl PolicyEngine {
             );
         }
         let eligible = format!("eligible: idle {} > {} (hotMaxAge)", human_secs(e.idle_s), human_secs(window_s));
-        if reads == 0 {
+        if !w.read {
             format!("{eligible}, never read through us: leaves hot at the next cycle (after the persistence filter)")
         } else {
             format!(
-                "{eligible}, read before; {next}: stays while hot is under its limits (Normal pressure), \
-                 leaves from Warning unless its next read is predicted within the window"
+                "{eligible}, read before; {next}: stays while hot has room (below Critical \
+                 pressure); from Critical it is ranked by score with the other hot frames, and leaves \
+                 unless its next read is predicted within the window"
             )
         }
     }

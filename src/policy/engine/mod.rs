@@ -484,7 +484,10 @@ impl PolicyEngine {
         };
         let idle_s = self.idle_s(f, now_ms);
         let tau = self.tau_s();
-        let mut parts = score(stats, &class, idle_s, f.size_bytes, now_ms, tau, &self.opts.weights);
+        // Outcome learning: a frame (or kind) whose demotions were regretted scores as if idle
+        // for less, so pressure and `make_room` take it later, as the age rule's window stretches.
+        let (tight, _) = self.learning.tightening(&f.frame_id, &f.kind, now_ms);
+        let mut parts = score(stats, &class, idle_s / tight, f.size_bytes, now_ms, tau, &self.opts.weights);
         let base_total = parts.total;
         parts.total = self.mixed(&parts, now_ms);
         let horizon = self.opts.filters.cost_horizon_ms as f64 / 1000.0;

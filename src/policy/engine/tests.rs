@@ -30,9 +30,14 @@ fn quiet() -> PressureInputs {
     PressureInputs { hot_max_frames: 1000, hot_max_bytes: 1 << 30, ..Default::default() }
 }
 
-/// Hot at 92 % of its frame limit: Warning, where frames read before leave past the window.
+/// Hot at 92 % of its frame limit: Warning, where never-read frames leave after 3/4 of the window.
 fn warning() -> PressureInputs {
     PressureInputs { hot_frames: 920, ..quiet() }
+}
+
+/// Hot at 95 % of its frame limit plus `over` frames: Critical, `over` frames to give up.
+fn critical(over: u64) -> PressureInputs {
+    PressureInputs { hot_frames: 950 + over, ..quiet() }
 }
 
 fn engine() -> PolicyEngine {
@@ -176,7 +181,6 @@ fn unreachable_tiers_defer() {
 #[test]
 fn dry_run_changes_nothing() {
     let mut e = engine();
-    e.on_read("a", Tier::Hot, NOW - 30 * H);
     let frames = vec![view("a", Tier::Hot, 30), view("b", Tier::Warm, 9 * 24)];
     let before = serde_json::to_value(e.snapshot()).expect("json");
     let r1 = e.run_cycle(NOW, &frames, &warning(), Reachability::ALL, true);
@@ -322,7 +326,7 @@ fn forget_leaves_nothing_about_a_deleted_frame() {
     e.on_read("a", Tier::Warm, NOW - 30 * H);
     e.record_outcome("a", Tier::Warm, Tier::Hot, true, None, NOW - 29 * H);
     // One cycle leaves a persistence counter (observing), the forced move a move in flight.
-    let r = e.run_cycle(NOW, &[view("a", Tier::Hot, 30)], &warning(), Reachability::ALL, false);
+    let r = e.run_cycle(NOW, &[view("a", Tier::Hot, 30)], &critical(1), Reachability::ALL, false);
     assert_eq!(only(&r, "a").action, Action::Observing);
     e.force_demote(&view("a", Tier::Hot, 30), Tier::Warm, NOW).expect("valid tier");
     e.pin("a", 1000, NOW).expect("pin");
@@ -340,24 +344,36 @@ fn forget_leaves_nothing_about_a_deleted_frame() {
     assert_eq!((e.in_flight(), e.pin_status().frames), (0, 0));
 }
 
-/// Hot frames read before stay while hot has room (Normal pressure), and leave past the window
-/// from Warning when no read is predicted; never-read frames leave at any pressure.
+/// Hot frames read before stay while hot has room, below Critical pressure; never-read frames
+/// leave past the window at any pressure, and an old frame stored now (an import) is not read.
 #[test]
 fn age_makes_eligible_not_gone() {
     let mut e = engine();
     e.on_read("read", Tier::Hot, NOW - 48 * H);
-    let frames = vec![view("read", Tier::Hot, 240), view("unread", Tier::Hot, 240)];
+    e.on_write("imported", NOW - H);
+    let frames = vec![view("read", Tier::Hot, 240), view("unread", Tier::Hot, 240), view("imported", Tier::Hot, 240)];
+    for pressure in [quiet(), warning()] {
+        let r = e.run_cycle(NOW, &frames, &pressure, Reachability::ALL, true);
+        let mut ids: Vec<&str> = r.decisions.iter().map(|d| d.frame_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["imported", "unread"], "{:?}", r.decisions);
+    }
     let r = e.run_cycle(NOW, &frames, &quiet(), Reachability::ALL, true);
-    assert!(r.decisions.iter().all(|d| d.frame_id != "read"), "{:?}", r.decisions);
     assert_eq!(only(&r, "unread").basis, "idle 10 d > 24 h (hotMaxAge), never read");
+    let r = e.run_cycle(NOW, &frames, &warning(), Reachability::ALL, true);
+    assert_eq!(only(&r, "imported").basis, "idle 10 d > 18 h (hotMaxAge), never read (warning pressure)");
     let x = e.explain("read", NOW, Some(&frames[0]));
     assert!(x.expected_next.starts_with("eligible: idle 2 d > 24 h (hotMaxAge), read before"), "{}", x.expected_next);
-    let r = e.run_cycle(NOW, &frames, &warning(), Reachability::ALL, true);
-    assert_eq!(only(&r, "read").basis, "idle 2 d > 18 h (hotMaxAge), no read expected (warning pressure)");
+    assert!(x.expected_next.contains("stays while hot has room"), "{}", x.expected_next);
+    // At Critical the ranking takes over: the longest idle frame seen in use goes first.
+    let r = e.run_cycle(NOW, &frames[..1], &critical(1), Reachability::ALL, true);
+    assert!(only(&r, "read").basis.starts_with("hot tier critical"), "{}", only(&r, "read").basis);
 }
 
-/// Outcome learning: a rule whose demotions are promoted back within the window is tightened
-/// for the frames it hurt (and a little for their kind), not for frames whose demotions were good.
+/// Outcome learning: demotions promoted back within the window tighten the rules for the
+/// frames they hurt (and a little for their kind), not for frames whose demotions were good.
+/// Here the rule is the pressure ranking: the hurt frames are the longest idle, so the ranking
+/// picks them first until their regretted demotions make them score as if idle for less.
 #[test]
 fn regretted_demotions_tighten_the_rule_for_the_frames_they_hurt_only() {
     let d = 24 * H;
@@ -370,14 +386,16 @@ fn regretted_demotions_tighten_the_rule_for_the_frames_they_hurt_only() {
     let mut frames = frames_at(&hurt, "p");
     frames.extend(frames_at(&fine, "q"));
     let mut demoted_per_round = vec![];
-    for round in 0..2 {
+    // Round 0 gives up all six (6 over the mark), round 1 three of them.
+    for (round, over) in [(0i64, 6u64), (1, 3)] {
         let t0 = NOW + round * 4 * d;
         for f in &frames {
-            e.on_read(&f.frame_id, Tier::Hot, t0 - 48 * H);
+            let last_read = if f.frame_id.starts_with('h') { 60 * H } else { 48 * H };
+            e.on_read(&f.frame_id, Tier::Hot, t0 - last_read);
         }
         let mut pending = vec![];
         for k in 0..3 {
-            let r = e.run_cycle(t0 + k * 5 * MIN, &frames, &warning(), Reachability::ALL, false);
+            let r = e.run_cycle(t0 + k * 5 * MIN, &frames, &critical(over), Reachability::ALL, false);
             pending = r.pending().map(|d| d.frame_id.clone()).collect::<Vec<_>>();
         }
         pending.sort();
@@ -392,7 +410,16 @@ fn regretted_demotions_tighten_the_rule_for_the_frames_they_hurt_only() {
         }
     }
     assert_eq!(demoted_per_round[0], vec!["f1", "f2", "f3", "h1", "h2", "h3"]);
-    assert_eq!(demoted_per_round[1], vec!["f1", "f2", "f3"], "the hurt frames stay hot the second time");
+    assert_eq!(demoted_per_round[1], vec!["f1", "f2", "f3"], "the hurt frames, idle longest, stay hot the second time");
+    // Without the outcomes the ranking would have taken the longest idle.
+    let mut fresh = engine();
+    for f in &frames {
+        fresh.on_read(&f.frame_id, Tier::Hot, NOW - if f.frame_id.starts_with('h') { 60 * H } else { 48 * H });
+    }
+    let r = fresh.run_cycle(NOW, &frames, &critical(3), Reachability::ALL, true);
+    let mut first: Vec<&str> = r.decisions.iter().map(|d| d.frame_id.as_str()).collect();
+    first.sort();
+    assert_eq!(first, ["h1", "h2", "h3"]);
 
     let now = NOW + 8 * d;
     let xh = e.explain("h1", now, Some(&frames[0]));
