@@ -4,13 +4,14 @@
 //! Fill is the tighter of the ratios that apply: hot — its bytes vs `hot_max_bytes` and frames vs
 //! `hot_max_frames`; warm — our bytes vs `warm_max_bytes` and the warm server's memory use vs its
 //! limit (when its backend reports one); host — `1 - available memory`.
-//! Levels start at the watermarks (defaults 70 / 85 / 95 %, `policies.watermarks`).
+//! Levels start at the watermarks (defaults 90 / 95 / 98 %, `policies.watermarks`).
 //!
 //! Responses (nothing is ever dropped, frames only move down a tier):
 //! - Normal: the age rules only (hot frames never read through us and idle `hotMaxAge` go warm,
 //!   warm idle `warmMaxAge` cold; hot frames read before stay while hot has room).
-//! - Warning: never-read hot frames leave after 3/4 of `hotMaxAge`; no periodic prefetch into hot; a remote
-//!   frame read again must outscore the weakest hot frame to come back.
+//! - Warning: never-read hot frames leave after 3/4 of `hotMaxAge` (frames read before still
+//!   stay); no periodic prefetch into hot; a remote frame read again must outscore the weakest hot
+//!   frame to come back.
 //! - Critical: the age rule gives way to ranking: the lowest-scoring frames (idle ones score
 //!   lowest) are demoted, through the filters, until the tier is back under the critical watermark.
 //! - Emergency: as Critical, but the lowest-scoring frames are demoted

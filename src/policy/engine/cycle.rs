@@ -270,9 +270,9 @@ impl PolicyEngine {
     ///   Critical (after 3/4 of the window at Warning).
     /// - Read through us: it stays while hot has room, below Critical pressure. A frame read
     ///   before is the likeliest to be read again, often the next working day, and demoting it
-    ///   while hot has room only turns that read into a miss (at Warning too: on the recorded
-    ///   traces at 40 frames that cost 0.7 points). From Critical the lowest-ranked hot frames
-    ///   leave (`recommend_pressure_demotions`), idle ones first.
+    ///   while hot has room only turns that read into a miss (at Warning too; docs/POLICY.md has
+    ///   the figures). From Critical the lowest-ranked hot frames leave
+    ///   (`recommend_pressure_demotions`), idle ones first.
     fn idle_hot_demotion(&self, c: &Cycle, i: usize, f: &FrameView) -> Option<Rec> {
         let idle = self.idle_s(f, c.now_ms);
         let w = self.age_window(f, c.hot_max_s, c.now_ms);

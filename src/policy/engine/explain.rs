@@ -156,8 +156,8 @@ impl PolicyEngine {
         } else {
             format!(
                 "{eligible}, read before; {next}: stays while hot has room (below Critical \
-                 pressure); from Critical it is ranked by score with the other hot frames, and leaves \
-                 unless its next read is predicted within the window"
+                 pressure); from Critical it is ranked by score with the other hot frames, the \
+                 lowest leaving first (a periodic frame due soon is passed over)"
             )
         }
     }

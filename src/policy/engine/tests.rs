@@ -365,7 +365,7 @@ fn age_makes_eligible_not_gone() {
     let x = e.explain("read", NOW, Some(&frames[0]));
     assert!(x.expected_next.starts_with("eligible: idle 2 d > 24 h (hotMaxAge), read before"), "{}", x.expected_next);
     assert!(x.expected_next.contains("stays while hot has room"), "{}", x.expected_next);
-    // At Critical the ranking takes over: the longest idle frame seen in use goes first.
+    // At Critical the ranking takes over: a frame read before is ranked out too.
     let r = e.run_cycle(NOW, &frames[..1], &critical(1), Reachability::ALL, true);
     assert!(only(&r, "read").basis.starts_with("hot tier critical"), "{}", only(&r, "read").basis);
 }
