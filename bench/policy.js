@@ -56,7 +56,10 @@ async function simulations() {
 // One working "day" of the recorded workload, in wall time; the seeds of its choices (tuning and
 // held out, as src/sim/acceptance.rs replays them from bench/traces/).
 const DAY_MS = 1500
-const RECORD_SETS = [['tuned on: seeds 0-4', [0, 1, 2, 3, 4]], ['held out: seeds 100-104', [100, 101, 102, 103, 104]]]
+// 30 working days: about 1,000 reads a trace, so one read is 0.1 point of a hit ratio (10 days
+// gave about 330, and a row's difference to LRU was two or three reads).
+const RECORD_DAYS = 30
+const RECORD_SETS = [['tuned on: seeds 0-9', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]], ['held out: seeds 100-109', [100, 101, 102, 103, 104, 105, 106, 107, 108, 109]]]
 const RECORD_CAPS = [10, 20, 40]
 const TRACES_DIR = path.join(__dirname, 'traces')
 const traceFile = (seed) => path.join(TRACES_DIR, `recorded-${seed}.jsonl`)
@@ -79,7 +82,7 @@ async function recorded(seed = 7) {
   let hits = 0
   const morning = ['m0', 'm1', 'm2', 'm3']
   await m.storeMany(morning.map((id) => frame(id, 2)))
-  for (let day = 0; day < 10; day++) {
+  for (let day = 0; day < RECORD_DAYS; day++) {
     const t0 = Date.now()
     for (const id of morning) await m.retrieve(id, { promote: false })
     for (let b = 0; b < 3; b++) {
@@ -186,18 +189,25 @@ async function cleanup(tag) {
 }
 
 async function main() {
-  const sims = await simulations()
   // The recorded traces are kept in bench/traces/ (the Rust acceptance test replays the same
-  // files); `--record` records them again through the manager first (about 15 s each).
+  // files); `--record` records them again through the manager first (about 45 s each, one after
+  // the other: the workload's times are wall times), `--record-only` records and stops.
+  if (process.argv.includes('--record') || process.argv.includes('--record-only')) {
+    fs.mkdirSync(TRACES_DIR, { recursive: true })
+    for (const [, seeds] of RECORD_SETS) {
+      for (const seed of seeds) {
+        const t = stretch(await recorded(seed))
+        fs.writeFileSync(traceFile(seed), t.map((e) => JSON.stringify(e)).join('\n') + '\n')
+        console.error(`recorded seed ${seed}: ${t.length} events`)
+      }
+    }
+    if (process.argv.includes('--record-only')) return
+  }
+  const sims = await simulations()
   const recSets = []
   for (const [label, seeds] of RECORD_SETS) {
     const rec = []
     for (const seed of seeds) {
-      if (process.argv.includes('--record')) {
-        const t = stretch(await recorded(seed))
-        fs.mkdirSync(TRACES_DIR, { recursive: true })
-        fs.writeFileSync(traceFile(seed), t.map((e) => JSON.stringify(e)).join('\n') + '\n')
-      }
       const text = fs.readFileSync(traceFile(seed), 'utf8')
       const byCap = {}
       for (const cap of RECORD_CAPS) {
@@ -233,7 +243,7 @@ async function main() {
   {
     const events = recSets.flatMap(({ rec }) => rec.map((r) => r.events))
     L.push('#### Traces recorded through `recordTrace`', '')
-    L.push(`A StackMemory-shaped workload driven through \`TierManager\` with \`recordTrace\`: 10 working days, task trees stored with \`storeMany\` and read back in bursts, older tasks revisited with Zipf popularity, search hits stored and read once, four frames read every morning. Recorded on 10 seeds of the workload's choices (${Math.min(...events)}-${Math.max(...events)} events each), kept in \`bench/traces/\` so that this table and \`src/sim/tests.rs\` replay the same files (\`node bench/policy.js --record\` records them again). A day took ${DAY_MS} ms of wall time; the files are stretched back to 24 h days, and the policy runs with its defaults (a cycle every 5 min). Per capacity: mean and worst seed. Format: [docs/POLICY.md](../docs/POLICY.md#trace-format-recordtrace-simulate).`, '')
+    L.push(`A StackMemory-shaped workload driven through \`TierManager\` with \`recordTrace\`: ${RECORD_DAYS} working days, task trees stored with \`storeMany\` and read back in bursts, older tasks revisited with Zipf popularity, search hits stored and read once, four frames read every morning. Recorded on 20 seeds of the workload's choices, 10 to tune on and 10 held out (${Math.min(...events)}-${Math.max(...events)} events each), kept in \`bench/traces/\` so that this table and \`src/sim/tests.rs\` replay the same files (\`node bench/policy.js --record\` records them again). A day took ${DAY_MS} ms of wall time; the files are stretched back to 24 h days, and the policy runs with its defaults (a cycle every 5 min). Per capacity: mean and worst seed. Format: [docs/POLICY.md](../docs/POLICY.md#trace-format-recordtrace-simulate).`, '')
     for (const { label, rec } of recSets) {
       L.push(`##### ${label}`, '')
       L.push('| hot capacity | ours mean % | worst | LRU mean % | S3-FIFO mean % | optimum mean % | worst seed − LRU (pts) | seeds above LRU | migrations / 1000 reads: ours / LRU |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|')

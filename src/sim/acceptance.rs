@@ -13,8 +13,8 @@ pub const TUNE_SEEDS: std::ops::Range<u64> = 0..10;
 /// Seeds never looked at while tuning.
 pub const HELD_OUT_SEEDS: std::ops::Range<u64> = 100..110;
 
-/// Recorded traces per seed set: seeds 0-4 (tuning) and 100-104 (held out) of the workload.
-pub const RECORDED_SEEDS: usize = 5;
+/// Working days in a recorded trace (bench/policy.js's `RECORD_DAYS`).
+pub const RECORDED_DAYS: u32 = 30;
 
 /// One trace at one hot capacity.
 #[derive(Clone)]
@@ -23,8 +23,6 @@ pub struct Case {
     pub days: u32,
     pub capacity_frames: u64,
     pub build: fn(u64, u32) -> Vec<TraceEvent>,
-    /// How many seeds of a set the case runs (the first ones): 10, or [`RECORDED_SEEDS`].
-    pub seeds: usize,
 }
 
 /// The trace recorded through `recordTrace` on seed `seed` of bench/policy.js's workload, from
@@ -37,8 +35,8 @@ pub fn recorded(seed: u64, _days: u32) -> Vec<TraceEvent> {
 /// The shipped traces (7 days, 100 hot frames), the fortnight at 15, 30 and 60 hot frames, and
 /// the recorded traces at 10, 20 and 40.
 pub fn cases() -> Vec<Case> {
-    let c = |name, days, capacity_frames, build| Case { name, days, capacity_frames, build, seeds: 10 };
-    let r = |name, capacity_frames| Case { name, days: 10, capacity_frames, build: recorded, seeds: RECORDED_SEEDS };
+    let c = |name, days, capacity_frames, build| Case { name, days, capacity_frames, build };
+    let r = |name, capacity_frames| Case { name, days: RECORDED_DAYS, capacity_frames, build: recorded };
     vec![
         c("sessions", 7, 100, traces::sessions as fn(u64, u32) -> Vec<TraceEvent>),
         c("periodic", 7, 100, traces::periodic),
@@ -130,7 +128,6 @@ pub fn run(case: &Case, seeds: impl IntoIterator<Item = u64>, base: &SimOptions)
     let opts = SimOptions { hot_capacity_frames: Some(case.capacity_frames), hot_capacity_bytes: None, ..base.clone() };
     let seeds = seeds
         .into_iter()
-        .take(case.seeds)
         .map(|seed| {
             let r = simulate(&(case.build)(seed, case.days), &opts);
             let pick = |n: &str| r.get(n).map(|p| (100.0 * p.hot_hit_ratio, p.migrations_per_1000_reads));

@@ -8,7 +8,10 @@
 //! every missed frame into hot (Bélády only when that is optimal); our engine decides through
 //! [`PolicyEngine::on_read`], runs a cycle every `cycle_ms` of trace time, and executes its pending
 //! decisions at once. When hot is full, [`PolicyEngine::make_room`] picks the victims. A migration
-//! is one frame moved between tiers (promotion or demotion); writing a frame is not one.
+//! is one frame moved between tiers (promotion or demotion); writing a frame is not one. The
+//! archive rule is the store's, so every policy has it: at each cycle a warm frame idle longer
+//! than `warmMaxAge` goes cold (our engine by its own rule; the baselines by the same test), so
+//! migrations compare the hot tiers' choices and not an archive one side lacks.
 //!
 //! Run `cargo run --release --example simulate` for the table on the shipped traces.
 //!
@@ -191,11 +194,39 @@ fn index(trace: &[TraceEvent]) -> (Vec<usize>, Vec<String>, Vec<u64>) {
     (dense, names, sizes)
 }
 
-fn run_baseline(b: &mut dyn Baseline, trace: &[TraceEvent], dense: &[usize], n: usize) -> Tally {
+/// When the store archives the warm frames idle longer than `warmMaxAge` (checked every cycle,
+/// as our engine's cycle does): the same for every policy, since that rule belongs to the tiered
+/// store, not to the hot tier's choice of victims.
+#[derive(Clone, Copy)]
+struct Archive {
+    cycle_ms: i64,
+    warm_max_ms: i64,
+}
+
+fn run_baseline(b: &mut dyn Baseline, trace: &[TraceEvent], dense: &[usize], n: usize, archive: Archive) -> Tally {
     let mut tier: Vec<Option<Tier>> = vec![None; n];
+    let mut last_ms: Vec<i64> = vec![0; n];
+    let mut warm: Vec<usize> = vec![];
     let mut t = Tally::default();
+    let mut next_cycle = trace.first().map(|e| e.t_ms + archive.cycle_ms).unwrap_or(0);
     for (i, e) in trace.iter().enumerate() {
+        while e.t_ms >= next_cycle {
+            warm.retain(|&f| {
+                let idle = next_cycle - last_ms[f];
+                if tier[f] != Some(Tier::Warm) {
+                    return false;
+                }
+                if idle > archive.warm_max_ms {
+                    tier[f] = Some(Tier::Cold);
+                    t.demotions += 1;
+                    return false;
+                }
+                true
+            });
+            next_cycle += archive.cycle_ms;
+        }
         let f = dense[i];
+        last_ms[f] = e.t_ms;
         let current = tier[f].unwrap_or(Tier::Cold);
         let hit = current == Tier::Hot;
         if e.op == Op::Read {
@@ -204,6 +235,7 @@ fn run_baseline(b: &mut dyn Baseline, trace: &[TraceEvent], dense: &[usize], n: 
         let step = b.access(i, f, e.size_bytes, hit);
         for v in step.evicted {
             tier[v] = Some(Tier::Warm);
+            warm.push(v);
             t.demotions += 1;
         }
         if step.admitted && !hit {
@@ -214,6 +246,9 @@ fn run_baseline(b: &mut dyn Baseline, trace: &[TraceEvent], dense: &[usize], n: 
         } else if !step.admitted && tier[f].is_none() {
             // A new frame written straight to a remote tier (only the optimum does that).
             tier[f] = Some(if e.op == Op::Write { Tier::Warm } else { Tier::Cold });
+            if e.op == Op::Write {
+                warm.push(f);
+            }
         }
     }
     t
@@ -245,8 +280,12 @@ pub fn simulate(trace: &[TraceEvent], opts: &SimOptions) -> SimReport {
         Box::new(S3Fifo::new(cap, n)),
         Box::new(Belady::new(cap, n, next_of_event)),
     ];
+    let archive = Archive {
+        cycle_ms: opts.cycle_ms.max(1),
+        warm_max_ms: opts.policy.warm_max_age_ms.min(i64::MAX as u64) as i64,
+    };
     for b in baselines.iter_mut() {
-        results.push(run_baseline(b.as_mut(), trace, &dense, n).result(b.name()));
+        results.push(run_baseline(b.as_mut(), trace, &dense, n, archive).result(b.name()));
     }
     let optimum = results.last().map(|r| r.hot_hit_ratio).unwrap_or(0.0);
     for r in results.iter_mut() {

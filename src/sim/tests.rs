@@ -72,22 +72,25 @@ fn acceptance_sessions_ten_seeds() {
     }
 }
 
-/// The traces recorded through `recordTrace` (bench/traces/, 5 seeds per set), at 10, 20 and 40
-/// hot frames. Since companions (a promotion brings the frames read with it), ours is above LRU
-/// on every seed at 10 and 20 frames: tuned 74.8 / 80.1 vs 69.5 / 77.0 %, held out 76.7 / 83.3
-/// vs 68.4 / 76.9 (worst seed +3.8 / +1.2 and +5.3 / +4.7 pts). NOT met: at 40 frames ours is
-/// below LRU (90.5 / 91.1 vs 91.5 / 91.6, worst seed -3.8), migrations are above LRU's at every
-/// capacity, and ours is 9-16 pts from the optimum. The bounds are the figures reached.
+/// The traces recorded through `recordTrace` (bench/traces/: 30 working days, 10 seeds per set),
+/// at 10, 20 and 40 hot frames. Ours is above LRU on every seed at 10 and 20 frames: tuned 74.4 /
+/// 79.6 vs 65.4 / 71.0 %, held out 74.1 / 80.3 vs 65.2 / 71.3 (worst seed +7.2 / +5.5 and +6.9 /
+/// +7.0 pts), with fewer migrations than LRU at 20. NOT met: at 40 frames ours ties LRU tuned
+/// (85.8 vs 85.7, 4/10 seeds) and is below it held out (85.7 vs 86.5, 1/10, worst -3.0);
+/// migrations are above LRU's at 10 and 40; ours is 8-12 pts from the optimum. The bounds are
+/// the figures reached.
 #[test]
 fn acceptance_recorded_traces() {
     for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
-        for (name, above_lru, min_worst, max_gap) in
-            [("recorded@10", true, 2.5, 12.0), ("recorded@20", true, 0.5, 17.0), ("recorded@40", false, -5.0, 10.5)]
-        {
-            let r = row(name, 10, seeds.clone());
-            assert_eq!(r.seeds.len(), acceptance::RECORDED_SEEDS, "{name}: a trace file is missing");
-            assert!(r.seeds.iter().all(|s| s.optimum > 50.0), "{name}: an empty or unreadable trace");
-            assert_row(&r, [false, above_lru, above_lru, false], min_worst, max_gap);
+        for (name, goals, min_worst, max_gap) in [
+            ("recorded@10", [false, true, true, false], 6.0, 9.0),
+            ("recorded@20", [false, true, true, true], 4.5, 12.0),
+            ("recorded@40", [false, false, false, false], -3.5, 12.0),
+        ] {
+            let r = row(name, acceptance::RECORDED_DAYS, seeds.clone());
+            assert_eq!(r.seeds.len(), 10, "{name}: seeds");
+            assert!(r.seeds.iter().all(|s| s.optimum > 50.0), "{name}: a trace file missing, empty or unreadable");
+            assert_row(&r, goals, min_worst, max_gap);
             assert!(
                 r.mean_ours() >= r.mean_lru() - 1.5,
                 "{name}: more than 1.5 pts below LRU\n{}",
@@ -95,6 +98,31 @@ fn acceptance_recorded_traces() {
             );
         }
     }
+}
+
+/// The archive rule is the store's, so the baselines run it too: a frame LRU evicted goes cold
+/// once idle longer than `warmMaxAge` (one more migration), and its next read is a cold hit.
+#[test]
+fn baselines_archive_warm_frames_as_the_store_does() {
+    let ev = |id: &str, t_ms: i64, op| TraceEvent { frame_id: id.into(), size_bytes: 10, t_ms, op };
+    let day = 86_400_000;
+    let trace = [
+        ev("a", 0, Op::Write),
+        ev("b", 1000, Op::Write),
+        ev("b", 8 * day, Op::Read),
+        ev("a", 8 * day + 1000, Op::Read),
+    ];
+    let opts = SimOptions { hot_capacity_frames: Some(1), ..SimOptions::default() };
+    let r = simulate(&trace, &opts);
+    let lru = r.get("LRU").expect("LRU");
+    assert_eq!((lru.hot_hits, lru.warm_hits, lru.cold_hits), (1, 0, 1), "{}", r.to_markdown());
+    // a evicted by b, a archived, a promoted back (b evicted).
+    assert_eq!((lru.promotions, lru.demotions), (1, 3));
+    // Within warmMaxAge nothing is archived: a is a warm hit.
+    let short =
+        [ev("a", 0, Op::Write), ev("b", 1000, Op::Write), ev("b", day, Op::Read), ev("a", day + 1000, Op::Read)];
+    let lru = simulate(&short, &opts).get("LRU").cloned().expect("LRU");
+    assert_eq!((lru.warm_hits, lru.cold_hits, lru.demotions), (1, 0, 2));
 }
 
 #[test]
