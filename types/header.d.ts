@@ -465,7 +465,7 @@ export interface Explanation {
   learning: string
   /** Frames read with this one in earlier bursts, brought along when it is promoted, and whether bringing pays: `b (2.0 bursts); brought at its promotion: 64% of 25 probes useful`. */
   companions: string
-  /** How hot's victims are ranked now: `by score: ...` or `40% recency, 60% score: LRU's choice was right in 70% of 48 victim duels`. */
+  /** How hot's victims are ranked now: `by score: ...` or `40% recency, 60% score: LRU's choice was right in 55% of 48 victim duels`. */
   ranking: string
 }
 

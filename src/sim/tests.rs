@@ -33,9 +33,9 @@ fn assert_row(r: &acceptance::Row, goals: [bool; 4], min_worst_vs_lru: f64, max_
 
 #[test]
 fn acceptance_fortnight_ten_seeds_tuned_and_held_out() {
-    // Measured (tuned / held out): @15 61.3 / 61.1 % vs LRU 54.7 / 54.7, optimum 65.4 / 65.5 (4.2 /
-    // 4.5 pts: within 5 since companions); @30 64.4 / 64.5 vs 57.7 / 58.5; @60 66.2 / 66.2 vs 64.8
-    // / 65.2, above LRU on 10/10 tuned and 8/10 held-out seeds (worst +0.2 / +0.0 pts).
+    // Measured (tuned / held out): @15 61.5 / 61.5 % vs LRU 54.7 / 54.7, optimum 65.4 / 65.5 (3.9 /
+    // 4.0 pts: within 5 since companions); @30 64.8 / 65.0 vs 57.7 / 58.5; @60 66.7 / 66.8 vs 64.8
+    // / 65.2, above LRU on 10/10 tuned and 9/10 held-out seeds (worst +0.8 / +0.0 pts).
     for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
         assert_row(&row("fortnight@15", 14, seeds.clone()), [true, true, true, true], 3.5, 5.0);
         assert_row(&row("fortnight@30", 14, seeds.clone()), [true, true, true, true], 2.5, 5.0);
@@ -56,8 +56,8 @@ fn acceptance_shipped_traces_ten_seeds() {
 }
 
 /// Sessions (7 days), where LRU is near-optimal: ours is within 5 points of the optimum with no
-/// more migrations than LRU (166 / 168 and 168 / 170 per 1,000 reads), but NOT above LRU: 95.3 vs
-/// 95.4 % (tuned), 95.2 vs 95.3 % (held out), above it on 0/10 and 4/10 seeds, worst -0.4 pts
+/// more migrations than LRU (167 / 168 and 168 / 170 per 1,000 reads), but NOT above LRU: 95.2 vs
+/// 95.4 % (tuned), 95.2 vs 95.3 % (held out), above it on 0/10 and 1/10 seeds, worst -0.6 pts
 /// (see bench/policy.md).
 #[test]
 fn acceptance_sessions_ten_seeds() {
@@ -74,18 +74,18 @@ fn acceptance_sessions_ten_seeds() {
 
 /// The traces recorded through `recordTrace` (bench/traces/: 30 working days, 10 seeds per set),
 /// at 10, 20 and 40 hot frames. Ours is above LRU on every seed at 10 and 20 frames: tuned 74.4 /
-/// 79.6 vs 65.4 / 71.0 %, held out 74.1 / 80.3 vs 65.2 / 71.3 (worst seed +7.2 / +5.5 and +6.9 /
-/// +7.0 pts), with fewer migrations than LRU at 20. NOT met: at 40 frames ours ties LRU tuned
-/// (85.8 vs 85.7, 4/10 seeds) and is below it held out (85.7 vs 86.5, 1/10, worst -3.0);
-/// migrations are above LRU's at 10 and 40; ours is 8-12 pts from the optimum. The bounds are
-/// the figures reached.
+/// 79.7 vs 65.4 / 71.0 %, held out 74.2 / 80.7 vs 65.2 / 71.3 (worst seed +7.4 / +5.6 and +7.0 /
+/// +7.2 pts), with fewer migrations than LRU at 20. At 40 frames ours is above LRU on the mean
+/// only just (86.2 vs 85.7 tuned, 86.6 vs 86.5 held out) and on 5/10 seeds (worst -0.7 / -1.5).
+/// NOT met: 8/10 seeds at 40; migrations at 10 (and at 40 held out, 1078 vs 1073); ours is 8-11
+/// pts from the optimum. The bounds are the figures reached.
 #[test]
 fn acceptance_recorded_traces() {
     for seeds in [acceptance::TUNE_SEEDS, acceptance::HELD_OUT_SEEDS] {
         for (name, goals, min_worst, max_gap) in [
-            ("recorded@10", [false, true, true, false], 6.0, 9.0),
-            ("recorded@20", [false, true, true, true], 4.5, 12.0),
-            ("recorded@40", [false, false, false, false], -3.5, 12.0),
+            ("recorded@10", [false, true, true, false], 6.5, 9.0),
+            ("recorded@20", [false, true, true, true], 5.0, 12.0),
+            ("recorded@40", [false, true, false, false], -2.0, 11.5),
         ] {
             let r = row(name, acceptance::RECORDED_DAYS, seeds.clone());
             assert_eq!(r.seeds.len(), 10, "{name}: seeds");
