@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::error::Result;
-use super::normalize::normalize_bundle;
+use super::normalize::normalize_stored;
 
 pub const FRAME_COLS: &[&str] = &[
     "frame_id",
@@ -87,7 +87,7 @@ impl Bundle {
 
     /// Build a bundle from a value previously produced by [`Bundle::to_value`] (decoded copies).
     pub fn from_stored_value(v: Value) -> Result<Bundle> {
-        normalize_bundle(v)
+        normalize_stored(v)
     }
 
     /// The text the full-text indexes see, by weight: (name, digest, anchors, event payloads).

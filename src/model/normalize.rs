@@ -12,8 +12,30 @@ enum TimeUnit {
     Millis,
 }
 
+/// Where a bundle comes from, which decides what a string in a JSON column is.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A caller (StackMemory hands its rows over): a string in a JSON column is the column's JSON
+    /// text, and is parsed.
+    Caller,
+    /// A copy we stored (Redis, PostgreSQL, a journal): JSON columns hold the values normalising
+    /// gave. Parsing a string there again would change it (`"\"x\""` became `"x"`) or refuse it
+    /// (a payload whose JSON was the string `"done"`), and the frame could not be read back.
+    Stored,
+}
+
 /// Validate and normalise a bundle given by a caller. Never panics on any input.
 pub fn normalize_bundle(v: Value) -> Result<Bundle> {
+    normalize(v, Source::Caller)
+}
+
+/// Validate a bundle we stored ([`Bundle::to_value`] of a normalised one): the same checks, and
+/// JSON columns taken as the values they are. `normalize_stored(b.to_value())` is `b`.
+pub(crate) fn normalize_stored(v: Value) -> Result<Bundle> {
+    normalize(v, Source::Stored)
+}
+
+fn normalize(v: Value, source: Source) -> Result<Bundle> {
     let Value::Object(mut top) = v else {
         return Err(TierError::invalid_frame("bundle", "must be an object { frame, events, anchors }"));
     };
@@ -22,7 +44,7 @@ pub fn normalize_bundle(v: Value) -> Result<Bundle> {
         Some(_) => return Err(TierError::invalid_frame("frame", "must be an object")),
         None => return Err(TierError::invalid_frame("frame", "is required")),
     };
-    let frame = normalize_frame(frame)?;
+    let frame = normalize_frame(frame, source)?;
     let frame_id = frame.get("frame_id").and_then(Value::as_str).unwrap_or("").to_string();
 
     let events = take_array(&mut top, "events")?;
@@ -31,7 +53,7 @@ pub fn normalize_bundle(v: Value) -> Result<Bundle> {
     let mut evs = Vec::with_capacity(events.len());
     let mut seen = std::collections::HashSet::new();
     for (i, e) in events.into_iter().enumerate() {
-        let e = normalize_event(e, i, &frame_id)?;
+        let e = normalize_event(e, i, &frame_id, source)?;
         let id = e.get("event_id").and_then(Value::as_str).unwrap_or("").to_string();
         if !seen.insert(id.clone()) {
             return Err(TierError::invalid_frame(format!("events[{i}].event_id"), format!("duplicate id {id}")));
@@ -44,7 +66,7 @@ pub fn normalize_bundle(v: Value) -> Result<Bundle> {
     let mut ans = Vec::with_capacity(anchors.len());
     seen.clear();
     for (i, a) in anchors.into_iter().enumerate() {
-        let a = normalize_anchor(a, i, &frame_id)?;
+        let a = normalize_anchor(a, i, &frame_id, source)?;
         let id = a.get("anchor_id").and_then(Value::as_str).unwrap_or("").to_string();
         if !seen.insert(id.clone()) {
             return Err(TierError::invalid_frame(format!("anchors[{i}].anchor_id"), format!("duplicate id {id}")));
@@ -113,7 +135,10 @@ fn check_int(row: &mut Row, key: &str, path: &str, min: i64, max: i64) -> Result
     }
 }
 
-fn normalize_json_col(row: &mut Row, key: &str, path: &str) -> Result<()> {
+fn normalize_json_col(row: &mut Row, key: &str, path: &str, source: Source) -> Result<()> {
+    if matches!(source, Source::Stored) {
+        return Ok(());
+    }
     if let Some(Value::String(s)) = row.get(key) {
         let parsed: Value = serde_json::from_str(s)
             .map_err(|e| TierError::invalid_frame(path, format!("is a string but not JSON ({e})")))?;
@@ -156,7 +181,7 @@ fn normalize_time(row: &mut Row, key: &str, path: &str, unit: TimeUnit) -> Resul
     Ok(())
 }
 
-fn normalize_frame(mut f: Row) -> Result<Row> {
+fn normalize_frame(mut f: Row, source: Source) -> Result<Row> {
     check_id(&f, "frame_id", "frame.frame_id", true)?;
     check_id(&f, "run_id", "frame.run_id", true)?;
     check_id(&f, "project_id", "frame.project_id", false)?;
@@ -178,7 +203,7 @@ fn normalize_frame(mut f: Row) -> Result<Row> {
     check_string(&f, "digest_text", "frame.digest_text", false)?;
     check_string(&f, "retention_policy", "frame.retention_policy", false)?;
     for c in FRAME_JSON_COLS {
-        normalize_json_col(&mut f, c, &format!("frame.{c}"))?;
+        normalize_json_col(&mut f, c, &format!("frame.{c}"), source)?;
     }
     normalize_time(&mut f, "created_at", "frame.created_at", TimeUnit::Seconds)?;
     normalize_time(&mut f, "closed_at", "frame.closed_at", TimeUnit::Seconds)?;
@@ -196,7 +221,7 @@ fn is_reserved_key(f: &Row) -> bool {
     ["tier_status", "last_accessed", "access_count"].iter().any(|k| f.contains_key(*k))
 }
 
-fn normalize_event(v: Value, i: usize, frame_id: &str) -> Result<Row> {
+fn normalize_event(v: Value, i: usize, frame_id: &str, source: Source) -> Result<Row> {
     let Value::Object(mut e) = v else {
         return Err(TierError::invalid_frame(format!("events[{i}]"), "must be an object"));
     };
@@ -210,12 +235,12 @@ fn normalize_event(v: Value, i: usize, frame_id: &str) -> Result<Row> {
     }
     check_int(&mut e, "seq", &p("seq"), 0, i64::MAX)?;
     check_string(&e, "event_type", &p("event_type"), true)?;
-    normalize_json_col(&mut e, "payload", &p("payload"))?;
+    normalize_json_col(&mut e, "payload", &p("payload"), source)?;
     normalize_time(&mut e, "ts", &p("ts"), TimeUnit::Millis)?;
     Ok(e)
 }
 
-fn normalize_anchor(v: Value, i: usize, frame_id: &str) -> Result<Row> {
+fn normalize_anchor(v: Value, i: usize, frame_id: &str, source: Source) -> Result<Row> {
     let Value::Object(mut a) = v else {
         return Err(TierError::invalid_frame(format!("anchors[{i}]"), "must be an object"));
     };
@@ -227,7 +252,7 @@ fn normalize_anchor(v: Value, i: usize, frame_id: &str) -> Result<Row> {
     check_string(&a, "text", &p("text"), true)?;
     check_int(&mut a, "priority", &p("priority"), i64::MIN, i64::MAX)?;
     normalize_time(&mut a, "created_at", &p("created_at"), TimeUnit::Seconds)?;
-    normalize_json_col(&mut a, "metadata", &p("metadata"))?;
+    normalize_json_col(&mut a, "metadata", &p("metadata"), source)?;
     Ok(a)
 }
 
@@ -260,6 +285,23 @@ mod tests {
             // Normalising twice is the identity, so checksums are stable across moves.
             let again = normalize_bundle(n.to_value()).expect("valid");
             assert_eq!(again.canonical_bytes(), n.canonical_bytes());
+        }
+    }
+
+    /// A payload whose JSON is a string (StackMemory's column text `"done"`) normalises to the
+    /// string `done`; a copy of it read back from Redis or PostgreSQL must not be parsed again
+    /// (it was refused: `done` is not JSON, and `"\"x\""` became `x`). Found by the normalize
+    /// property (seed e470b05f, kept in proptest-regressions/).
+    #[test]
+    fn a_stored_copy_is_not_parsed_again() {
+        for (text, value) in [("\"done\"", json!("done")), ("\"\\\"x\\\"\"", json!("\"x\"")), ("\"[1]\"", json!("[1]"))]
+        {
+            let b = json!({"frame": {"frame_id": "f1", "run_id": "r", "project_id": "p", "type": "task", "name": "n"},
+                "events": [{"event_id": "e1", "seq": 1, "event_type": "x", "payload": text}]});
+            let n = normalize_bundle(b).expect("valid");
+            assert_eq!(n.events[0]["payload"], value);
+            let back = Bundle::from_stored_value(n.to_value()).expect("a stored copy reads back");
+            assert_eq!(back.canonical_bytes(), n.canonical_bytes());
         }
     }
 
