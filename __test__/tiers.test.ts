@@ -87,6 +87,26 @@ describe('round trip hot → warm → cold → hot', () => {
     await expectExact('hot again')
   })
 
+  test('JSON columns whose JSON is a string (StackMemory column text \'"done"\') read back the same from every tier', async () => {
+    // Such a copy read back from Redis or PostgreSQL was parsed a second time: `done` is not JSON,
+    // so the moved frame could not be read (ERR_CORRUPT), and '"\\"x\\""' came back as `x`.
+    const e = env()
+    const m = await open(e.config)
+    const b: any = simpleBundle('strjson-1')
+    b.frame.inputs = JSON.stringify('a goal given as a string')
+    b.events[0].payload = JSON.stringify('done')
+    b.events.push({ ...b.events[0], event_id: 'strjson-1-e2', seq: 2, payload: JSON.stringify(JSON.stringify('x')) })
+    await m.storeMany([b])
+    const want = { inputs: 'a goal given as a string', payloads: ['done', '"x"'] }
+    const shape = (got: any) => ({ inputs: got.frame.inputs, payloads: got.events.map((ev: any) => ev.payload) })
+    expect(shape(await m.retrieve('strjson-1', { promote: false }))).toEqual(want)
+    for (const toTier of ['warm', 'cold', 'hot'] as const) {
+      const r = await m.migrate({ toTier, frameIds: ['strjson-1'] })
+      expect({ toTier, failed: r.failed, moved: r.moved.length }).toEqual({ toTier, failed: [], moved: 1 })
+      expect({ toTier, ...shape(await m.retrieve('strjson-1', { promote: false })) }).toEqual({ toTier, ...want })
+    }
+  })
+
   test('3 fixtures + 5,000 generated bundles survive every tier JSON-equal, counts right at each step', async () => {
     const e = env()
     const m = await open(e.config)
