@@ -29,9 +29,8 @@ struct Cycle<'f> {
 /// A hot frame's age window and what shaped it (see [`PolicyEngine::age_window`]).
 pub(super) struct AgeWindow {
     pub window_s: f64,
-    /// Outcome learning's stretch (≥ 1) and its reason.
+    /// Outcome learning's stretch (≥ 1).
     pub tight: f64,
-    pub learnt: Option<String>,
     /// Read through us: it stays while hot has room. A frame never read through us (imported, or
     /// written and not read since) leaves past the window at any pressure below Critical.
     pub read: bool,
@@ -286,7 +285,9 @@ impl PolicyEngine {
             conf = conf.max(e.class.confidence);
         }
         conf /= w.tight;
-        let learnt = w.learnt.map(|w| format!("; learnt: {w}")).unwrap_or_default();
+        // The stretch's reason, only for the frame that leaves (the window above took its factor).
+        let (_, learnt) = self.learning.tightening(&f.frame_id, &f.kind, c.now_ms);
+        let learnt = learnt.map(|w| format!("; learnt: {w}")).unwrap_or_default();
         let basis = format!(
             "idle {} > {} (hotMaxAge), never read{}{learnt}",
             human_secs(idle),
@@ -302,9 +303,9 @@ impl PolicyEngine {
     /// regretted keeps hot longer).
     pub(super) fn age_window(&self, f: &FrameView, base_s: f64, now_ms: i64) -> AgeWindow {
         let reads = self.access.get(&f.frame_id).map(|s| s.count).unwrap_or(0);
-        let (tight, learnt) = self.learning.tightening(&f.frame_id, &f.kind, now_ms);
+        let tight = self.learning.tightening_factor(&f.frame_id, &f.kind, now_ms);
         let window_s = base_s * (1.0 + 0.25 * (reads.saturating_sub(1).min(4)) as f64) * tight;
-        AgeWindow { window_s, tight, learnt, read: reads > 0 }
+        AgeWindow { window_s, tight, read: reads > 0 }
     }
 
     /// A warm or cold frame: pinned, or read `promotionThreshold` times, comes back hot; a warm

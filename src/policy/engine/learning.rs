@@ -224,10 +224,8 @@ impl Learning {
 
     /// How much the demotion rules are stretched for this frame (≥ 1), and why.
     pub fn tightening(&self, frame_id: &str, kind: &str, now_ms: i64) -> (f64, Option<String>) {
-        let f = self.frames.get(frame_id).map(|f| f.rate.regret(now_ms)).unwrap_or(0.0);
-        let k = self.kinds.get(kind).map(|r| r.regret(now_ms)).unwrap_or(0.0);
-        let factor = (1.0 + 2.0 * f + 0.5 * k).min(MAX_TIGHTENING);
-        if factor <= 1.0 + 1e-9 {
+        let factor = self.tightening_factor(frame_id, kind, now_ms);
+        if factor == 1.0 {
             return (1.0, None);
         }
         let fr = self.frames.get(frame_id).map(|f| f.rate.decayed(now_ms)).unwrap_or_default();
@@ -238,6 +236,20 @@ impl Learning {
             100.0 * self.kinds.get(kind).map(|r| r.success(now_ms)).unwrap_or(1.0)
         );
         (factor, Some(why))
+    }
+
+    /// The factor of [`Self::tightening`] alone (1 when nothing was regretted), for the callers
+    /// that rank every frame of a cycle and show no reason: building the reason's text there
+    /// would cost a string per frame of a kind with any regret.
+    pub fn tightening_factor(&self, frame_id: &str, kind: &str, now_ms: i64) -> f64 {
+        let f = self.frames.get(frame_id).map(|f| f.rate.regret(now_ms)).unwrap_or(0.0);
+        let k = self.kinds.get(kind).map(|r| r.regret(now_ms)).unwrap_or(0.0);
+        let factor = (1.0 + 2.0 * f + 0.5 * k).min(MAX_TIGHTENING);
+        if factor <= 1.0 + 1e-9 {
+            1.0
+        } else {
+            factor
+        }
     }
 
     pub fn history(&self, frame_id: &str) -> Vec<OutcomeRecord> {

@@ -486,7 +486,7 @@ impl PolicyEngine {
         let tau = self.tau_s();
         // Outcome learning: a frame (or kind) whose demotions were regretted scores as if idle
         // for less, so pressure and `make_room` take it later, as the age rule's window stretches.
-        let (tight, _) = self.learning.tightening(&f.frame_id, &f.kind, now_ms);
+        let tight = self.learning.tightening_factor(&f.frame_id, &f.kind, now_ms);
         let mut parts = score(stats, &class, idle_s / tight, f.size_bytes, now_ms, tau, &self.opts.weights);
         let base_total = parts.total;
         parts.total = self.mixed(&parts, now_ms);
